@@ -1,0 +1,86 @@
+"""The two deployable graphs of the official export contract, as PyTorch modules every exporter traces.
+
+Encoder: ``image`` [1, 3, 1024, 1024] float32 -> ``image_embeddings`` [1, 256, 64, 64].
+Decoder: ``image_embeddings`` [1, 256, 64, 64], ``point_coords`` [1, N, 2], ``point_labels`` [1, N]
+-> ``scores`` [1, 4], ``masks`` [1, 4, 256, 256] (low-res logits).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .modeling import EdgeSam, reparameterize_encoder
+from .modeling.mask_decoder import stability_score
+
+ScoreKind = Literal["iou", "stability"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (None for a dynamic axis) and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+ENCODER_INPUTS = (TensorSpec("image", (1, 3, 1024, 1024)),)
+ENCODER_OUTPUTS = (TensorSpec("image_embeddings", (1, 256, 64, 64)),)
+DECODER_INPUTS = (
+    TensorSpec("image_embeddings", (1, 256, 64, 64)),
+    TensorSpec("point_coords", (1, None, 2)),
+    TensorSpec("point_labels", (1, None)),
+)
+DECODER_OUTPUTS = (TensorSpec("scores", (1, 4)), TensorSpec("masks", (1, 4, 256, 256)))
+
+
+class EncoderGraph(nn.Module):
+    """Image encoder with bilinear stage-3 upsampling, re-parameterized unless ``fold=False``."""
+
+    def __init__(self, model: EdgeSam, fold: bool = True) -> None:
+        super().__init__()
+        encoder = copy.deepcopy(model.image_encoder).eval()
+        encoder.set_upsample_mode("bilinear")
+        self.encoder = reparameterize_encoder(encoder) if fold else encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(image)
+
+
+class DecoderGraph(nn.Module):
+    """Prompt encoder + mask decoder; labels selected arithmetically, dense PE a constant."""
+
+    def __init__(self, model: EdgeSam, scores: ScoreKind = "iou") -> None:
+        super().__init__()
+        self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
+        self.mask_decoder = copy.deepcopy(model.mask_decoder).eval()
+        self.scores = scores
+        with torch.no_grad():
+            self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().clone())
+
+    def forward(
+        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
+        dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        scores = stability_score(masks) if self.scores == "stability" else iou
+        return scores, masks
+
+
+def example_inputs(num_points: int = 2) -> tuple[tuple[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Deterministic example inputs (encoder, decoder) for tracing."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 3, 1024, 1024, generator=g)
+    emb = torch.randn(1, 256, 64, 64, generator=g)
+    coords = torch.rand(1, num_points, 2, generator=g) * 1024
+    labels = torch.ones(1, num_points)
+    labels[0, -1] = -1
+    return (image,), (emb, coords, labels)

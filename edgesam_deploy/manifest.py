@@ -1,0 +1,103 @@
+"""``manifest.json``: what an export directory holds, where it came from and how it was verified."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import DeployError
+from .fileio import write_json
+from .processing import IMG_SIZE, PIXEL_MEAN, PIXEL_STD
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+TOOL_PACKAGES = (
+    "torch", "numpy", "onnx", "onnxruntime", "onnxsim", "onnxslim", "coremltools",
+    "ai-edge-litert", "litert-torch", "ai-edge-quantizer", "scikit-image",
+)
+
+PREPROCESSING = {
+    "color": "RGB uint8 H x W x 3",
+    "resize": f"longest side to {IMG_SIZE}: new = int(dim * {IMG_SIZE} / max(H, W) + 0.5), PIL bilinear",
+    "pixel_mean": [float(v) for v in PIXEL_MEAN],
+    "pixel_std": [float(v) for v in PIXEL_STD],
+    "normalize": "(pixel - mean) / std on the 0..255 scale",
+    "pad": f"zeros at bottom and right to {IMG_SIZE} x {IMG_SIZE}",
+    "layout": "NCHW float32 [1, 3, 1024, 1024]",
+    "point_coords": "(x, y) original pixels scaled by (new_w / W, new_h / H); +0.5 is done inside the graph",
+    "point_labels": "1 fg, 0 bg, 2 box top-left, 3 box bottom-right, -1 padding; without a box append (0, 0) label -1",
+    "masks": "low-res logits [1, 4, 256, 256] -> bilinear 1024 -> crop to resized size -> bilinear H x W -> > 0",
+}
+
+
+class ManifestError(DeployError):
+    """A manifest is missing or malformed."""
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the packages an export may use (absent ones omitted)."""
+    out = {"python": platform.python_version(), "edgesam-deploy": __version__}
+    for pkg in TOOL_PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class ArtifactRecord:
+    """One exported graph. ``file`` is relative to the export directory."""
+
+    file: str
+    target: str  # onnx | tflite | coreml
+    role: str  # encoder | decoder
+    precision: str
+    inputs: list[dict]
+    outputs: list[dict]
+    size_bytes: int
+    sha256: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.file
+
+
+@dataclass
+class Manifest:
+    """The whole export directory; artifacts of several targets share one manifest."""
+
+    model: dict[str, Any]
+    tools: dict[str, str] = field(default_factory=tool_versions)
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(PREPROCESSING))
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    parity: dict[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def add(self, records: list[ArtifactRecord]) -> None:
+        """Add records, replacing any with the same file."""
+        new = {r.file for r in records}
+        self.artifacts = [a for a in self.artifacts if a.file not in new] + list(records)
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / MANIFEST_NAME
+        data = asdict(self)
+        write_json(path, data)
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> "Manifest":
+        path = Path(directory) / MANIFEST_NAME
+        if not path.is_file():
+            raise ManifestError(f"{directory}: no {MANIFEST_NAME}; is this an export directory of edgesam-deploy?")
+        try:
+            data = json.loads(path.read_text())
+            data["artifacts"] = [ArtifactRecord(**a) for a in data.get("artifacts", [])]
+            return cls(**data)
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ManifestError(f"{path}: malformed manifest ({exc})") from exc

@@ -1,0 +1,157 @@
+"""The target-independent parity engine: every artifact against the PyTorch fp32 reference.
+
+For each photo (several aspect ratios) and prompt case, the reference computes embeddings, low-res
+logits, scores and final masks. An encoder artifact is judged on its embeddings and on the masks the
+reference decoder makes from them; a decoder artifact on what it makes from the reference embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..graphs import DecoderGraph, EncoderGraph, ScoreKind
+from ..manifest import ArtifactRecord
+from ..modeling import EdgeSam
+from ..processing import PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
+from ..runtimes.base import GraphSession
+from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
+from . import metrics as M
+from .thresholds import thresholds_for, violations
+
+
+@dataclass
+class PromptCase:
+    name: str
+    coords: np.ndarray  # 1 x N x 2, 1024 frame
+    labels: np.ndarray  # 1 x N
+    ref_logits: np.ndarray = field(repr=False)  # 4 x 256 x 256
+    ref_scores: dict[str, np.ndarray] = field(repr=False)  # kind -> 4
+    ref_masks: np.ndarray = field(repr=False)  # 4 x H x W bool
+
+
+@dataclass
+class ImageCase:
+    name: str
+    tensor: np.ndarray = field(repr=False)  # 1 x 3 x 1024 x 1024
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    ref_embeddings: np.ndarray = field(repr=False)  # 1 x 256 x 64 x 64
+    prompts: list[PromptCase]
+
+
+class Reference:
+    """The fp32 PyTorch reference (bilinear upsampling, unfolded) on the parity photos and prompts."""
+
+    def __init__(self, model: EdgeSam, photos: list[str] | None = None) -> None:
+        self.encoder = EncoderGraph(model, fold=False).eval()
+        self.decoders = {kind: DecoderGraph(model, kind).eval() for kind in ("iou", "stability")}
+        self.photo_names = photos or list(PARITY_PHOTOS)
+
+    @torch.no_grad()
+    def decode(self, emb: np.ndarray, coords: np.ndarray, labels: np.ndarray, kind: ScoreKind = "iou") -> tuple[np.ndarray, np.ndarray]:
+        """Reference decoder: -> (scores 4, logits 4 x 256 x 256)."""
+        s, m = self.decoders[kind](torch.from_numpy(emb), torch.from_numpy(coords), torch.from_numpy(labels))
+        return s[0].numpy(), m[0].numpy()
+
+    @cached_property
+    def cases(self) -> list[ImageCase]:
+        out = []
+        for name in self.photo_names:
+            pre = preprocess(load_photo(name))
+            with torch.no_grad():
+                emb = self.encoder(torch.from_numpy(pre.tensor)).numpy()
+            prompts = []
+            for pname, prompt in standard_prompts(*pre.original_size).items():
+                coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
+                scores_iou, logits = self.decode(emb, coords, labels, "iou")
+                scores_stab, _ = self.decode(emb, coords, labels, "stability")
+                masks = masks_from_logits(postprocess_logits(logits, pre.input_size, pre.original_size))
+                prompts.append(PromptCase(pname, coords, labels, logits, {"iou": scores_iou, "stability": scores_stab}, masks))
+            out.append(ImageCase(name, pre.tensor, pre.original_size, pre.input_size, emb, prompts))
+        return out
+
+
+@dataclass
+class ArtifactParity:
+    """Parity of one artifact: metrics, the thresholds applied, and the verdict."""
+
+    file: str
+    target: str
+    role: str
+    precision: str
+    metrics: dict[str, float]
+    thresholds: dict[str, list]
+    failures: list[str]
+    passed: bool
+    runtime: str
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pad(coords: np.ndarray, labels: np.ndarray, slots: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pad to fixed slots with (0, 0, -1); None if the prompt does not fit."""
+    if slots is None:
+        return coords, labels
+    n = coords.shape[1]
+    if n > slots:
+        return None
+    c = np.concatenate([coords, np.zeros((1, slots - n, 2), np.float32)], axis=1)
+    lab = np.concatenate([labels, -np.ones((1, slots - n), np.float32)], axis=1)
+    return c, lab
+
+
+def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, scores: np.ndarray, kind: str, acc: dict[str, list]) -> None:
+    masks = masks_from_logits(postprocess_logits(logits, case.input_size, case.original_size))
+    acc["iou"].extend(M.mask_iou(prompt.ref_masks, masks).tolist())
+    acc["logit"].append(M.max_abs(prompt.ref_logits, logits))
+    ref_scores = prompt.ref_scores[kind]
+    acc["score"].append(M.max_abs(ref_scores, scores))
+    acc["best"].append(float(np.argmax(ref_scores) == np.argmax(scores)))
+
+
+def evaluate(session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None) -> ArtifactParity:
+    """Run ``session`` on every parity case and judge it against its precision's thresholds."""
+    record: ArtifactRecord = session.record
+    kind: ScoreKind = record.details.get("scores", "iou")
+    acc: dict[str, list] = {"iou": [], "logit": [], "score": [], "best": [], "cos": [], "psnr": [], "emb": []}
+    skipped = 0
+    for case in reference.cases:
+        progress(f"{record.file}: {case.name}")
+        if record.role == "encoder":
+            emb = session.run({"image": case.tensor})["image_embeddings"]
+            acc["cos"].append(M.cosine(case.ref_embeddings, emb))
+            acc["psnr"].append(M.psnr(case.ref_embeddings, emb))
+            acc["emb"].append(M.max_abs(case.ref_embeddings, emb))
+            for prompt in case.prompts:
+                scores, logits = reference.decode(emb.astype(np.float32), prompt.coords, prompt.labels, kind)
+                _mask_metrics(case, prompt, logits, scores, kind, acc)
+        else:
+            for prompt in case.prompts:
+                padded = _pad(prompt.coords, prompt.labels, session.point_slots)
+                if padded is None:
+                    skipped += 1
+                    continue
+                out = session.run({"image_embeddings": case.ref_embeddings, "point_coords": padded[0], "point_labels": padded[1]})
+                _mask_metrics(case, prompt, out["masks"][0], out["scores"][0], kind, acc)
+    metrics: dict[str, float] = {
+        "mask_iou_mean": float(np.mean(acc["iou"])),
+        "mask_iou_min": float(np.min(acc["iou"])),
+        "logit_max_abs": float(np.max(acc["logit"])),
+        "score_max_abs": float(np.max(acc["score"])),
+        "best_mask_agreement": float(np.mean(acc["best"])),
+    }
+    if record.role == "encoder":
+        metrics.update(emb_cosine_min=float(np.min(acc["cos"])), emb_psnr_min=float(np.min(acc["psnr"])), emb_max_abs=float(np.max(acc["emb"])))
+    limits = thresholds_for(record.precision, record.role)
+    failures = violations(metrics, limits)
+    note = f"{skipped} prompt case(s) exceed the {session.point_slots} point slots and were skipped" if skipped else ""
+    return ArtifactParity(
+        record.file, record.target, record.role, record.precision, metrics,
+        {k: list(v) for k, v in limits.items()}, failures, not failures, session.runtime, note,
+    )

@@ -1,0 +1,50 @@
+"""Calibration data: real photos (scikit-image's, or the user's ``--calibration-dir``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DeployError
+from ..processing import ImageError, decoder_inputs, load_image, preprocess
+from ..samples import CALIBRATION_PHOTOS, load_photo, random_prompts
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def calibration_images(directory: Path | None = None, limit: int = 8) -> list[np.ndarray]:
+    """Up to ``limit`` preprocessed images, each 1 x 3 x 1024 x 1024 float32."""
+    if directory is None:
+        photos = [load_photo(name) for name in list(CALIBRATION_PHOTOS)[:limit]]
+    else:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise DeployError(f"--calibration-dir {directory}: not a directory")
+        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+        if not files:
+            raise DeployError(f"--calibration-dir {directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        photos = []
+        for f in files:
+            try:
+                photos.append(load_image(f))
+            except ImageError as exc:
+                raise DeployError(f"--calibration-dir: {exc}") from exc
+    return [preprocess(p).tensor for p in photos]
+
+
+def decoder_calibration_feeds(
+    encoder: torch.nn.Module, images: list[np.ndarray], prompts_per_image: int = 5, seed: int = 0
+) -> list[dict[str, np.ndarray]]:
+    """Decoder feeds (``image_embeddings``, ``point_coords``, ``point_labels``) from real embeddings
+    and random prompts of all five kinds; point counts vary, so group by N if a tool needs it."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for img in images:
+        with torch.no_grad():
+            emb = encoder(torch.from_numpy(img)).numpy()
+        # prompts in the 1024 frame of the padded image: treat it as a 1024 x 1024 original
+        for prompt in random_prompts(1024, 1024, rng, prompts_per_image):
+            coords, labels = decoder_inputs(prompt, (1024, 1024), (1024, 1024))
+            feeds.append({"image_embeddings": emb, "point_coords": coords, "point_labels": labels})
+    return feeds

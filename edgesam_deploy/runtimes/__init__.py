@@ -1,0 +1,32 @@
+"""Open an artifact of any target with the runtime that executes it here."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import DeployError
+from ..manifest import ArtifactRecord
+from ..modeling import EdgeSam
+from .base import GraphSession
+
+_SESSIONS = {
+    "onnx": "edgesam_deploy.runtimes.onnxruntime:OrtSession",
+    "tflite": "edgesam_deploy.runtimes.litert:LiteRtSession",
+    "coreml": "edgesam_deploy.runtimes.coreml:CoremlSession",
+}
+
+
+def open_session(record: ArtifactRecord, root: Path, model: EdgeSam | None = None, **options: Any) -> GraphSession:
+    """Load ``record`` (relative to export dir ``root``) in its runtime; options go to the session,
+    ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``)."""
+    if record.target not in _SESSIONS:
+        raise DeployError(f"no runtime for target '{record.target}'")
+    path = Path(root) / record.file
+    if not path.exists():
+        raise DeployError(f"{path}: listed in the manifest but missing")
+    module, cls = _SESSIONS[record.target].split(":")
+    return getattr(importlib.import_module(module), cls).open(record, path, model=model, **options)
+
+
+__all__ = ["GraphSession", "open_session"]

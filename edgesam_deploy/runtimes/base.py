@@ -1,0 +1,44 @@
+"""One interface for every runtime that executes an artifact: ONNX Runtime, LiteRT, Core ML, PyTorch."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..manifest import ArtifactRecord
+
+if TYPE_CHECKING:
+    from ..modeling import EdgeSam
+
+
+class GraphSession(ABC):
+    """A loaded encoder or decoder artifact.
+
+    ``run`` takes and returns the official tensor names: encoder ``image`` -> ``image_embeddings``;
+    decoder ``image_embeddings``, ``point_coords`` [1, N, 2], ``point_labels`` [1, N] ->
+    ``scores`` [1, 4], ``masks`` [1, 4, 256, 256]. Decoders with fixed point slots set
+    ``point_slots``; callers pad prompts to it with label -1.
+    """
+
+    runtime: str = ""
+    point_slots: int | None = None
+
+    def __init__(self, record: ArtifactRecord, path: Path) -> None:
+        self.record = record
+        self.path = path
+
+    @classmethod
+    def open(cls, record: ArtifactRecord, path: Path, model: "EdgeSam | None" = None, **options: Any) -> "GraphSession":
+        """Load an artifact. ``model`` (the reference weights) is offered to sessions that need it,
+        e.g. Core ML's fp16 emulation where Core ML cannot predict; most ignore it."""
+        return cls(record, path, **options)
+
+    @abstractmethod
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Execute once; float32 outputs keyed by official names."""
+
+    def describe(self) -> dict:
+        """Runtime facts for reports (provider, delegate, threads ...)."""
+        return {"runtime": self.runtime}

@@ -1,0 +1,43 @@
+"""ONNX Runtime session (CPU by default; CUDA / TensorRT providers when installed and asked for)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DeployError, require
+from ..manifest import ArtifactRecord
+from .base import GraphSession
+
+
+class OrtSession(GraphSession):
+    runtime = "onnxruntime"
+
+    def __init__(self, record: ArtifactRecord, path: Path, threads: int | None = None, providers: list[str] | None = None) -> None:
+        super().__init__(record, path)
+        ort = require("onnxruntime", "onnx")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = ort.get_available_providers()
+        wanted = providers or ["CPUExecutionProvider"]
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise DeployError(f"ONNX Runtime here lacks {', '.join(missing)} (available: {', '.join(available)})")
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise DeployError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from exc
+        self.providers = self.session.get_providers()
+        self.threads = threads
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = {i.name for i in self.session.get_inputs()}
+        out = self.session.run(self._outputs, {k: v for k, v in feeds.items() if k in names})
+        return {k: np.asarray(v, dtype=np.float32) for k, v in zip(self._outputs, out)}
+
+    def describe(self) -> dict:
+        return {"runtime": self.runtime, "providers": self.providers, "threads": self.threads}
