@@ -1,0 +1,54 @@
+"""Shared fixtures: the conformance vectors (never skipped) and seeded models built once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgesam_deploy.checkpoints import load_model
+from edgesam_deploy.modeling import EdgeSam
+
+REPO = Path(__file__).resolve().parents[1]
+CONFORMANCE_ENV = "EDGESAM_CONFORMANCE"
+DEFAULT_CONFORMANCE = REPO.parent / "shared" / "conformance" / "edgesam_seed0_coffee.npz"
+
+
+def conformance_path() -> Path:
+    return Path(os.environ.get(CONFORMANCE_ENV, DEFAULT_CONFORMANCE))
+
+
+@pytest.fixture(scope="session")
+def conformance() -> dict[str, np.ndarray]:
+    """The official implementation's vectors; a missing file FAILS the tests (CI must not skip them)."""
+    path = conformance_path()
+    if not path.is_file():
+        pytest.fail(f"conformance vectors not found at {path}; set {CONFORMANCE_ENV} to their path", pytrace=False)
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def state_dict_from(conformance: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The conformance weights (stored as float16) cast to float32."""
+    out = {}
+    for k, v in conformance.items():
+        if k.startswith("state_dict/"):
+            t = torch.from_numpy(v)
+            out[k[len("state_dict/"):]] = t.float() if t.is_floating_point() else t
+    return out
+
+
+@pytest.fixture(scope="session")
+def conformance_model(conformance) -> EdgeSam:
+    """EdgeSAM (bilinear) with the conformance weights, loaded strictly."""
+    model = EdgeSam("bilinear")
+    model.load_state_dict(state_dict_from(conformance), strict=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def random_model() -> EdgeSam:
+    """The embedded default: seeded random weights of realistic scale (seed 0)."""
+    return load_model(random_seed=0)[0]
