@@ -180,5 +180,20 @@ def load_model(
     return model.eval(), ModelSource(variant, "checkpoint", path=str(checkpoint), sha256=sha256_file(checkpoint))
 
 
+def load_model_for_source(source: dict, checkpoint: Path | None = None, upsample_mode: UpsampleMode = "bilinear") -> tuple[EdgeSam, ModelSource]:
+    """Rebuild the model a manifest names (seeded random or checkpoint, SHA-256 checked);
+    ``checkpoint`` overrides the recorded path."""
+    variant = source.get("variant", "edgesam")
+    if checkpoint is None and source.get("kind") == "random":
+        return load_model(variant, random_seed=int(source["seed"]), upsample_mode=upsample_mode)
+    path = Path(checkpoint or source.get("path") or "")
+    if not path.is_file():
+        raise CheckpointError(f"the export was made from {source.get('path')}, which is not here; pass --checkpoint PATH")
+    model, loaded = load_model(variant, checkpoint=path, upsample_mode=upsample_mode)
+    if source.get("sha256") and loaded.sha256 != source["sha256"]:
+        raise CheckpointError(f"{path} is not the checkpoint this export was made from (SHA-256 differs)")
+    return model, loaded
+
+
 def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

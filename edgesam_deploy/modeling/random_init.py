@@ -3,8 +3,9 @@
 PyTorch's default initialization gives mask logits around +-0.1, so every mask is noise at the
 threshold. Here, as in the conformance vectors' weights: conv/linear weights keep PyTorch's
 fan-in uniform init, norm scales are U(0.5, 1.5), biases and BN running means N(0, 0.1) clipped,
-BN running variances U(0.5, 1.5), embeddings and the Fourier matrix N(0, 1). Mask logits then span
-several units on both sides of 0 and masks have structure.
+BN running variances U(0.5, 1.5), embeddings and the Fourier matrix N(0, 1), and the output layers of
+the four hypernetwork MLPs N(0, 1) (they set the logit scale). Mask logits then span several units
+on both sides of 0 and masks have structure.
 """
 from __future__ import annotations
 
@@ -44,4 +45,7 @@ def randomize_(model: EdgeSam, seed: int) -> EdgeSam:
             module.weight.copy_(torch.randn(module.weight.shape, generator=g))
     pe = model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
     pe.copy_(torch.randn(pe.shape, generator=g))
+    for mlp in model.mask_decoder.output_hypernetworks_mlps:
+        last = mlp.layers[-1].weight
+        last.copy_(torch.randn(last.shape, generator=g))
     return model.eval()

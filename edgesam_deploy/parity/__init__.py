@@ -6,8 +6,19 @@ from typing import Callable
 
 from ..manifest import Manifest
 from ..modeling import EdgeSam
+from ..fileio import sha256_path
 from ..runtimes import open_session
+from ..samples import PARITY_PHOTOS, standard_prompts
 from .engine import ArtifactParity, Reference, evaluate
+
+
+def reference_description() -> dict:
+    """What the artifacts are compared against (stored with every parity result)."""
+    return {
+        "model": "PyTorch fp32, bilinear stage-3 upsampling, unfolded",
+        "photos": list(PARITY_PHOTOS),
+        "prompts": list(standard_prompts(100, 100)),
+    }
 
 
 def check_directory(
@@ -25,8 +36,12 @@ def check_directory(
         if files is not None and record.file not in files:
             continue
         session = open_session(record, export_dir, model=model)
-        results.append(evaluate(session, reference, progress))
+        result = evaluate(session, reference, progress)
+        if sha256_path(Path(export_dir) / record.file) != record.sha256:
+            result.failures.append("sha256 differs from the manifest: the file changed after export")
+            result.passed = False
+        results.append(result)
     return results
 
 
-__all__ = ["ArtifactParity", "Reference", "evaluate", "check_directory"]
+__all__ = ["ArtifactParity", "Reference", "evaluate", "check_directory", "reference_description"]

@@ -1,0 +1,1 @@
+"""The ``edgesam-deploy`` command line (Typer + rich)."""

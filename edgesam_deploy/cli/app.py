@@ -1,0 +1,60 @@
+"""Entry point: registers the commands and turns every failure into one line and an exit code."""
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from ..errors import DeployError
+from . import export, models, parity, segment
+
+app = typer.Typer(
+    name="edgesam-deploy",
+    help="Export EdgeSAM to Core ML, ONNX and TFLite, verify parity with PyTorch, benchmark on devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    """EdgeSAM deployment toolchain."""
+
+
+app.command("models")(models.models)
+app.command("segment")(segment.segment)
+app.command("export")(export.export)
+app.command("parity")(parity.parity)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; exit codes: 0 ok, 1 check failed (parity), 2 bad input or environment, 130 interrupted."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rv = typer.main.get_command(app).main(args, prog_name="edgesam-deploy", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("edgesam-deploy: interrupted", file=sys.stderr)
+        code = 130
+    except DeployError as exc:
+        if debug:
+            raise
+        print(f"edgesam-deploy: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except Exception as exc:  # the last line of defence: never a traceback without --debug
+        if debug:
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"edgesam-deploy: internal error: {exc.__class__.__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        code = 3
+    if argv is None:
+        sys.exit(code)
+    return code
