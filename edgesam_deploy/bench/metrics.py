@@ -1,0 +1,93 @@
+"""Measurements on loaded sessions: latency statistics, clicks per second, end-to-end FPS, memory.
+
+Every timed loop runs ``warmup`` untimed calls first. Inputs are a real photo and the standard
+prompts: a single click (one point plus the padding point) and 16 decoder points (15 + padding).
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..processing import PromptError, decoder_inputs, preprocess
+from ..runtimes.base import GraphSession
+from ..samples import load_photo, standard_prompts
+from .schema import DECODER_1, DECODER_16, ENCODER, Stats
+
+BENCH_PHOTO = "coffee"
+_PROMPTS = {DECODER_1: "one_point", DECODER_16: "many_points"}
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times; wall time of each run in ms."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def peak_rss_mib() -> float:
+    """High-water mark of this process's resident memory (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+class Inputs:
+    """The benchmark photo, preprocessed once, and the standard prompts on it."""
+
+    def __init__(self) -> None:
+        self._pre = preprocess(load_photo(BENCH_PHOTO))
+        self.image = {"image": self._pre.tensor}
+
+    def prompt(self, key: str, embeddings: np.ndarray, slots: int | None) -> dict[str, np.ndarray]:
+        """Decoder feeds of prompt ``key`` (DECODER_1 / DECODER_16), padded to ``slots`` if fixed."""
+        pre = self._pre
+        prompt = standard_prompts(*pre.original_size)[_PROMPTS[key]]
+        coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size, slots)
+        return {"image_embeddings": embeddings, "point_coords": coords, "point_labels": labels}
+
+
+def embeddings_placeholder() -> np.ndarray:
+    """Deterministic embeddings of realistic scale, for timing a decoder without its encoder."""
+    return np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32)
+
+
+def measure_encoder(session: GraphSession, inputs: Inputs, runs: int, warmup: int) -> dict[str, Stats]:
+    feeds = inputs.image
+    return {ENCODER: Stats.from_samples(timed(lambda: session.run(feeds), runs, warmup))}
+
+
+def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: int) -> tuple[dict[str, Stats], float | None, dict[str, str]]:
+    """Latency per click with 1 and 16 points, clicks per second (1 point, cached embedding), and
+    the prompt sizes that did not fit the decoder's fixed point slots."""
+    emb = embeddings_placeholder()
+    out: dict[str, Stats] = {}
+    skipped: dict[str, str] = {}
+    clicks = None
+    for key in (DECODER_1, DECODER_16):
+        try:
+            feeds = inputs.prompt(key, emb, session.point_slots)
+        except PromptError as exc:  # more points than the decoder's fixed slots
+            skipped[key] = str(exc)
+            continue
+        samples = timed(lambda: session.run(feeds), runs, warmup)
+        out[key] = Stats.from_samples(samples)
+        if key == DECODER_1:
+            clicks = len(samples) / (sum(samples) / 1e3)
+    return out, clicks, skipped
+
+
+def measure_pipeline(encoder: GraphSession, decoder: GraphSession, inputs: Inputs, runs: int, warmup: int) -> Stats:
+    """Encoder + one single-click decode per frame."""
+    def frame() -> None:
+        emb = encoder.run(inputs.image)["image_embeddings"]
+        decoder.run(inputs.prompt(DECODER_1, emb, decoder.point_slots))
+
+    return Stats.from_samples(timed(frame, runs, warmup))

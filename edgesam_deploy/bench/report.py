@@ -1,0 +1,161 @@
+"""Benchmark reports: a rich table for people, JSON for tools, Markdown with a latency plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..fileio import atomic_output, write_json
+from .schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, PipelineResult, Stats
+
+ARTIFACT_HEADERS = (
+    "artifact", "runtime", "load ms", "encoder p50/p90/min ms", "decoder 1 click p50 ms", "decoder 16 pts p50 ms",
+    "clicks/s", "peak RSS MiB (+model)", "size MB", "parity",
+)
+PIPELINE_HEADERS = ("pipeline", "FPS (enc + 1 decode)", "frame p50/p90/min ms", "time to first mask ms")
+
+
+def _f(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "" if value is None else fmt.format(value)
+
+
+def _stats(stats: Stats | None) -> str:
+    return "" if stats is None else f"{stats.p50:.1f} / {stats.p90:.1f} / {stats.min:.1f}"
+
+
+def _parity(r: ArtifactResult) -> str:
+    if r.parity is None:
+        return r.extra.get("parity_error", "")
+    verdict = "pass" if r.parity.passed else "FAIL: " + "; ".join(r.parity.failures)
+    iou = r.parity.metrics.get("mask_iou_mean")
+    return f"{verdict}" + (f" (IoU {iou:.4f})" if iou is not None else "")
+
+
+def _runtime(r: ArtifactResult) -> str:
+    d = r.runtime_details
+    accel = d.get("providers") or d.get("delegate") or d.get("compute_units")
+    accel = accel[0] if isinstance(accel, list) else accel
+    return " ".join(str(p) for p in (r.runtime, accel) if p)
+
+
+def artifact_row(r: ArtifactResult) -> list[str]:
+    """Cells of one artifact (ARTIFACT_HEADERS order); unmeasured ones carry the reason."""
+    head = [f"{r.file} [{r.precision}]"]
+    size = _f(r.size_bytes / 1e6 if r.size_bytes else None)
+    if not r.measured:
+        return head + [f"not measured: {r.reason}", "", "", "", "", "", "", size, _parity(r)]
+    rss = "" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f} (+{r.rss_delta_mib or 0:.0f})"
+    return head + [
+        _runtime(r), _f(r.load_ms), _stats(r.latency.get(ENCODER)),
+        _f(r.latency[DECODER_1].p50 if DECODER_1 in r.latency else None, "{:.2f}"),
+        _f(r.latency[DECODER_16].p50 if DECODER_16 in r.latency else None, "{:.2f}"),
+        _f(r.clicks_per_s), rss, size, _parity(r),
+    ]
+
+
+def pipeline_row(p: PipelineResult) -> list[str]:
+    if not p.measured:
+        return [p.label, f"not measured: {p.reason}", "", ""]
+    return [p.label, _f(p.fps, "{:.2f}"), _stats(p.end_to_end), _f(p.time_to_first_mask_ms)]
+
+
+def title(report: BenchReport) -> str:
+    d = report.device
+    threads = report.settings.get("threads") or "default"
+    return f"{d.name} ({d.runner}: {d.hostname or d.description}); {report.settings['runs']} runs after {report.settings['warmup']} warm-up, threads {threads}"
+
+
+def print_report(report: BenchReport, console: Console | None = None) -> None:
+    """Two rich tables: artifacts, then encoder + decoder pipelines."""
+    console = console or Console()
+    table = Table(title=f"Benchmark on {title(report)}")
+    for h in ARTIFACT_HEADERS:
+        table.add_column(h, justify="left" if h in ("artifact", "runtime", "parity") else "right")
+    for r in report.artifacts:
+        table.add_row(*artifact_row(r))
+    console.print(table)
+    if report.pipelines:
+        pipes = Table(title="Encoder + decoder (FPS from the p50 frame time)")
+        for h in PIPELINE_HEADERS:
+            pipes.add_column(h, justify="left" if h == "pipeline" else "right")
+        for p in report.pipelines:
+            pipes.add_row(*pipeline_row(p))
+        console.print(pipes)
+
+
+def write_json_report(path: Path, report: BenchReport) -> None:
+    write_json(path, report.to_dict())
+
+
+def _md_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot_path(markdown: Path) -> Path:
+    """The PNG written beside a Markdown report."""
+    return markdown.with_name(markdown.stem + "-latency.png")
+
+
+def write_plot(path: Path, report: BenchReport) -> bool:
+    """Latency (p50, log scale) against precision, one series per target and role; False if nothing was measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points: dict[str, list[tuple[str, float]]] = {}
+    for r in report.artifacts:
+        key = ENCODER if r.role == "encoder" else DECODER_1
+        if r.measured and key in r.latency:
+            points.setdefault(f"{r.target} {r.role}", []).append((r.precision, r.latency[key].p50))
+    if not points:
+        return False
+    precisions = sorted({p for series in points.values() for p, _ in series})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, series in sorted(points.items()):
+        ax.plot([precisions.index(p) for p, _ in series], [v for _, v in series], "o--" if "decoder" in label else "s-", label=label)
+    ax.set_xticks(range(len(precisions)), precisions)
+    ax.set_yscale("log")
+    ax.set_xlabel("precision")
+    ax.set_ylabel("p50 latency, ms (decoder: 1 click)")
+    ax.set_title(f"EdgeSAM latency on {report.device.name}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_markdown(path: Path, report: BenchReport) -> Path | None:
+    """Write ``path`` (Markdown) and the latency plot beside it; returns the plot's path if drawn."""
+    path = Path(path)
+    plot = plot_path(path)
+    drawn = write_plot(plot, report)
+    model = report.model
+    source = f"random weights, seed {model.get('seed')}" if model.get("kind") == "random" else model.get("path", "")
+    parts = [
+        f"# EdgeSAM benchmark: {report.device.name}",
+        "",
+        f"- device: {report.device.description or report.device.name} ({report.device.runner}; "
+        f"{report.device.system} {report.device.machine}, {report.device.cpu_count or '?'} CPUs)",
+        f"- settings: {report.settings['runs']} timed runs after {report.settings['warmup']} warm-up, threads {report.settings.get('threads') or 'default'}",
+        f"- model: {model.get('variant', 'edgesam')} ({source})",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(report.versions.items()))}",
+        f"- created: {report.created}",
+        "",
+        "## Artifacts",
+        "",
+        _md_table(ARTIFACT_HEADERS, [artifact_row(r) for r in report.artifacts]),
+    ]
+    if report.pipelines:
+        parts += ["", "## Encoder + decoder", "", _md_table(PIPELINE_HEADERS, [pipeline_row(p) for p in report.pipelines])]
+    if drawn:
+        parts += ["", f"![latency against precision]({plot.name})"]
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")
+    return plot if drawn else None

@@ -1,0 +1,74 @@
+"""Benchmark orchestration: pick the profile's artifacts, reach the device, measure, add parity."""
+from __future__ import annotations
+
+import datetime
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..devices import DeviceProfile, select_artifacts
+from ..errors import DeployError
+from ..manifest import Manifest
+from ..modeling import EdgeSam
+from .parity_summary import attach_parity
+from .runners import BenchRequest, RunnerOptions, get_runner
+from .schema import BenchReport
+
+
+@dataclass
+class BenchSettings:
+    """How long and with what to measure."""
+
+    runs: int = 20
+    warmup: int = 3
+    threads: int | None = None
+    parity: bool = True
+    reference: bool = True  # measure the PyTorch reference beside the artifacts (this machine only)
+
+    def validate(self) -> None:
+        if self.runs < 1 or self.warmup < 0:
+            raise DeployError("--runs must be at least 1 and --warmup at least 0")
+        if self.threads is not None and self.threads < 1:
+            raise DeployError("--threads must be at least 1")
+
+
+def run_bench(
+    profile: DeviceProfile,
+    export_dir: Path,
+    settings: BenchSettings,
+    options: RunnerOptions,
+    model: Callable[[], EdgeSam],
+    progress: Callable[[str], None] = lambda m: None,
+) -> BenchReport:
+    """Measure the artifacts of ``export_dir`` that ``profile`` wants on its device.
+
+    ``model`` gives the reference weights; it is called only for the PyTorch reference rows and
+    for artifacts whose parity is not recorded in the manifest.
+    """
+    settings.validate()
+    manifest = Manifest.load(export_dir)
+    records = select_artifacts(profile, manifest.artifacts, export_dir)
+    runner = get_runner(profile, options)
+    progress(runner.probe())
+    threads = settings.threads or profile.threads
+    with tempfile.TemporaryDirectory(prefix="edgesam-bench-") as tmp:
+        reference_state = None
+        if settings.reference and runner.kind == "local":
+            import torch
+
+            reference_state = Path(tmp) / "reference.pt"
+            torch.save(model().state_dict(), reference_state)
+        request = BenchRequest(Path(export_dir), manifest, records, settings.runs, settings.warmup, threads, reference_state, progress)
+        outcome = runner.run(request)
+    if settings.parity:
+        attach_parity(outcome.artifacts, export_dir, manifest, model, progress)
+    return BenchReport(
+        device=outcome.device,
+        settings={"runs": settings.runs, "warmup": settings.warmup, "threads": threads, "profile": profile.as_dict()},
+        versions=outcome.versions,
+        model=manifest.model,
+        artifacts=outcome.artifacts,
+        pipelines=outcome.pipelines,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )

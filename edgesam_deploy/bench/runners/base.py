@@ -1,0 +1,119 @@
+"""The ``Runner`` interface: reach a device, measure the chosen artifacts there, return results."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from ...devices import DeviceProfile
+from ...errors import DeviceError
+from ...manifest import ArtifactRecord, Manifest
+from ..schema import ArtifactResult, DeviceInfo, PipelineResult
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class RunnerOptions:
+    """Connection settings from the command line; each overrides the profile's hint."""
+
+    ssh_host: str | None = None
+    ssh_config: Path | None = None
+    remote_python: str | None = None
+    remote_dir: str | None = None
+    remote_command: str | None = None
+    adb_serial: str | None = None
+    benchmark_model: Path | None = None
+    xcode_device: str | None = None
+    timeout_s: float = 1800.0
+
+
+@dataclass
+class BenchRequest:
+    """What to measure: artifacts of one export directory, with the run settings."""
+
+    export_dir: Path
+    manifest: Manifest
+    artifacts: list[ArtifactRecord]
+    runs: int
+    warmup: int
+    threads: int | None = None
+    reference_state: Path | None = None  # PyTorch reference weights (state_dict file), local runs only
+    progress: ProgressFn = lambda msg: None
+
+
+@dataclass
+class RunOutcome:
+    """What a runner brings back."""
+
+    device: DeviceInfo
+    artifacts: list[ArtifactResult]
+    pipelines: list[PipelineResult] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    """Reaches one kind of device (this machine, ssh, adb, Xcode)."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, profile: DeviceProfile, options: RunnerOptions | None = None) -> None:
+        self.profile = profile
+        self.options = options or RunnerOptions()
+
+    @abstractmethod
+    def probe(self) -> str:
+        """One line describing the reachable device; DeviceError if it cannot be reached."""
+
+    @abstractmethod
+    def run(self, request: BenchRequest) -> RunOutcome:
+        """Measure ``request.artifacts`` on the device."""
+
+    def tool(self, name: str, explicit: str | Path | None = None, hint: str = "") -> str:
+        """Path of a host program (explicit path or on PATH), or DeviceError saying what is missing."""
+        found = shutil.which(str(explicit or name))
+        if found is None:
+            raise DeviceError(f"device '{self.profile.name}': '{explicit or name}' not found{'; ' + hint if hint else ''}")
+        return found
+
+    def execute(self, argv: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a host command; DeviceError with its last stderr line if it fails or times out."""
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout or self.options.timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise DeviceError(f"device '{self.profile.name}': {what} timed out after {exc.timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            raise DeviceError(f"device '{self.profile.name}': {what} failed (exit {proc.returncode}): {last_line(proc.stderr or proc.stdout)}")
+        return proc
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a tool's output (for one-line errors)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def blank_result(record: ArtifactRecord, reason: str = "") -> ArtifactResult:
+    """An unmeasured result for ``record`` (``reason`` says why)."""
+    return ArtifactResult(record.file, record.target, record.role, record.precision, record.size_bytes, reason=reason)
+
+
+def pairs(records: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, ArtifactRecord]]:
+    """(encoder, decoder) pipelines: each encoder with the decoder of its target and precision, else
+    its target's fp32 decoder, else its target's first decoder."""
+    out = []
+    for enc in (r for r in records if r.role == "encoder"):
+        decoders = [r for r in records if r.role == "decoder" and r.target == enc.target]
+        ranked = sorted(decoders, key=lambda d: (d.precision != enc.precision, d.precision != "fp32"))
+        if ranked:
+            out.append((enc, ranked[0]))
+    return out
+
+
+def pipeline_label(encoder: ArtifactRecord, decoder: ArtifactRecord) -> str:
+    """E.g. 'onnx fp16' or 'tflite int8-dynamic + fp32 decoder'."""
+    label = f"{encoder.target} {encoder.precision}"
+    return label if decoder.precision == encoder.precision else f"{label} + {decoder.precision} decoder"

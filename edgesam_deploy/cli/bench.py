@@ -1,0 +1,82 @@
+"""``edgesam-deploy bench``: FPS, latency, memory and parity of an export directory on a device."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+from ..bench.report import print_report, write_json_report, write_markdown
+from ..bench.run import BenchSettings, run_bench
+from ..bench.runners import RunnerOptions
+from ..checkpoints import load_model, load_model_for_source
+from ..devices import get_profile
+from ..errors import DeployError
+from ..manifest import Manifest
+from ..modeling import EdgeSam
+from .options import RandomWeightsOpt, err_console
+from .progress import progress_reporter
+
+
+def _model_loader(directory: Path, checkpoint: Optional[Path], random_weights: Optional[int]) -> Callable[[], EdgeSam]:
+    """Load the reference weights on first use: --random-weights, --checkpoint, or what the manifest names."""
+
+    @functools.cache
+    def load() -> EdgeSam:
+        source = Manifest.load(directory).model
+        if random_weights is not None:
+            model, loaded = load_model(source.get("variant", "edgesam"), random_seed=random_weights)
+        else:
+            model, loaded = load_model_for_source(source, checkpoint)
+        err_console.print(f"[dim]reference: {loaded.label}[/dim]")
+        return model
+
+    return load
+
+
+def bench(
+    device: str = typer.Option("host", "--device", help="Device profile (see `edgesam-deploy devices`)."),
+    artifacts: Path = typer.Option(..., "--artifacts", help="Export directory with manifest.json.", file_okay=False),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).", dir_okay=False),
+    runs: int = typer.Option(20, "--runs", help="Timed runs per measurement (after the warm-up)."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs per measurement."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the profile's, else the runtime's)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON.", dir_okay=False),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report (and a latency PNG beside it).", dir_okay=False),
+    no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity summary."),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Do not measure the PyTorch reference beside the artifacts."),
+    benchmark_model: Optional[Path] = typer.Option(None, "--benchmark-model", help="adb: LiteRT's benchmark_model binary for the phone.", dir_okay=False),
+    adb_serial: Optional[str] = typer.Option(None, "--adb-serial", help="adb: serial of the phone (default: the profile's variable, else the only device)."),
+    ssh_host: Optional[str] = typer.Option(None, "--ssh-host", help="ssh: [user@]host or a Host of your ssh config."),
+    ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", help="ssh: an ssh_config file (ssh -F).", dir_okay=False),
+    remote_python: Optional[str] = typer.Option(None, "--remote-python", help="ssh: Python with edgesam-deploy on the board (default python3)."),
+    remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="ssh: working directory on the board."),
+    remote_command: Optional[str] = typer.Option(None, "--remote-command", help="ssh: command template run on the board, with {python} {artifacts} {json} {runs} {warmup} {threads}."),
+    xcode_device: Optional[str] = typer.Option(None, "--xcode-device", help="xcode: device id (UDID) of the iPhone."),
+    timeout: float = typer.Option(1800.0, "--timeout", help="Seconds allowed per measurement or device command."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Reference weights for parity, if not where the manifest says.", dir_okay=False),
+    random_weights: Optional[int] = RandomWeightsOpt,
+) -> None:
+    """Measure encoder and decoder latency, FPS, time to first mask, memory and parity on a device.
+
+    Artifacts of DIR that the device cannot run are listed as not measured, with the reason.
+    """
+    if not artifacts.is_dir():
+        raise DeployError(f"{artifacts}: not a directory")
+    profile = get_profile(device, profiles)
+    settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference)
+    options = RunnerOptions(
+        ssh_host=ssh_host, ssh_config=ssh_config, remote_python=remote_python, remote_dir=remote_dir,
+        remote_command=remote_command, adb_serial=adb_serial, benchmark_model=benchmark_model,
+        xcode_device=xcode_device, timeout_s=timeout,
+    )
+    with progress_reporter(f"bench {device}") as progress:
+        result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)
+    print_report(result, Console())
+    if json_out:
+        write_json_report(json_out, result)
+    if report:
+        plot = write_markdown(report, result)
+        err_console.print(f"wrote {report}" + (f" and {plot}" if plot else ""))
