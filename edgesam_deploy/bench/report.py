@@ -10,10 +10,10 @@ from ..fileio import atomic_output, write_json
 from .schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, PipelineResult, Stats
 
 ARTIFACT_HEADERS = (
-    "artifact", "runtime", "load ms", "encoder p50/p90/min ms", "decoder 1 click p50 ms", "decoder 16 pts p50 ms",
-    "clicks/s", "peak RSS MiB (+model)", "size MB", "parity",
+    "artifact", "runtime", "load", "encoder p50/p90/min", "decoder p50 1 click/16 pts", "clicks/s", "RSS peak (+load)", "MB", "parity",
 )
-PIPELINE_HEADERS = ("pipeline", "FPS (enc + 1 decode)", "frame p50/p90/min ms", "time to first mask ms")
+PIPELINE_HEADERS = ("pipeline", "FPS (encoder + 1 decode)", "frame p50/p90/min", "time to first mask")
+UNITS = "times in ms, memory in MiB, sizes in MB"
 
 
 def _f(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -36,21 +36,24 @@ def _runtime(r: ArtifactResult) -> str:
     d = r.runtime_details
     accel = d.get("providers") or d.get("delegate") or d.get("compute_units")
     accel = accel[0] if isinstance(accel, list) else accel
-    return " ".join(str(p) for p in (r.runtime, accel) if p)
+    return " ".join(str(p) for p in (r.runtime, accel) if p).replace("ExecutionProvider", "")
+
+
+def _decoder(r: ArtifactResult) -> str:
+    cells = [f"{r.latency[k].p50:.1f}" if k in r.latency else "-" for k in (DECODER_1, DECODER_16)]
+    return "" if r.role != "decoder" else " / ".join(cells)
 
 
 def artifact_row(r: ArtifactResult) -> list[str]:
     """Cells of one artifact (ARTIFACT_HEADERS order); unmeasured ones carry the reason."""
-    head = [f"{r.file} [{r.precision}]"]
+    head = [f"{r.file} {r.precision}"]
     size = _f(r.size_bytes / 1e6 if r.size_bytes else None)
     if not r.measured:
-        return head + [f"not measured: {r.reason}", "", "", "", "", "", "", size, _parity(r)]
+        return head + [f"not measured: {r.reason}", "", "", "", "", "", size, _parity(r)]
     rss = "" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f} (+{r.rss_delta_mib or 0:.0f})"
     return head + [
         _runtime(r), _f(r.load_ms), _stats(r.latency.get(ENCODER)),
-        _f(r.latency[DECODER_1].p50 if DECODER_1 in r.latency else None, "{:.2f}"),
-        _f(r.latency[DECODER_16].p50 if DECODER_16 in r.latency else None, "{:.2f}"),
-        _f(r.clicks_per_s), rss, size, _parity(r),
+        _decoder(r), _f(r.clicks_per_s), rss, size, _parity(r),
     ]
 
 
@@ -69,7 +72,7 @@ def title(report: BenchReport) -> str:
 def print_report(report: BenchReport, console: Console | None = None) -> None:
     """Two rich tables: artifacts, then encoder + decoder pipelines."""
     console = console or Console()
-    table = Table(title=f"Benchmark on {title(report)}")
+    table = Table(title=f"Benchmark on {title(report)}; {UNITS}")
     for h in ARTIFACT_HEADERS:
         table.add_column(h, justify="left" if h in ("artifact", "runtime", "parity") else "right")
     for r in report.artifacts:
@@ -149,6 +152,8 @@ def write_markdown(path: Path, report: BenchReport) -> Path | None:
         f"- created: {report.created}",
         "",
         "## Artifacts",
+        "",
+        f"({UNITS}; RSS is the process high-water mark, in brackets its growth while loading and running the artifact)",
         "",
         _md_table(ARTIFACT_HEADERS, [artifact_row(r) for r in report.artifacts]),
     ]

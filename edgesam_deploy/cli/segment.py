@@ -39,12 +39,17 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return x1, y1, x2, y2
 
 
-def _save(im: Image.Image, path: Path) -> None:
+def _image_format(path: Path) -> str:
+    """PIL format name for an output path, from its extension."""
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise DeployError(f"{path}: unknown image format '{path.suffix}' (use .png or .jpg)")
+    return fmt
+
+
+def _save(im: Image.Image, path: Path) -> None:
     with atomic_output(path) as tmp:
-        im.save(tmp, format=fmt)
+        im.save(tmp, format=_image_format(path))
 
 
 def segment(
@@ -68,6 +73,9 @@ def segment(
         raise DeployError("--num-masks must be 1, 3 or 4")
     if upsample not in ("bicubic", "bilinear"):
         raise DeployError("--upsample must be bicubic or bilinear")
+    for path in (out, mask_out):
+        if path is not None:
+            _image_format(path)
     rgb = load_image(image)
     pts = [parse_point(p) for p in point]
     prompt = Prompt([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], parse_box(box) if box else None)

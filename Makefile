@@ -1,0 +1,39 @@
+# edgesam-deploy: `make demo` and `make test` set up everything they need from nothing.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-out
+THREADS ?= 2
+
+.PHONY: setup system-deps test demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[all,test]'
+	touch $@
+
+setup: $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: setup system-deps
+	$(BIN)/python -m pytest tests
+
+demo: setup
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/python -c "import skimage.data, PIL.Image as I; I.fromarray(skimage.data.coffee()).save('$(DEMO_OUT)/coffee.png')"
+	$(BIN)/edgesam-deploy segment $(DEMO_OUT)/coffee.png --point 300,200 --box 60,80,560,380 --random-weights 0 \
+		--out $(DEMO_OUT)/coffee-overlay.png --mask-out $(DEMO_OUT)/coffee-mask.png
+	$(BIN)/edgesam-deploy export --target all --random-weights 0 --out $(DEMO_OUT)/export
+	$(BIN)/edgesam-deploy parity $(DEMO_OUT)/export --json $(DEMO_OUT)/parity.json --junit $(DEMO_OUT)/parity.xml
+	$(BIN)/edgesam-deploy bench --device host --artifacts $(DEMO_OUT)/export --threads $(THREADS) \
+		--json $(DEMO_OUT)/bench.json --report $(DEMO_OUT)/bench.md
+
+bench: setup
+	$(BIN)/python benchmarks/bench_onnx.py --threads $(THREADS) --out benchmarks/results/onnx.json
+	$(BIN)/python benchmarks/bench_tflite.py --threads $(THREADS) --out benchmarks/results/tflite.json
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
