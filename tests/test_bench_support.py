@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from edgesam_deploy.checkpoints import ModelSource
@@ -42,3 +43,29 @@ def make_onnx_export(root: Path, model: EdgeSam, seed: int = 0) -> Path:
     ])
     manifest.save(root)
     return root
+
+
+def subset_export(src: Path, dst: Path, files: list[str]) -> Path:
+    """A copy of export directory ``src`` holding only ``files`` (and a manifest listing them)."""
+    import shutil
+
+    manifest = Manifest.load(src)
+    dst.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        shutil.copy2(src / file, dst / file)
+    Manifest(model=manifest.model, tools=manifest.tools, artifacts=[a for a in manifest.artifacts if a.file in files]).save(dst)
+    return dst
+
+
+@pytest.fixture
+def private_adb_server(monkeypatch):
+    """Point adb at a server of its own on a free port, and stop that server afterwards."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", port)
+    yield port
+    subprocess.run(["adb", "-P", port, "kill-server"], capture_output=True)

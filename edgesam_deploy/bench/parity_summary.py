@@ -31,11 +31,12 @@ def attach_parity(
     model: Callable[[], EdgeSam],
     progress: Callable[[str], None] = lambda m: None,
 ) -> None:
-    """Fill ``result.parity`` of every exported artifact in ``results``; ``model`` is called only if
-    some artifact has no recorded parity. Artifacts that cannot be checked here say why in ``extra``."""
+    """Fill ``result.parity`` of the exported artifacts in ``results``: recorded parity for any of them,
+    computed parity for measured ones without a record (``model`` is called only then). Artifacts
+    that cannot be checked here say why in ``extra``."""
     listed = {a.file for a in manifest.artifacts}
     recorded = _recorded(manifest, export_dir)
-    missing = [r.file for r in results if r.file in listed and r.file not in recorded]
+    missing = [r.file for r in results if r.measured and r.file in listed and r.file not in recorded]
     computed: dict[str, ParitySummary] = {}
     if missing:
         weights = model()
@@ -44,8 +45,8 @@ def attach_parity(
             progress(f"{file}: parity")
             try:
                 (res,) = check_directory(export_dir, weights, files=[file], reference=reference)
-            except DeployError as exc:
-                next(r for r in results if r.file == file).extra["parity_error"] = str(exc)
+            except (DeployError, ImportError) as exc:  # e.g. no runtime for this target on this machine
+                next(r for r in results if r.file == file).extra["parity_error"] = f"parity not checked here: {exc}"
                 continue
             computed[file] = ParitySummary(res.passed, res.metrics, res.failures, res.runtime, "computed")
     for result in results:

@@ -21,7 +21,7 @@ def _f(value: float | None, fmt: str = "{:.1f}") -> str:
 
 
 def _stats(stats: Stats | None) -> str:
-    return "" if stats is None else f"{stats.p50:.1f} / {stats.p90:.1f} / {stats.min:.1f}"
+    return "" if stats is None else f"{stats.p50:.1f} / {_f(stats.p90) or '-'} / {stats.min:.1f}"
 
 
 def _parity(r: ArtifactResult) -> str:

@@ -20,10 +20,11 @@ DECODER_16 = "decoder_16_points"
 
 @dataclass
 class Stats:
-    """Latency statistics over timed runs (after warm-up), in ms."""
+    """Latency statistics over timed runs (after warm-up), in ms; ``p90`` is None where a device
+    tool does not report it."""
 
     p50: float
-    p90: float
+    p90: float | None
     min: float
     mean: float
     runs: int

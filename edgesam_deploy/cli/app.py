@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from ..errors import DeployError
-from . import export, models, parity, segment
+from . import bench, devices, export, models, parity, segment
 
 app = typer.Typer(
     name="edgesam-deploy",
@@ -27,6 +26,8 @@ app.command("models")(models.models)
 app.command("segment")(segment.segment)
 app.command("export")(export.export)
 app.command("parity")(parity.parity)
+app.command("bench")(bench.bench)
+app.command("devices")(devices.devices)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = typer.main.get_command(app).main(args, prog_name="edgesam-deploy", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("edgesam-deploy: interrupted", file=sys.stderr)
         code = 130
     except DeployError as exc:
@@ -50,11 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgesam-deploy: error: {exc}", file=sys.stderr)
         code = exc.exit_code
     except Exception as exc:  # the last line of defence: never a traceback without --debug
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error of typer's vendored click
+            exc.show()
+            return _finish(exc.exit_code, argv)
         if debug:
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
         print(f"edgesam-deploy: internal error: {exc.__class__.__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
         code = 3
+    return _finish(code, argv)
+
+
+def _finish(code: int, argv: list[str] | None) -> int:
     if argv is None:
         sys.exit(code)
     return code

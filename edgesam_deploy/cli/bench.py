@@ -10,7 +10,7 @@ from rich.console import Console
 
 from ..bench.report import print_report, write_json_report, write_markdown
 from ..bench.run import BenchSettings, run_bench
-from ..bench.runners import RunnerOptions
+from ..bench.runners import RunnerOptions, get_runner
 from ..checkpoints import load_model, load_model_for_source
 from ..devices import get_profile
 from ..errors import DeployError
@@ -38,7 +38,7 @@ def _model_loader(directory: Path, checkpoint: Optional[Path], random_weights: O
 
 def bench(
     device: str = typer.Option("host", "--device", help="Device profile (see `edgesam-deploy devices`)."),
-    artifacts: Path = typer.Option(..., "--artifacts", help="Export directory with manifest.json.", file_okay=False),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Export directory with manifest.json (required).", file_okay=False),
     profiles: Optional[Path] = typer.Option(None, "--profiles", help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).", dir_okay=False),
     runs: int = typer.Option(20, "--runs", help="Timed runs per measurement (after the warm-up)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs per measurement."),
@@ -63,15 +63,18 @@ def bench(
 
     Artifacts of DIR that the device cannot run are listed as not measured, with the reason.
     """
-    if not artifacts.is_dir():
-        raise DeployError(f"{artifacts}: not a directory")
     profile = get_profile(device, profiles)
-    settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference)
     options = RunnerOptions(
         ssh_host=ssh_host, ssh_config=ssh_config, remote_python=remote_python, remote_dir=remote_dir,
         remote_command=remote_command, adb_serial=adb_serial, benchmark_model=benchmark_model,
         xcode_device=xcode_device, timeout_s=timeout,
     )
+    if artifacts is None:
+        get_runner(profile, options).probe()  # an unreachable device says so first
+        raise DeployError("--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy export)")
+    if not artifacts.is_dir():
+        raise DeployError(f"{artifacts}: not a directory")
+    settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference)
     with progress_reporter(f"bench {device}") as progress:
         result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)
     print_report(result, Console())

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..devices import load_profiles
+from ..devices import PACKAGED, load_profiles
 from ..devices.reachability import reachability
 
 
@@ -17,16 +17,20 @@ def devices(
     check: bool = typer.Option(True, "--check/--no-check", help="Try to reach each device (ssh, adb, Xcode)."),
 ) -> None:
     """List the benchmark device profiles and whether each device can be reached from here."""
+    console = Console()
     table = Table(title="Benchmark devices (edgesam-deploy bench --device NAME)")
-    for col in ("device", "runner", "wants", "runtime", "connection", "reachable" if check else "description"):
+    table.add_column("device", no_wrap=True)
+    for col in ("runner", "wants", "runtime") + (("reachable",) if check else ()):
         table.add_column(col)
+    notes = []
     for p in load_profiles(profiles).values():
         runtime = " ".join(str(v) for v in (p.runtime, p.delegate or p.compute_units) if v)
-        hints = ", ".join(f"{k}={v}" for k, v in p.connection.items())
+        row = [p.name + ("" if p.source == PACKAGED else " (yours)"), p.runner, p.wanted_label(), runtime]
         if check:
             ok, line = reachability(p)
-            status = f"[green]yes[/green]: {line}" if ok else f"[red]no[/red]: {line}"
-        else:
-            status = p.description
-        table.add_row(p.name + ("" if p.source == "packaged" else f" ({p.source})"), p.runner, p.wanted_label(), runtime, hints, status)
-    Console().print(table)
+            row.append("[green]yes[/green]" if ok else "[red]no[/red]")
+            notes.append(f"[bold]{p.name}[/bold]: {line}")
+        table.add_row(*row)
+    console.print(table)
+    for note in notes:
+        console.print(note)

@@ -18,6 +18,7 @@ from ..manifest import ArtifactRecord
 PROFILES_ENV = "EDGESAM_DEPLOY_PROFILES"
 RUNNERS = ("local", "ssh", "adb", "xcode")
 TARGETS = ("onnx", "tflite", "coreml")
+PACKAGED = "packaged profiles.toml"
 _FIELDS = {"description", "runner", "target", "precision", "runtime", "delegate", "compute_units", "threads", "connection"}
 
 
@@ -39,7 +40,7 @@ class DeviceProfile:
     compute_units: str | None = None
     threads: int | None = None
     connection: dict[str, Any] = field(default_factory=dict)
-    source: str = "packaged"
+    source: str = PACKAGED
 
     def wants(self, record: ArtifactRecord) -> bool:
         """Whether an artifact has a target and precision this device runs."""
@@ -123,7 +124,7 @@ def _read(text: str, source: str) -> dict[str, DeviceProfile]:
 def load_profiles(user_file: Path | None = None) -> dict[str, DeviceProfile]:
     """Packaged profiles, then those of ``user_file`` or ``$EDGESAM_DEPLOY_PROFILES`` on top."""
     packaged = resources.files(__package__).joinpath("profiles.toml").read_text()
-    profiles = _read(packaged, "packaged profiles.toml")
+    profiles = _read(packaged, PACKAGED)
     path = user_file or (Path(os.environ[PROFILES_ENV]) if os.environ.get(PROFILES_ENV) else None)
     if path is not None:
         path = Path(path)

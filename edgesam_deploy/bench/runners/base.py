@@ -11,7 +11,7 @@ from typing import Callable, ClassVar
 from ...devices import DeviceProfile
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord, Manifest
-from ..schema import ArtifactResult, DeviceInfo, PipelineResult
+from ..schema import DECODER_1, ENCODER, ArtifactResult, DeviceInfo, PipelineResult
 
 ProgressFn = Callable[[str], None]
 
@@ -117,3 +117,19 @@ def pipeline_label(encoder: ArtifactRecord, decoder: ArtifactRecord) -> str:
     """E.g. 'onnx fp16' or 'tflite int8-dynamic + fp32 decoder'."""
     label = f"{encoder.target} {encoder.precision}"
     return label if decoder.precision == encoder.precision else f"{label} + {decoder.precision} decoder"
+
+
+def summed_pipelines(results: list[ArtifactResult], records: list[ArtifactRecord], how: str) -> list[PipelineResult]:
+    """Pipelines of tools that time each graph alone: FPS from the sum of the p50 latencies."""
+    by_file = {r.file: r for r in results}
+    out = []
+    for enc, dec in pairs(records):
+        e, d = by_file[enc.file], by_file[dec.file]
+        pipe = PipelineResult(enc.file, dec.file, pipeline_label(enc, dec) + f" ({how})")
+        if e.measured and d.measured and ENCODER in e.latency and DECODER_1 in d.latency:
+            pipe.measured = True
+            pipe.fps = 1e3 / (e.latency[ENCODER].p50 + d.latency[DECODER_1].p50)
+        else:
+            pipe.reason = "encoder or decoder not measured"
+        out.append(pipe)
+    return out

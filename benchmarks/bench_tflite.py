@@ -1,0 +1,139 @@
+"""LiteRT (TFLite) CPU benchmark: fp32 vs fp16 vs int8-dynamic vs int8-full, with parity side by side.
+
+    python benchmarks/bench_tflite.py [--out benchmarks/results/tflite.json] [--threads 2] [--export-dir DIR]
+
+Exports the seeded random model (or reuses ``--export-dir`` if it already holds a TFLite export),
+then in one run: encoder latency (median), decoder latency per click with 1 and 16 points
+(N = 2 and 16 with the padding point), sizes and size ratios, parity metrics, XNNPACK delegation.
+Not a test: timings depend on the machine; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+
+from edgesam_deploy.checkpoints import load_model
+from edgesam_deploy.export import run_export
+from edgesam_deploy.exporters import ExportOptions
+from edgesam_deploy.fileio import write_json
+from edgesam_deploy.manifest import ArtifactRecord, Manifest, ManifestError
+from edgesam_deploy.parity import Reference, evaluate
+from edgesam_deploy.runtimes import open_session
+from edgesam_deploy.runtimes.base import GraphSession
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-full")
+CLICKS = {"1 point": 2, "16 points": 16}  # decoder N: one click + the padding point; 16 points
+
+
+def timed(session: GraphSession, feeds: dict[str, np.ndarray], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``session.run(feeds)`` in milliseconds."""
+    for _ in range(warmup):
+        session.run(feeds)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        session.run(feeds)
+        times.append((time.perf_counter() - t) * 1e3)
+    return median(times)
+
+
+def tflite_records(export_dir: Path) -> dict[tuple[str, str], ArtifactRecord]:
+    """(role, precision) -> record of every TFLite artifact in the export directory."""
+    try:
+        manifest = Manifest.load(export_dir)
+    except ManifestError:
+        return {}
+    return {(a.role, a.precision): a for a in manifest.artifacts if a.target == "tflite"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tflite.json"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--export-dir", type=Path, help="reuse (or create) this export directory")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+
+    model, source = load_model(random_seed=0)
+    export_dir = args.export_dir or Path(tempfile.mkdtemp(prefix="bench-tflite-"))
+    records = tflite_records(export_dir)
+    if set(records) != {(r, p) for r in ("encoder", "decoder") for p in PRECISIONS}:
+        print(f"exporting to {export_dir} ...", flush=True)
+        run_export(model, source, ["tflite"], export_dir, ExportOptions(precisions=list(PRECISIONS)), run_parity=False,
+                   progress=lambda m: print(f"  {m}", flush=True))
+        records = tflite_records(export_dir)
+
+    reference = Reference(model)
+    case = reference.cases[0]
+    feeds_enc = {"image": case.tensor}
+    rng = np.random.default_rng(0)
+    feeds_dec = {
+        label: {
+            "image_embeddings": case.ref_embeddings,
+            "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
+            "point_labels": np.concatenate([np.ones((1, n - 1)), -np.ones((1, 1))], axis=1).astype(np.float32),
+        }
+        for label, n in CLICKS.items()
+    }
+
+    rows = []
+    for precision in PRECISIONS:
+        row: dict = {"precision": precision}
+        for role in ("encoder", "decoder"):
+            record = records[(role, precision)]
+            session = open_session(record, export_dir, threads=args.threads)
+            info = session.describe()
+            parity = evaluate(session, reference)
+            row[role] = {
+                "file": record.file,
+                "size_mb": round(record.size_bytes / 1e6, 2),
+                "ops": record.details.get("ops"),
+                "xnnpack": {k: info[k] for k in ("delegated", "fallback", "partitions", "fallback_ops") if k in info},
+                "parity": {k: round(v, 6) for k, v in parity.metrics.items()},
+                "passed": parity.passed,
+            }
+            if role == "encoder":
+                row[role]["latency_ms"] = round(timed(session, feeds_enc, args.repeats), 1)
+            else:
+                row[role]["latency_ms"] = {label: round(timed(session, f, args.repeats * 5), 2) for label, f in feeds_dec.items()}
+        rows.append(row)
+        print(f"{precision}: encoder {row['encoder']['latency_ms']} ms, decoder {row['decoder']['latency_ms']} ms", flush=True)
+
+    base = rows[0]
+    for row in rows:
+        for role in ("encoder", "decoder"):
+            row[role]["size_ratio"] = round(row[role]["size_mb"] / base[role]["size_mb"], 3)
+        row["encoder"]["speedup_vs_fp32"] = round(base["encoder"]["latency_ms"] / row["encoder"]["latency_ms"], 2)
+        row["decoder"]["speedup_vs_fp32"] = {k: round(base["decoder"]["latency_ms"][k] / v, 2) for k, v in row["decoder"]["latency_ms"].items()}
+
+    header = f"{'precision':13} {'enc MB':>7} {'ratio':>6} {'enc ms':>8} {'x fp32':>7} {'emb cos':>9} {'emb max|d|':>10} {'IoU(enc)':>9} | {'dec MB':>7} {'N=2 ms':>7} {'N=16 ms':>8} {'IoU(dec)':>9}"
+    print(header)
+    for r in rows:
+        e, d = r["encoder"], r["decoder"]
+        print(f"{r['precision']:13} {e['size_mb']:7.2f} {e['size_ratio']:6.3f} {e['latency_ms']:8.1f} {e['speedup_vs_fp32']:7.2f} "
+              f"{e['parity']['emb_cosine_min']:9.6f} {e['parity']['emb_max_abs']:10.2e} {e['parity']['mask_iou_mean']:9.5f} | "
+              f"{d['size_mb']:7.2f} {d['latency_ms']['1 point']:7.2f} {d['latency_ms']['16 points']:8.2f} {d['parity']['mask_iou_mean']:9.5f}")
+
+    result = {
+        "benchmark": "tflite",
+        "runtime": "ai-edge-litert interpreter, XNNPACK",
+        "threads": args.threads,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "model": source.as_dict(),
+        "image": case.name,
+        "rows": rows,
+    }
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+    print(json.dumps({"export_dir": str(export_dir)}))
+
+
+if __name__ == "__main__":
+    main()

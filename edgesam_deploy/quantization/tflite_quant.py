@@ -1,0 +1,132 @@
+"""Post-training quantization of the fp32 TFLite graphs with ai-edge-quantizer (AEQ).
+
+Every variant starts from the converted fp32 flatbuffer, so the graph is converted once per role:
+
+- ``fp16``: weights of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV stored as
+  float16 and dequantized at load time (half the size; XNNPACK computes in fp32 on x86).
+- ``int8-dynamic``: AEQ's legacy dynamic-range recipe: int8 per-channel weights of layers with at
+  least 1024 weights, activations quantized on the fly by the kernels, I/O float.
+- ``int8-full``: static int8 activations and weights calibrated on real photos, except the layers in
+  ``FULL_INT8_FLOAT_KEPT`` that measurably broke under int8 (see docs/tflite.md); I/O stays float.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import DeployError, require
+from ..processing import PAD_LABEL
+
+EXTRA = "tflite"
+_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
+_FLOAT_IO = ("INPUT", "OUTPUT")  # graph inputs and outputs stay float32 (int8 coordinates lose ~4 px)
+_STATIC_INT8 = {
+    "activation_tensor_config": {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"},
+    "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
+    "compute_precision": "INTEGER",
+    "explicit_dequantize": False,
+}
+_DYNAMIC_INT8 = {
+    "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
+    "compute_precision": "INTEGER",
+    "explicit_dequantize": False,
+    "min_weight_elements": 1024,
+}
+_FP16_WEIGHTS = {
+    "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+    "compute_precision": "FLOAT",
+    "explicit_dequantize": True,
+}
+
+
+@dataclass(frozen=True)
+class FloatKept:
+    """Which part of a graph stays float under int8-full: ops inside ``scope`` (a regex over TFLite
+    tensor names, which carry the PyTorch module path) are int8 except the op types in ``ops``;
+    everything outside the scope is float."""
+
+    scope: str
+    ops: tuple[str, ...]
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"int8_scope": self.scope, "float_op_types": list(self.ops), "reason": self.reason}
+
+
+# Chosen by measurement on the parity photos (docs/tflite.md, "int8-full: what stays float").
+FULL_INT8_FLOAT_KEPT: dict[str, FloatKept] = {
+    "encoder": FloatKept(
+        scope=".*",
+        ops=("MEAN", "SUB", "SQRT", "DIV", "GELU", "LOGISTIC"),
+        reason="LayerNorm2d of the neck and the squeeze-excite means stay float for accuracy; GELU and "
+        "sigmoid because XNNPACK has no int8 kernels for them (int8 there was 1.8x slower, no more accurate)",
+    ),
+    "decoder": FloatKept(
+        scope="transformer|output_upscaling|MLP",
+        ops=("SOFTMAX", "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "SQRT", "DIV"),
+        reason="the prompt encoder (point coordinates, Fourier features, label selection) and the final "
+        "mask product stay float; softmax and LayerNorm stay float inside the transformer",
+    ),
+}
+
+
+def recipe_for(precision: str, role: str) -> list[dict[str, Any]]:
+    """The AEQ recipe (a JSON-able list) of a quantized precision for ``role`` (encoder | decoder)."""
+    if precision == "fp16":
+        return [{"regex": ".*", "operation": op, "algorithm_key": "float_casting", "op_config": _FP16_WEIGHTS} for op in _WEIGHT_OPS]
+    if precision == "int8-dynamic":
+        return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": _DYNAMIC_INT8}]
+    if precision == "int8-full":
+        kept = FULL_INT8_FLOAT_KEPT[role]
+        return [{"regex": kept.scope, "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": _STATIC_INT8}] + [
+            {"regex": kept.scope, "operation": op, "algorithm_key": "no_quantize"} for op in kept.ops
+        ] + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in _FLOAT_IO]
+    raise DeployError(f"no TFLite quantization recipe for precision '{precision}'")
+
+
+def quantize_model(
+    float_model: bytes,
+    recipe: list[dict[str, Any]],
+    calibration: dict[str, list[dict[str, np.ndarray]]] | None = None,
+    threads: int = 2,
+) -> bytes:
+    """Apply ``recipe`` to a float flatbuffer; ``calibration`` maps signature key -> feeds
+    (input name -> array) and is required by static recipes."""
+    aeq = require("ai_edge_quantizer.quantizer", EXTRA)
+    qt = aeq.Quantizer(bytearray(float_model), recipe)
+    result = None
+    if qt.need_calibration:
+        if not calibration:
+            raise DeployError("int8-full needs calibration images")
+        result = qt.calibrate(calibration, num_threads=threads)
+    return bytes(qt.quantize(result, enable_progress_report=False).quantized_model)
+
+
+def fit_points(coords: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut or pad (with (0, 0) label -1) a prompt [1, M, 2] / [1, M] to exactly ``n`` points.
+
+    Only for calibration ranges of a fixed-N signature; it changes the prompt's meaning."""
+    m = coords.shape[1]
+    if m >= n:
+        return coords[:, :n], labels[:, :n]
+    pad = n - m
+    return (
+        np.concatenate([coords, np.zeros((1, pad, 2), np.float32)], axis=1),
+        np.concatenate([labels, np.full((1, pad), PAD_LABEL, np.float32)], axis=1),
+    )
+
+
+def decoder_calibration(
+    feeds: Iterable[dict[str, np.ndarray]], signatures: dict[int, str]
+) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Calibration feeds per decoder signature (point count -> key), prompts fitted to each N."""
+    feeds = list(feeds)
+    out: dict[str, list[dict[str, np.ndarray]]] = {}
+    for n, key in signatures.items():
+        out[key] = []
+        for f in feeds:
+            c, lab = fit_points(f["point_coords"], f["point_labels"], n)
+            out[key].append({"image_embeddings": f["image_embeddings"], "point_coords": c, "point_labels": lab})
+    return out
