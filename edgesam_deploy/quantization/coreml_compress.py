@@ -11,7 +11,6 @@ elements); constants such as the decoder's positional encoding stay fp16.
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ def _weight_config(precision: str) -> Any:
         require("sklearn", "coreml")
         op_config = oc.OpPalettizerConfig(
             mode="kmeans", nbits=PALETTE_BITS[precision], granularity="per_tensor",
-            num_kmeans_workers=max(1, os.cpu_count() or 1), weight_threshold=WEIGHT_THRESHOLD,
+            weight_threshold=WEIGHT_THRESHOLD,  # one k-means worker: forked workers deadlock after torch ran
         )
     elif precision in ("int8-weight", "int8-full"):
         op_config = oc.OpLinearQuantizerConfig(

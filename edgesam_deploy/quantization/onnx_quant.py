@@ -1,14 +1,14 @@
 """Reduced-precision ONNX graphs: fp16 conversion and int8 quantization with ONNX Runtime's tooling.
 
-Every policy below (which ops stay float32, which nodes stay unquantized) was chosen by measuring
-parity on the real graphs; docs/onnx.md has the numbers. Graph inputs and outputs stay float32.
+The policies (what stays float32, what stays unquantized) were chosen by measuring parity on the
+real graphs; docs/onnx.md has the numbers. Graph inputs and outputs always stay float32.
 """
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -20,21 +20,38 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+from onnxruntime.quantization.calibrate import create_calibrator
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 from ..errors import DeployError
 
+FP16_MAX = 65504.0
+
+Feeds = Iterable[dict[str, np.ndarray]]
+
+
+class FeedReader(CalibrationDataReader):
+    """Calibration feeds (dicts of official input names -> arrays) for ONNX Runtime's calibrators."""
+
+    def __init__(self, feeds: Feeds, input_names: Iterable[str]) -> None:
+        names = set(input_names)
+        self._feeds: Iterator[dict[str, np.ndarray]] = ({k: v for k, v in f.items() if k in names} for f in feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
 
 def nodes_fed_only_by(model: onnx.ModelProto, inputs: Iterable[str]) -> list[str]:
-    """Names of the nodes whose values depend on graph ``inputs`` and on no other graph input."""
-    graph_inputs = {i.name for i in model.graph.input}
+    """Names of the nodes that depend on graph ``inputs`` and on no other graph input
+    (e.g. the prompt encoding computed from ``point_coords`` / ``point_labels``)."""
     allowed = set(inputs)
-    pure: set[str] = set(allowed)  # tensors computed from ``inputs`` and constants only
+    others = {i.name for i in model.graph.input} - allowed
+    pure = set(allowed)  # tensors computed from ``allowed`` and constants only
     const = {i.name for i in model.graph.initializer}
     out = []
     for node in model.graph.node:  # ONNX nodes are topologically sorted
         ins = [i for i in node.input if i]
-        if any(i in graph_inputs - allowed for i in ins) or not all(i in pure or i in const for i in ins):
+        if any(i in others for i in ins) or not all(i in pure or i in const for i in ins):
             continue
         if any(i in pure for i in ins):
             pure.update(node.output)
@@ -44,108 +61,125 @@ def nodes_fed_only_by(model: onnx.ModelProto, inputs: Iterable[str]) -> list[str
     return out
 
 
+def activation_peaks(model: onnx.ModelProto, feeds: Feeds) -> dict[str, float]:
+    """max |value| of every float tensor over ``feeds`` (ONNX Runtime's min-max calibrator)."""
+    inputs = [i.name for i in model.graph.input]
+    with tempfile.TemporaryDirectory(prefix="edgesam-peaks-") as scratch:
+        src = Path(scratch) / "in.onnx"
+        onnx.save(model, str(src))
+        calibrator = create_calibrator(src, None, augmented_model_path=str(Path(scratch) / "aug.onnx"),
+                                       calibrate_method=CalibrationMethod.MinMax)
+        calibrator.collect_data(FeedReader(feeds, inputs))
+        ranges = calibrator.compute_data()
+    return {name: float(max(abs(np.min(r.range_value[0])), abs(np.max(r.range_value[1])))) for name, r in ranges.data.items()}
+
+
+def toposort(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Reorder nodes topologically in place (the fp16 converter appends its Casts at the end)."""
+    ready = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
+    pending, ordered = list(model.graph.node), []
+    while pending:
+        rest = [n for n in pending if not all(i in ready for i in n.input)]
+        done = [n for n in pending if all(i in ready for i in n.input)]
+        if not done:
+            raise DeployError("ONNX graph has a cycle or an undefined input")
+        for n in done:
+            ready.update(n.output)
+        ordered.extend(done)
+        pending = rest
+    nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 @dataclass(frozen=True)
 class Fp16Policy:
-    """What stays float32 in an fp16 graph: op types, and every node computed from the
-    ``fp32_inputs`` alone (e.g. the prompt encoding of ``point_coords``), each with its reason."""
+    """What stays float32 in an fp16 graph.
 
-    keep_fp32: dict[str, str] = field(default_factory=dict)
+    ``keep_ops``: op type -> reason. ``fp32_inputs``: every node computed from these inputs alone
+    stays float32 (reason ``fp32_inputs_reason``). ``headroom``: a node whose float32 output on the
+    calibration feeds exceeds FP16_MAX / headroom stays float32 (overflow guard for the actual weights).
+    """
+
+    keep_ops: dict[str, str] = field(default_factory=dict)
     fp32_inputs: tuple[str, ...] = ()
     fp32_inputs_reason: str = ""
+    headroom: float = 4.0
 
-    def kept_nodes(self, model: onnx.ModelProto) -> list[str]:
-        present = {i.name for i in model.graph.input}
-        inputs = [i for i in self.fp32_inputs if i in present]
-        return nodes_fed_only_by(model, inputs) if inputs else []
 
-    def details(self, model: onnx.ModelProto) -> dict:
-        out: dict = {"fp32_kept_ops": dict(self.keep_fp32)}
-        if nodes := self.kept_nodes(model):
-            out["fp32_kept_subgraph"] = {"from_inputs": list(self.fp32_inputs), "nodes": len(nodes), "reason": self.fp32_inputs_reason}
-        return out
+def to_fp16(model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """fp16 weights and activations with float32 I/O -> (model, record details)."""
+    present = {i.name for i in model.graph.input}
+    subgraph = nodes_fed_only_by(model, [i for i in policy.fp32_inputs if i in present])
+    limit = FP16_MAX / policy.headroom
+    peaks = activation_peaks(model, feeds)
+    hot = sorted({n.name for n in model.graph.node if n.name not in subgraph and any(peaks.get(o, 0.0) > limit for o in n.output)})
+    try:
+        converted = convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(policy.keep_ops),
+            node_block_list=subgraph + hot,
+        )
+    except Exception as exc:  # the converter raises bare exceptions of many types
+        raise DeployError(f"fp16 conversion failed: {str(exc).splitlines()[0][:200]}") from exc
+    toposort(converted)
+    details: dict[str, Any] = {"fp32_kept_ops": dict(policy.keep_ops)}
+    if subgraph:
+        details["fp32_kept_subgraph"] = {"inputs": list(policy.fp32_inputs), "nodes": len(subgraph), "reason": policy.fp32_inputs_reason}
+    details["fp16_overflow_guard"] = {"limit": limit, "nodes_kept_fp32": hot}
+    return converted, details
 
 
 @dataclass(frozen=True)
 class Int8Policy:
-    """What an int8 graph quantizes.
-
-    ``op_types``: op types handed to the quantizer; ``exclude_op_types``: op type -> reason, nodes of
-    these types stay float; ``keep_output_producers``: the nodes that compute graph outputs stay float.
-    """
+    """What an int8 graph quantizes: ``op_types`` go to the quantizer; nodes of ``exclude_ops``
+    (op type -> reason), nodes whose names start with a key of ``exclude_scopes`` (module scope ->
+    reason) and nodes computed from ``fp32_inputs`` alone stay float."""
 
     op_types: tuple[str, ...]
-    exclude_op_types: dict[str, str] = field(default_factory=dict)
-    keep_output_producers: str = ""  # reason, empty: outputs may be quantized
+    exclude_ops: dict[str, str] = field(default_factory=dict)
+    exclude_scopes: dict[str, str] = field(default_factory=dict)
+    fp32_inputs: tuple[str, ...] = ()
+    fp32_inputs_reason: str = ""
 
     def excluded_nodes(self, model: onnx.ModelProto) -> list[str]:
-        """Names of the nodes this policy leaves float."""
-        outputs = {o.name for o in model.graph.output}
-        out = []
-        for node in model.graph.node:
-            if node.op_type in self.exclude_op_types or (self.keep_output_producers and outputs & set(node.output)):
-                out.append(node.name)
-        return out
+        present = {i.name for i in model.graph.input}
+        subgraph = set(nodes_fed_only_by(model, [i for i in self.fp32_inputs if i in present]))
+        scopes = tuple(self.exclude_scopes)
+        return [n.name for n in model.graph.node
+                if n.op_type in self.exclude_ops or n.name in subgraph or (scopes and n.name.startswith(scopes))]
 
-    def details(self, model: onnx.ModelProto) -> dict:
-        nodes = self.excluded_nodes(model)
-        reasons = dict(self.exclude_op_types)
-        if self.keep_output_producers:
-            reasons["graph output producers"] = self.keep_output_producers
-        return {"quantized_op_types": list(self.op_types), "quantization_exclusions": reasons, "excluded_nodes": nodes}
+    def details(self, model: onnx.ModelProto) -> dict[str, Any]:
+        reasons = {**self.exclude_ops, **self.exclude_scopes}
+        if self.fp32_inputs:
+            reasons[f"nodes computed from {', '.join(self.fp32_inputs)} alone"] = self.fp32_inputs_reason
+        return {"quantized_op_types": list(self.op_types), "quantization_exclusions": reasons,
+                "excluded_nodes": len(self.excluded_nodes(model))}
 
 
-class FeedReader(CalibrationDataReader):
-    """Calibration feeds (dicts of official input names -> arrays) for ``quantize_static``."""
-
-    def __init__(self, feeds: Iterable[dict[str, np.ndarray]], input_names: Iterable[str]) -> None:
-        names = set(input_names)
-        self._feeds: Iterator[dict[str, np.ndarray]] = ({k: v for k, v in f.items() if k in names} for f in feeds)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
-
-
-def to_fp16(model: onnx.ModelProto, policy: Fp16Policy) -> onnx.ModelProto:
-    """fp16 weights and activations; float32 inputs/outputs and the policy's ops kept float32."""
-    try:
-        return convert_float_to_float16(
-            model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(policy.keep_fp32),
-            node_block_list=policy.kept_nodes(model),
-        )
-    except Exception as exc:  # the converter raises bare exceptions of many types
-        raise DeployError(f"fp16 conversion failed: {str(exc).splitlines()[0][:200]}") from exc
-
-
-def _load(path: Path) -> onnx.ModelProto:
-    return onnx.load(str(path), load_external_data=True)
-
-
-def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> onnx.ModelProto:
-    """Weight-only int8 (per-channel), activations quantized on the fly by the runtime."""
+def _roundtrip(model: onnx.ModelProto, quantize: Any) -> onnx.ModelProto:
+    """Run a path-based ORT quantizer on ``model`` in a scratch directory and load the result."""
     with tempfile.TemporaryDirectory(prefix="edgesam-q-") as scratch:
         src, dst = Path(scratch) / "in.onnx", Path(scratch) / "out.onnx"
         onnx.save(model, str(src))
-        quantize_dynamic(
-            src, dst, op_types_to_quantize=list(policy.op_types), per_channel=True,
-            weight_type=QuantType.QInt8, nodes_to_exclude=policy.excluded_nodes(model),
-        )
-        return _load(dst)
+        quantize(src, dst)
+        return onnx.load(str(dst))
 
 
-def quantize_int8_static(
-    model: onnx.ModelProto, policy: Int8Policy, feeds: Iterable[dict[str, np.ndarray]]
-) -> onnx.ModelProto:
+def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Weight-only int8 (per-channel); activations are quantized on the fly by the runtime."""
+    q = _roundtrip(model, lambda src, dst: quantize_dynamic(
+        src, dst, op_types_to_quantize=list(policy.op_types), per_channel=True, weight_type=QuantType.QInt8,
+        nodes_to_exclude=policy.excluded_nodes(model)))
+    return q, {"quantization": "dynamic: int8 per-channel weights, activations at run time", **policy.details(model)}
+
+
+def quantize_int8_static(model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """QDQ int8: per-channel symmetric int8 weights, uint8 activations calibrated (min-max) on ``feeds``."""
     inputs = [i.name for i in model.graph.input]
-    with tempfile.TemporaryDirectory(prefix="edgesam-q-") as scratch:
-        src, dst = Path(scratch) / "in.onnx", Path(scratch) / "out.onnx"
-        onnx.save(model, str(src))
-        quantize_static(
-            src, dst, FeedReader(feeds, inputs),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(policy.op_types), per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=policy.excluded_nodes(model), calibrate_method=CalibrationMethod.MinMax,
-            # ranges merged after every run: full-size intermediate tensors are never all held at once
-            extra_options={"CalibMaxIntermediateOutputs": 1, "WeightSymmetric": True, "ActivationSymmetric": False},
-        )
-        return _load(dst)
+    q = _roundtrip(model, lambda src, dst: quantize_static(
+        src, dst, FeedReader(feeds, inputs), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(policy.op_types),
+        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        nodes_to_exclude=policy.excluded_nodes(model), calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False}))
+    return q, {"quantization": "static QDQ: int8 per-channel weights, uint8 activations, min-max calibration", **policy.details(model)}

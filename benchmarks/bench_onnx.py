@@ -1,0 +1,141 @@
+"""ONNX Runtime CPU benchmark of the ONNX target (not a test).
+
+    python benchmarks/bench_onnx.py [--out benchmarks/results/onnx.json] [--threads 2] [--runs 5]
+
+Exports every precision (random weights, seed 0), adds an official-style encoder (unfolded,
+opset 11, no simplifier), times median latencies, runs the parity engine on the artifacts and
+checks the issue's targets.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesam_deploy.checkpoints import load_model
+from edgesam_deploy.exporters import ExportContext, ExportOptions
+from edgesam_deploy.exporters.onnx import OnnxExporter
+from edgesam_deploy.fileio import write_json
+from edgesam_deploy.graphs import ENCODER_INPUTS, ENCODER_OUTPUTS, EncoderGraph, example_inputs
+from edgesam_deploy.manifest import Manifest, tool_versions
+from edgesam_deploy.parity import check_directory
+from edgesam_deploy.runtimes.onnxruntime import OrtSession
+from edgesam_deploy.samples import load_photo
+from edgesam_deploy.processing import preprocess
+
+OFFICIAL = "onnx/encoder.official-style.onnx"
+
+
+def export_official_style(model: torch.nn.Module, path: Path) -> None:
+    """The official export's settings: unfolded encoder, opset 11, no simplifier."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(EncoderGraph(model, fold=False).eval(), example_inputs()[0], str(path), dynamo=False,
+                          opset_version=11, input_names=[ENCODER_INPUTS[0].name], output_names=[ENCODER_OUTPUTS[0].name])
+
+
+def median_ms(session: OrtSession, feeds: dict[str, np.ndarray], runs: int) -> float:
+    session.run(feeds)  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(feeds)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+def decoder_feeds(embeddings: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(n)
+    labels = np.ones((1, n), np.float32)
+    labels[0, -1] = -1
+    return {"image_embeddings": embeddings, "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32), "point_labels": labels}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/onnx.json"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calibration-size", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, source = load_model(random_seed=0)
+
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
+        out = Path(tmp)
+        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions(calibration_size=args.calibration_size),
+                            progress=lambda m: print(m, file=sys.stderr))
+        records = OnnxExporter().export(ctx)
+        manifest = Manifest(model=source.as_dict())
+        manifest.add(records)
+        manifest.save(out)
+        export_official_style(model, out / OFFICIAL)
+
+        image = {"image": preprocess(load_photo("coffee")).tensor}
+        emb = ctx.encoder_graph(torch.from_numpy(image["image"])).detach().numpy()
+        by_file = {r.file: r for r in records}
+        official_record = by_file["onnx/encoder.fp32.onnx"]
+        lat: dict[str, float] = {}
+        for precision in ("fp32", "fp16", "int8-static", "int8-dynamic"):
+            f = f"onnx/encoder.{precision}.onnx"
+            lat[f] = median_ms(OrtSession(by_file[f], out / f, threads=args.threads), image, args.runs)
+        lat[OFFICIAL] = median_ms(OrtSession(official_record, out / OFFICIAL, threads=args.threads), image, args.runs)
+        for precision in ("fp32", "fp16"):
+            f = f"onnx/decoder.{precision}.onnx"
+            session = OrtSession(by_file[f], out / f, threads=args.threads)
+            for n in (1, 16):
+                lat[f"{f} N={n}"] = median_ms(session, decoder_feeds(emb, n), args.runs * 4)
+        print("parity ...", file=sys.stderr)
+        parity = {r.file: r for r in check_directory(out, model)}
+        sizes = {r.file: r.size_bytes for r in records} | {OFFICIAL: (out / OFFICIAL).stat().st_size}
+
+    fp32 = lat["onnx/encoder.fp32.onnx"]
+    ratios = {
+        "encoder fp32 vs official-style (x faster)": lat[OFFICIAL] / fp32,
+        "encoder int8-static vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-static.onnx"],
+        "encoder int8-dynamic vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-dynamic.onnx"],
+        "encoder fp16 vs fp32 (x faster)": fp32 / lat["onnx/encoder.fp16.onnx"],
+        "decoder fp16 vs fp32 N=1 (x faster)": lat["onnx/decoder.fp32.onnx N=1"] / lat["onnx/decoder.fp16.onnx N=1"],
+    }
+    static = parity["onnx/encoder.int8-static.onnx"].metrics
+    targets = {
+        "int8-static encoder >= 1.6x faster than fp32": ratios["encoder int8-static vs fp32 (x faster)"] >= 1.6,
+        "int8-static embedding cosine >= 0.995": static["emb_cosine_min"] >= 0.995,
+        "int8-static mean mask IoU >= 0.95": static["mask_iou_mean"] >= 0.95,
+        "fp32 encoder at least as fast as official-style": ratios["encoder fp32 vs official-style (x faster)"] >= 1.0,
+    }
+    print(f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder {args.runs * 4})")
+    print(f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} {'IoU min':>8s} parity")
+    for key, ms in lat.items():
+        f = key.split(" ")[0]
+        p = parity.get(f)
+        m = p.metrics if p else {}
+        cells = [f"{m[k]:9.6f}" if k in m else f"{'':9s}" for k in ("emb_cosine_min",)]
+        d = m.get("emb_max_abs", m.get("logit_max_abs"))
+        print(f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cells[0]} {'' if d is None else format(d, '9.2e'):>9s} "
+              f"{m.get('mask_iou_mean', float('nan')):9.5f} {m.get('mask_iou_min', float('nan')):8.4f} "
+              f"{'' if p is None else ('pass' if p.passed else 'FAIL: ' + '; '.join(p.failures))}")
+    for name, value in ratios.items():
+        print(f"{name:45s} {value:6.2f}")
+    for name, met in targets.items():
+        print(f"target {name}: {'MET' if met else 'NOT MET'}")
+    write_json(args.out, {
+        "device": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
+        "tools": tool_versions(), "weights": source.as_dict(), "runs": args.runs,
+        "latency_ms": lat, "size_bytes": sizes, "ratios": ratios, "targets": targets,
+        "parity": {f: p.as_dict() for f, p in parity.items()},
+    })
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
