@@ -124,11 +124,11 @@ class Prompt:
                 raise PromptError(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not a box inside the {w}x{h} image")
 
 
-def decoder_inputs(prompt: Prompt, original_size: tuple[int, int], input_size: tuple[int, int], slots: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def decoder_inputs(prompt: Prompt, original_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Prompt -> (point_coords 1 x N x 2, point_labels 1 x N) float32 in the 1024 frame.
 
     Points first, then the box as two points labelled 2 and 3; without a box one padding point
-    (0, 0, -1) is appended. With ``slots`` the arrays are padded with (0, 0, -1) to that length.
+    (0, 0, -1) is appended (exactly one: more padding tokens would change the masks).
     """
     coords = [list(p) for p in prompt.points]
     labels = [float(lab) for lab in prompt.labels]
@@ -144,14 +144,7 @@ def decoder_inputs(prompt: Prompt, original_size: tuple[int, int], input_size: t
     c[:, 1] *= input_size[0] / original_size[0]
     if prompt.box is None:
         c[-1] = 0.0
-    lab = np.array(labels, dtype=np.float32)
-    if slots is not None:
-        if len(lab) > slots:
-            raise PromptError(f"prompt has {len(lab)} points with padding; the artifact takes at most {slots}")
-        pad = slots - len(lab)
-        c = np.concatenate([c, np.zeros((pad, 2))])
-        lab = np.concatenate([lab, np.full(pad, PAD_LABEL, dtype=np.float32)])
-    return c.astype(np.float32)[None], lab[None]
+    return c.astype(np.float32)[None], np.array(labels, dtype=np.float32)[None]
 
 
 def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:

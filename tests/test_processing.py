@@ -81,10 +81,6 @@ def test_decoder_inputs():
     boxed = Prompt([(300.0, 200.0)], [1], box=(10, 20, 300, 380))
     coords, labels = decoder_inputs(boxed, (400, 600), (683, 1024))
     assert labels.tolist() == [[1, 2, 3]]
-    coords, labels = decoder_inputs(boxed, (400, 600), (683, 1024), slots=5)
-    assert labels.tolist() == [[1, 2, 3, -1, -1]]
-    with pytest.raises(PromptError, match="at most 2"):
-        decoder_inputs(boxed, (400, 600), (683, 1024), slots=2)
 
 
 @pytest.mark.parametrize(

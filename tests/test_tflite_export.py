@@ -82,7 +82,7 @@ def test_signature_shapes_in_the_interpreter(export_dir, manifest):
     details = enc.interpreter.get_signature_runner(ENCODER_SIGNATURE).get_input_details()
     assert list(details["image"]["shape"]) == [1, 3, 1024, 1024]
     dec = open_session(_record(manifest, "decoder", "fp32"), export_dir)
-    assert dec.point_slots is None and dec.point_counts == COUNTS
+    assert dec.point_counts == COUNTS and dec.accepts_points(16) and not dec.accepts_points(5)
     runner = dec.interpreter.get_signature_runner(decoder_signature(3))
     assert list(runner.get_input_details()["point_coords"]["shape"]) == [1, 3, 2]
     shapes = {k: list(v["shape"]) for k, v in runner.get_output_details().items()}
@@ -120,7 +120,7 @@ def test_parity_float(parity, role, precision):
 def test_parity_int8(parity, role, precision):
     """Embedding cosine, scores and best-mask choice meet the int8 gate; the final-mask IoU of the
     seeded random weights (logits near 0, so tiny errors flip pixels) does not, and is reported.
-    See docs/tflite.md; the gate is applied in full by ``edgesam-deploy verify`` on real weights."""
+    See docs/tflite.md; the gate is applied in full by ``edgesam-deploy parity`` on real weights."""
     result = parity[f"tflite/{role}.{precision}.tflite"]
     assert result.runtime == "litert" and not result.note
     assert [f for f in result.failures if not f.startswith("mask_iou_")] == []

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..processing import PromptError, decoder_inputs, preprocess
+from ..processing import decoder_inputs, preprocess
 from ..runtimes.base import GraphSession
 from ..samples import load_photo, standard_prompts
 from .schema import DECODER_1, DECODER_16, ENCODER, Stats
@@ -46,11 +46,11 @@ class Inputs:
         self._pre = preprocess(load_photo(BENCH_PHOTO))
         self.image = {"image": self._pre.tensor}
 
-    def prompt(self, key: str, embeddings: np.ndarray, slots: int | None) -> dict[str, np.ndarray]:
-        """Decoder feeds of prompt ``key`` (DECODER_1 / DECODER_16), padded to ``slots`` if fixed."""
+    def prompt(self, key: str, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """Decoder feeds of prompt ``key`` (DECODER_1 / DECODER_16)."""
         pre = self._pre
         prompt = standard_prompts(*pre.original_size)[_PROMPTS[key]]
-        coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size, slots)
+        coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
         return {"image_embeddings": embeddings, "point_coords": coords, "point_labels": labels}
 
 
@@ -66,16 +66,16 @@ def measure_encoder(session: GraphSession, inputs: Inputs, runs: int, warmup: in
 
 def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: int) -> tuple[dict[str, Stats], float | None, dict[str, str]]:
     """Latency per click with 1 and 16 points, clicks per second (1 point, cached embedding), and
-    the prompt sizes that did not fit the decoder's fixed point slots."""
+    the prompt sizes the decoder has no input for."""
     emb = embeddings_placeholder()
     out: dict[str, Stats] = {}
     skipped: dict[str, str] = {}
     clicks = None
     for key in (DECODER_1, DECODER_16):
-        try:
-            feeds = inputs.prompt(key, emb, session.point_slots)
-        except PromptError as exc:  # more points than the decoder's fixed slots
-            skipped[key] = str(exc)
+        feeds = inputs.prompt(key, emb)
+        n = feeds["point_labels"].shape[1]
+        if not session.accepts_points(n):
+            skipped[key] = f"the decoder has no input for {n} points (export with more --num-points)"
             continue
         samples = timed(lambda: session.run(feeds), runs, warmup)
         out[key] = Stats.from_samples(samples)
@@ -88,6 +88,6 @@ def measure_pipeline(encoder: GraphSession, decoder: GraphSession, inputs: Input
     """Encoder + one single-click decode per frame."""
     def frame() -> None:
         emb = encoder.run(inputs.image)["image_embeddings"]
-        decoder.run(inputs.prompt(DECODER_1, emb, decoder.point_slots))
+        decoder.run(inputs.prompt(DECODER_1, emb))
 
     return Stats.from_samples(timed(frame, runs, warmup))

@@ -35,7 +35,7 @@ def export(
     scores: str = typer.Option("iou", "--scores", help="Decoder 'scores' output: iou (IoU head) or stability."),
     calibration_dir: Optional[Path] = typer.Option(None, "--calibration-dir", help="Your own images for int8 calibration (default: scikit-image photos)."),
     calibration_size: int = typer.Option(8, "--calibration-size", help="Number of calibration images."),
-    num_points: int = typer.Option(16, "--num-points", help="TFLite: fixed point slots of the decoder (padded with label -1)."),
+    num_points: int = typer.Option(16, "--num-points", help="TFLite: the decoder gets one signature per point count N = 1..this (points + box corners or padding point)."),
     max_points: int = typer.Option(16, "--max-points", help="Core ML: upper bound of the flexible point count."),
     min_ios: int = typer.Option(17, "--min-ios", help="Core ML: minimum deployment target (16, 17, 18)."),
     compute_units: str = typer.Option("ALL", "--compute-units", help="Core ML: ALL, CPU_AND_NE, CPU_AND_GPU or CPU_ONLY (recorded in the metadata)."),

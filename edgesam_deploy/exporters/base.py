@@ -28,7 +28,7 @@ class ExportOptions:
     scores: ScoreKind = "iou"
     calibration_dir: Path | None = None
     calibration_size: int = 8
-    num_points: int = 16  # fixed point slots where a runtime has no dynamic N (TFLite)
+    num_points: int = 16  # largest N with its own decoder signature where N cannot be dynamic (TFLite)
     max_points: int = 16  # upper bound of a flexible N (Core ML)
     min_ios: int = 17
     compute_units: str = "ALL"

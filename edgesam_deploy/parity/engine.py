@@ -20,7 +20,7 @@ from ..processing import PromptError, decoder_inputs, masks_from_logits, postpro
 from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
 from . import metrics as M
-from .thresholds import thresholds_for, violations
+from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
 
 
 @dataclass
@@ -94,21 +94,11 @@ class ArtifactParity:
         return asdict(self)
 
 
-def _pad(coords: np.ndarray, labels: np.ndarray, slots: int | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Pad to fixed slots with (0, 0, -1); None if the prompt does not fit."""
-    if slots is None:
-        return coords, labels
-    n = coords.shape[1]
-    if n > slots:
-        return None
-    c = np.concatenate([coords, np.zeros((1, slots - n, 2), np.float32)], axis=1)
-    lab = np.concatenate([labels, -np.ones((1, slots - n), np.float32)], axis=1)
-    return c, lab
-
-
 def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, scores: np.ndarray, kind: str, acc: dict[str, list]) -> None:
     masks = masks_from_logits(postprocess_logits(logits, case.input_size, case.original_size))
-    acc["iou"].extend(M.mask_iou(prompt.ref_masks, masks).tolist())
+    iou, union = M.mask_iou(prompt.ref_masks, masks)
+    acc["iou"].extend(iou.tolist())
+    acc["iou_sized"].extend(iou[union >= MIN_MASK_PIXELS].tolist())
     acc["logit"].append(M.max_abs(prompt.ref_logits, logits))
     ref_scores = prompt.ref_scores[kind]
     acc["score"].append(M.max_abs(ref_scores, scores))
@@ -119,7 +109,7 @@ def evaluate(session: GraphSession, reference: Reference, progress: Callable[[st
     """Run ``session`` on every parity case and judge it against its precision's thresholds."""
     record: ArtifactRecord = session.record
     kind: ScoreKind = record.details.get("scores", "iou")
-    acc: dict[str, list] = {"iou": [], "logit": [], "score": [], "best": [], "cos": [], "psnr": [], "emb": []}
+    acc: dict[str, list] = {"iou": [], "iou_sized": [], "logit": [], "score": [], "best": [], "cos": [], "psnr": [], "emb": []}
     skipped = 0
     for case in reference.cases:
         progress(f"{record.file}: {case.name}")
@@ -133,15 +123,14 @@ def evaluate(session: GraphSession, reference: Reference, progress: Callable[[st
                 _mask_metrics(case, prompt, logits, scores, kind, acc)
         else:
             for prompt in case.prompts:
-                padded = _pad(prompt.coords, prompt.labels, session.point_slots)
-                if padded is None:
+                if not session.accepts_points(prompt.labels.shape[1]):
                     skipped += 1
                     continue
-                out = session.run({"image_embeddings": case.ref_embeddings, "point_coords": padded[0], "point_labels": padded[1]})
+                out = session.run({"image_embeddings": case.ref_embeddings, "point_coords": prompt.coords, "point_labels": prompt.labels})
                 _mask_metrics(case, prompt, out["masks"][0], out["scores"][0], kind, acc)
     metrics: dict[str, float] = {
         "mask_iou_mean": float(np.mean(acc["iou"])),
-        "mask_iou_min": float(np.min(acc["iou"])),
+        "mask_iou_min": float(np.min(acc["iou_sized"] or [1.0])),
         "logit_max_abs": float(np.max(acc["logit"])),
         "score_max_abs": float(np.max(acc["score"])),
         "best_mask_agreement": float(np.mean(acc["best"])),
@@ -150,7 +139,7 @@ def evaluate(session: GraphSession, reference: Reference, progress: Callable[[st
         metrics.update(emb_cosine_min=float(np.min(acc["cos"])), emb_psnr_min=float(np.min(acc["psnr"])), emb_max_abs=float(np.max(acc["emb"])))
     limits = thresholds_for(record.precision, record.role)
     failures = violations(metrics, limits)
-    note = f"{skipped} prompt case(s) exceed the {session.point_slots} point slots and were skipped" if skipped else ""
+    note = f"{skipped} prompt case(s) skipped: the artifact has no input for their point count" if skipped else ""
     return ArtifactParity(
         record.file, record.target, record.role, record.precision, metrics,
         {k: list(v) for k, v in limits.items()}, failures, not failures, session.runtime, note,

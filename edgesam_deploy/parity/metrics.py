@@ -29,8 +29,8 @@ def psnr(ref: np.ndarray, x: np.ndarray) -> float:
     return min(PSNR_CAP, 10.0 * np.log10(peak * peak / mse))
 
 
-def mask_iou(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Per-mask IoU of boolean masks ... x H x W (1.0 where both are empty)."""
+def mask_iou(ref: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mask IoU of boolean masks ... x H x W (1.0 where both are empty), and the union areas."""
     inter = np.logical_and(ref, x).sum(axis=(-2, -1))
     union = np.logical_or(ref, x).sum(axis=(-2, -1))
-    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    return np.where(union == 0, 1.0, inter / np.maximum(union, 1)), union

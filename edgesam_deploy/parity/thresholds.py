@@ -8,7 +8,13 @@ An encoder artifact's masks come from the reference decoder fed with its embeddi
 fp32 follows the conformance tolerance (1e-4 on embeddings); fp16 targets come from the Core ML
 and ONNX issues (cosine 0.999, IoU 0.99); int8 targets from the ONNX issue (cosine 0.995, IoU 0.95).
 Palettized weights trade accuracy for size, so their floors are lower and stated here.
+
+``mask_iou_min`` ignores masks whose union with the reference is under ``MIN_MASK_PIXELS``: on a
+16-pixel mask two flipped pixels give IoU 0.89, which says nothing about the artifact (the mean
+still counts every mask).
 """
+
+MIN_MASK_PIXELS = 64
 from __future__ import annotations
 
 Threshold = tuple[str, float]  # (">=" or "<=", value)

@@ -18,12 +18,11 @@ class GraphSession(ABC):
 
     ``run`` takes and returns the official tensor names: encoder ``image`` -> ``image_embeddings``;
     decoder ``image_embeddings``, ``point_coords`` [1, N, 2], ``point_labels`` [1, N] ->
-    ``scores`` [1, 4], ``masks`` [1, 4, 256, 256]. Decoders with fixed point slots set
-    ``point_slots``; callers pad prompts to it with label -1.
+    ``scores`` [1, 4], ``masks`` [1, 4, 256, 256]. Prompts are never padded beyond the official
+    single (0, 0, -1) point: extra padding tokens take part in the attention and change the masks.
     """
 
     runtime: str = ""
-    point_slots: int | None = None
 
     def __init__(self, record: ArtifactRecord, path: Path) -> None:
         self.record = record
@@ -34,6 +33,10 @@ class GraphSession(ABC):
         """Load an artifact. ``model`` (the reference weights) is offered to sessions that need it,
         e.g. Core ML's fp16 emulation where Core ML cannot predict; most ignore it."""
         return cls(record, path, **options)
+
+    def accepts_points(self, n: int) -> bool:
+        """Whether the decoder takes a prompt of N points (per-N artifacts override this)."""
+        return True
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Signatures are looked up by name, as an app does with ``Interpreter.runSignature``: the encoder's
 ``encoder``; the decoder's ``decoder_n<N>``, chosen by the prompt's point count N (exact per-N
-signatures, so nothing is padded and ``point_slots`` stays None).
+signatures, so nothing is padded; ``accepts_points`` says which N exist).
 """
 from __future__ import annotations
 
@@ -67,6 +67,9 @@ class LiteRtSession(GraphSession):
     def point_counts(self) -> list[int]:
         """Point counts N the decoder has a signature for (empty for an encoder)."""
         return sorted(self.by_points)
+
+    def accepts_points(self, n: int) -> bool:
+        return self.record.role == "decoder" and n in self.by_points
 
     def signature_for(self, feeds: dict[str, np.ndarray]) -> str:
         """The signature key that takes these feeds (decoder: by the point count of ``point_labels``)."""
