@@ -11,6 +11,11 @@ from .common import LayerNorm2d
 NUM_POINT_EMBEDDINGS = 4  # labels 0 bg, 1 fg, 2 box top-left, 3 box bottom-right
 
 
+def _one_hot(labels: torch.Tensor, value: int) -> torch.Tensor:
+    """1.0 where an integer-valued ``labels`` equals ``value``, else 0.0 (same shape)."""
+    return torch.relu(1 - (labels - value).abs())
+
+
 class PositionEmbeddingRandom(nn.Module):
     """Random-Fourier positional encoding: coords in [0, 1] -> B x N x 256."""
 
@@ -63,15 +68,16 @@ class PromptEncoder(nn.Module):
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """B x N x 2 coords (1024 frame, pixels) and B x N labels in {-1, 0, 1, 2, 3} -> B x N x 256.
 
-        Label selection is arithmetic (masks multiplied in), never boolean indexing, so the same
-        code exports to graphs with static shapes.
+        Label selection is arithmetic, never boolean indexing or comparisons: for integer labels
+        ``relu(1 - |label - i|)`` is 1 where label == i and 0 elsewhere. Exported graphs keep static
+        shapes and need no Equal/Cast ops, which GPU and NPU delegates reject.
         """
         pe = self.pe_layer.encode((coords + 0.5) / self.img_size)
         labels = labels.unsqueeze(-1).to(pe.dtype)
-        pe = pe * (labels != -1).to(pe.dtype)
-        pe = pe + self.not_a_point_embed.weight * (labels == -1).to(pe.dtype)
+        is_pad = _one_hot(labels, -1)
+        pe = pe * (1 - is_pad) + self.not_a_point_embed.weight * is_pad
         for i, emb in enumerate(self.point_embeddings):
-            pe = pe + emb.weight * (labels == i).to(pe.dtype)
+            pe = pe + emb.weight * _one_hot(labels, i)
         return pe
 
     def forward(

@@ -13,9 +13,9 @@ Palettized weights trade accuracy for size, so their floors are lower and stated
 16-pixel mask two flipped pixels give IoU 0.89, which says nothing about the artifact (the mean
 still counts every mask).
 """
+from __future__ import annotations
 
 MIN_MASK_PIXELS = 64
-from __future__ import annotations
 
 Threshold = tuple[str, float]  # (">=" or "<=", value)
 
