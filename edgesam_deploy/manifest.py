@@ -11,7 +11,7 @@ from typing import Any
 from . import __version__
 from .errors import DeployError
 from .fileio import write_json
-from .processing import IMG_SIZE, PIXEL_MEAN, PIXEL_STD
+from .processing import IMG_SIZE, MEAN_RGB, STD_RGB
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -23,8 +23,8 @@ TOOL_PACKAGES = (
 PREPROCESSING = {
     "color": "RGB uint8 H x W x 3",
     "resize": f"longest side to {IMG_SIZE}: new = int(dim * {IMG_SIZE} / max(H, W) + 0.5), PIL bilinear",
-    "pixel_mean": [float(v) for v in PIXEL_MEAN],
-    "pixel_std": [float(v) for v in PIXEL_STD],
+    "pixel_mean": list(MEAN_RGB),
+    "pixel_std": list(STD_RGB),
     "normalize": "(pixel - mean) / std on the 0..255 scale",
     "pad": f"zeros at bottom and right to {IMG_SIZE} x {IMG_SIZE}",
     "layout": "NCHW float32 [1, 3, 1024, 1024]",

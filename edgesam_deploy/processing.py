@@ -15,8 +15,10 @@ from .errors import DeployError
 
 IMG_SIZE = 1024
 LOWRES = 256
-PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
-PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+MEAN_RGB = (123.675, 116.28, 103.53)  # on the 0..255 scale
+STD_RGB = (58.395, 57.12, 57.375)
+PIXEL_MEAN = np.array(MEAN_RGB, dtype=np.float32)
+PIXEL_STD = np.array(STD_RGB, dtype=np.float32)
 PAD_LABEL = -1.0
 
 

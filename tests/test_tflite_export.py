@@ -19,7 +19,7 @@ from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
 from edgesam_deploy.errors import DeployError  # noqa: E402
 from edgesam_deploy.export import run_export  # noqa: E402
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter  # noqa: E402
-from edgesam_deploy.exporters.tflite import ENCODER_SIGNATURE, decoder_signature, point_counts  # noqa: E402
+from edgesam_deploy.exporters.tflite import ENCODER_SIGNATURE, TfliteExporter, decoder_signature, point_counts  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
 from edgesam_deploy.processing import PromptError  # noqa: E402
@@ -37,7 +37,7 @@ CONFORMANCE_CASES = ("one_point", "three_points", "box", "box_point")
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, random_model) -> Path:
     out = tmp_path_factory.mktemp("tflite")
-    options = ExportOptions(calibration_size=4, target_options={"point_counts": COUNTS})
+    options = ExportOptions(precisions=list(TfliteExporter.precisions), calibration_size=4, target_options={"point_counts": COUNTS})
     run_export(random_model, ModelSource("edgesam", "random", seed=0), ["tflite"], out, options, run_parity=False)
     return out
 

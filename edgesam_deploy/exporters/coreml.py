@@ -221,7 +221,7 @@ class CoremlExporter(Exporter):
                     cos.append(M.cosine(graph(*args).numpy(), out["image_embeddings"]))
                 else:
                     ref = graph(*args)[1].numpy() > 0
-                    ious.extend(M.mask_iou(ref[0], out["masks"][0] > 0).tolist())
+                    ious.extend(M.mask_iou(ref[0], out["masks"][0] > 0)[0].tolist())
         if record.role == "encoder":
             return {"emb_cosine_min": float(np.min(cos)), "samples": len(cos)}
         return {"lowres_mask_iou_mean": float(np.mean(ious)), "lowres_mask_iou_min": float(np.min(ious)), "samples": len(data)}

@@ -8,8 +8,6 @@ from .image_encoder import RepViTEncoder, UpsampleMode
 from .mask_decoder import MaskDecoder, stability_score
 from .prompt_encoder import PromptEncoder
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 IMG_SIZE = 1024
 EMBED_GRID = 64
 MASK_THRESHOLD = 0.0
