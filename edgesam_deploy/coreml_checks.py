@@ -45,7 +45,7 @@ EXPECTED_OPS: dict[str, frozenset[str]] = {
     }),
     "decoder": frozenset({
         "const", "cast", "add", "mul", "sub", "linear", "sin", "cos", "concat", "expand_dims",
-        "not_equal", "equal", "reshape", "transpose", "matmul", "softmax", "layer_norm", "relu",
+        "abs", "reshape", "transpose", "matmul", "softmax", "layer_norm", "relu",
         "slice_by_index", "conv_transpose", "reduce_mean", "pow", "sqrt", "real_div", "batch_norm",
         "gelu", "stack", "greater", "reduce_sum", "shape", "gather", "squeeze", "tile",
     }),

@@ -139,7 +139,8 @@ def evaluate(session: GraphSession, reference: Reference, progress: Callable[[st
         metrics.update(emb_cosine_min=float(np.min(acc["cos"])), emb_psnr_min=float(np.min(acc["psnr"])), emb_max_abs=float(np.max(acc["emb"])))
     limits = thresholds_for(record.precision, record.role)
     failures = violations(metrics, limits)
-    note = f"{skipped} prompt case(s) skipped: the artifact has no input for their point count" if skipped else ""
+    skip_note = f"{skipped} prompt case(s) skipped: the artifact has no input for their point count" if skipped else ""
+    note = "; ".join(n for n in (session.note, skip_note) if n)
     return ArtifactParity(
         record.file, record.target, record.role, record.precision, metrics,
         {k: list(v) for k, v in limits.items()}, failures, not failures, session.runtime, note,

@@ -23,6 +23,7 @@ class GraphSession(ABC):
     """
 
     runtime: str = ""
+    note: str = ""  # caveat for reports, e.g. that a runtime is emulated
 
     def __init__(self, record: ArtifactRecord, path: Path) -> None:
         self.record = record
