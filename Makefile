@@ -28,7 +28,7 @@ demo: setup
 		--out $(DEMO_OUT)/coffee-overlay.png --mask-out $(DEMO_OUT)/coffee-mask.png
 	$(BIN)/edgesam-deploy export --target all --random-weights 0 --out $(DEMO_OUT)/export
 	$(BIN)/edgesam-deploy parity $(DEMO_OUT)/export --json $(DEMO_OUT)/parity.json --junit $(DEMO_OUT)/parity.xml
-	$(BIN)/edgesam-deploy bench --device host --artifacts $(DEMO_OUT)/export --threads $(THREADS) \
+	$(BIN)/edgesam-deploy bench --device host --artifacts $(DEMO_OUT)/export --threads $(THREADS) --runs 10 \
 		--json $(DEMO_OUT)/bench.json --report $(DEMO_OUT)/bench.md
 
 bench: setup
