@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
-from rich.console import Console
 
 from ..bench.report import print_report, write_json_report, write_markdown
 from ..bench.run import BenchSettings, run_bench
@@ -16,7 +15,7 @@ from ..devices import get_profile
 from ..errors import DeployError
 from ..manifest import Manifest
 from ..modeling import EdgeSam
-from .options import RandomWeightsOpt, err_console
+from .options import RandomWeightsOpt, err_console, out_console
 from .progress import progress_reporter
 
 
@@ -77,7 +76,7 @@ def bench(
     settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference)
     with progress_reporter(f"bench {device}") as progress:
         result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)
-    print_report(result, Console())
+    print_report(result, out_console())
     if json_out:
         write_json_report(json_out, result)
     if report:

@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..devices import PACKAGED, load_profiles
 from ..devices.reachability import reachability
+from .options import out_console
 
 
 def devices(
@@ -17,7 +17,7 @@ def devices(
     check: bool = typer.Option(True, "--check/--no-check", help="Try to reach each device (ssh, adb, Xcode)."),
 ) -> None:
     """List the benchmark device profiles and whether each device can be reached from here."""
-    console = Console()
+    console = out_console()
     table = Table(title="Benchmark devices (edgesam-deploy bench --device NAME)")
     table.add_column("device", no_wrap=True)
     for col in ("runner", "wants", "runtime") + (("reachable",) if check else ()):

@@ -5,13 +5,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from ..errors import DeployError
 from ..export import resolve_targets, run_export
 from ..exporters import ExportOptions, get_exporter
 from ..parity.report import print_table
-from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options
+from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
 from .progress import progress_reporter
 
 
@@ -59,7 +58,7 @@ def export(
     for t in targets:
         get_exporter(t).check_dependencies()
     model, source = model_from_options(variant, checkpoint, random_weights)
-    console = Console()
+    console = out_console()
     results = []
     with progress_reporter("export") as report:
         for t in targets:

@@ -1,11 +1,11 @@
 """``edgesam-deploy models``: the registry, parameter counts, licence and cache state."""
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from ..checkpoints import LICENSE_NOTICE, REGISTRY, cache_dir, cached_path, parameter_count
 from ..modeling import EdgeSam
+from .options import out_console
 
 
 def models() -> None:
@@ -23,6 +23,6 @@ def models() -> None:
             f"{total / 1e6:.2f} M (encoder {counts['image_encoder'] / 1e6:.2f} M)",
             "NTU S-Lab 1.0, non-commercial", str(path) if path else "no", v.url,
         )
-    console = Console()
+    console = out_console()
     console.print(table)
     console.print(f"[dim]{LICENSE_NOTICE} Without a checkpoint, --random-weights SEED runs every command on seeded random weights.[/dim]")

@@ -1,6 +1,7 @@
 """Options shared by several commands, and the model-source resolution behind them."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,11 @@ from ..checkpoints import REGISTRY, ModelSource, load_model
 from ..modeling import EdgeSam
 
 err_console = Console(stderr=True)
+
+
+def out_console() -> Console:
+    """Console for tables on stdout: the terminal's width, or 200 columns in logs and pipes (CI)."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Local checkpoint (.pth: flat state_dict or {'model': ...}).", dir_okay=False)
 RandomWeightsOpt = typer.Option(

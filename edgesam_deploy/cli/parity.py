@@ -12,6 +12,7 @@ from ..errors import DeployError
 from ..manifest import Manifest
 from ..parity import check_directory, reference_description
 from ..parity.report import print_table, write_json_report, write_junit
+from .options import out_console
 from .progress import progress_reporter
 
 
@@ -36,7 +37,7 @@ def parity(
     Console(stderr=True).print(f"[dim]reference: {source.label}[/dim]")
     with progress_reporter("parity") as report:
         results = check_directory(directory, model, files=only or None, progress=report)
-    print_table(results, Console())
+    print_table(results, out_console())
     if json_out:
         write_json_report(json_out, results, reference_description())
     if junit:
