@@ -54,3 +54,16 @@ def test_host_bench_measures_every_artifact_and_writes_reports(export_dir, tmp_p
 def test_stats_percentiles_are_nearest_rank():
     stats = Stats.from_samples([5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 6.0, 7.0, 8.0, 9.0])
     assert (stats.p50, stats.p90, stats.min, stats.max, stats.runs) == (5.0, 9.0, 1.0, 10.0, 10)
+
+
+def test_session_options_match_the_session_classes():
+    """The benchmark's per-runtime options are keyword arguments the sessions accept."""
+    import inspect
+
+    from edgesam_deploy.bench.sessions import session_options
+    from edgesam_deploy.runtimes.litert import LiteRtSession
+    from edgesam_deploy.runtimes.onnxruntime import OrtSession
+
+    for target, cls in (("onnx", OrtSession), ("tflite", LiteRtSession)):
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        assert set(session_options(target, 2)) <= accepted, target

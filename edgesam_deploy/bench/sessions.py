@@ -50,7 +50,7 @@ def session_options(target: str, threads: int | None) -> dict:
     if target == "onnx":
         return {"threads": threads, "providers": ort_providers()}
     if target == "tflite":
-        return {"num_threads": threads}
+        return {"threads": threads}
     return {}
 
 
