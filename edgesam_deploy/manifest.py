@@ -63,10 +63,6 @@ class ArtifactRecord:
     sha256: str
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return self.file
-
 
 @dataclass
 class Manifest:

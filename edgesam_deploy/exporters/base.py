@@ -1,7 +1,6 @@
 """The one exporter interface (after Hugging Face optimum): a target module implements ``export``."""
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -67,10 +66,6 @@ class ExportContext:
         from ..quantization.calibration import decoder_calibration_feeds
 
         return decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
-
-    def fresh_model(self) -> EdgeSam:
-        """A private copy of the model for exporters that mutate modules."""
-        return copy.deepcopy(self.model)
 
 
 class Exporter(ABC):
