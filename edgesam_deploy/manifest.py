@@ -38,15 +38,20 @@ class ManifestError(DeployError):
     """A manifest is missing or malformed."""
 
 
-def tool_versions() -> dict[str, str]:
-    """Installed versions of the packages an export may use (absent ones omitted)."""
-    out = {"python": platform.python_version(), "edgesam-deploy": __version__}
-    for pkg in TOOL_PACKAGES:
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``packages`` (absent ones omitted)."""
+    out = {}
+    for pkg in packages:
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             pass
     return out
+
+
+def tool_versions() -> dict[str, str]:
+    """Python, this package, and the installed packages an export may use."""
+    return {"python": platform.python_version(), "edgesam-deploy": __version__, **package_versions(TOOL_PACKAGES)}
 
 
 @dataclass

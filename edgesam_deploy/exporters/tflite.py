@@ -11,7 +11,6 @@ signatures share one copy of the weights. See docs/tflite.md for the measurement
 """
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import nn
 from ..errors import DeployError
 from ..fileio import atomic_output
 from ..graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, DecoderGraph, EncoderGraph, example_inputs
-from ..manifest import ArtifactRecord
+from ..manifest import ArtifactRecord, package_versions
 from ..quantization.tflite_quant import FULL_INT8_FLOAT_KEPT, decoder_calibration, quantize_model, recipe_for
 from ..tflite_inspect import TfliteSummary, require_no_flex
 from .base import ExportContext, Exporter
@@ -89,15 +88,6 @@ def _quiet_converter() -> Iterator[None]:
             os.environ[key] = old
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in _VERSIONED:
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
 
 def convert_encoder(graph: EncoderGraph) -> bytes:
     """fp32 flatbuffer of the encoder, one signature ``encoder``."""
@@ -137,7 +127,7 @@ class TfliteExporter(Exporter):
         precisions = self.resolve_precisions(ctx.options.precisions)
         counts = point_counts(ctx.options.num_points, ctx.options.target_options)
         signatures = {n: decoder_signature(n) for n in counts}
-        base = {"converter": CONVERTER, "versions": _versions(), "layout": "NCHW"}
+        base = {"converter": CONVERTER, "versions": package_versions(_VERSIONED), "layout": "NCHW"}
         records: list[ArtifactRecord] = []
 
         ctx.progress("tflite: converting the encoder (litert-torch)")
