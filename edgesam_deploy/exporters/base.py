@@ -1,6 +1,7 @@
 """The one exporter interface (after Hugging Face optimum): a target module implements ``export``."""
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -59,6 +60,16 @@ class ExportContext:
         from ..quantization.calibration import calibration_images
 
         return calibration_images(self.options.calibration_dir, self.options.calibration_size)
+
+    @cached_property
+    def int8_encoder(self) -> tuple[EncoderGraph, dict[str, Any]]:
+        """The encoder graph with its residual streams equalized on the calibration images (the source
+        of int8 encoders; same function within float32 rounding), and the record of what was done."""
+        from ..quantization.equalize import EQUALIZATION_ALPHA, equalize_, stream_peaks
+
+        graph = copy.deepcopy(self.encoder_graph)
+        details = equalize_(graph.encoder, stream_peaks(graph.encoder, self.calibration_images), EQUALIZATION_ALPHA)
+        return graph, details
 
     @cached_property
     def calibration_decoder_feeds(self) -> list[dict[str, np.ndarray]]:

@@ -134,13 +134,15 @@ def to_fp16(model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds) -> tuple[o
 class Int8Policy:
     """What an int8 graph quantizes: ``op_types`` go to the quantizer; nodes of ``exclude_ops``
     (op type -> reason), nodes whose names start with a key of ``exclude_scopes`` (module scope ->
-    reason) and nodes computed from ``fp32_inputs`` alone stay float."""
+    reason) and nodes computed from ``fp32_inputs`` alone stay float. A non-empty ``reduce_range``
+    (the reason) quantizes weights to 7 bits."""
 
     op_types: tuple[str, ...]
     exclude_ops: dict[str, str] = field(default_factory=dict)
     exclude_scopes: dict[str, str] = field(default_factory=dict)
     fp32_inputs: tuple[str, ...] = ()
     fp32_inputs_reason: str = ""
+    reduce_range: str = ""
 
     def excluded_nodes(self, model: onnx.ModelProto) -> list[str]:
         present = {i.name for i in model.graph.input}
@@ -153,8 +155,11 @@ class Int8Policy:
         reasons = {**self.exclude_ops, **self.exclude_scopes}
         if self.fp32_inputs:
             reasons[f"nodes computed from {', '.join(self.fp32_inputs)} alone"] = self.fp32_inputs_reason
-        return {"quantized_op_types": list(self.op_types), "quantization_exclusions": reasons,
-                "excluded_nodes": len(self.excluded_nodes(model))}
+        out = {"quantized_op_types": list(self.op_types), "quantization_exclusions": reasons,
+               "excluded_nodes": len(self.excluded_nodes(model))}
+        if self.reduce_range:
+            out["weights_7_bit"] = self.reduce_range
+        return out
 
 
 def _roundtrip(model: onnx.ModelProto, quantize: Any) -> onnx.ModelProto:
@@ -169,8 +174,8 @@ def _roundtrip(model: onnx.ModelProto, quantize: Any) -> onnx.ModelProto:
 def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Weight-only int8 (per-channel); activations are quantized on the fly by the runtime."""
     q = _roundtrip(model, lambda src, dst: quantize_dynamic(
-        src, dst, op_types_to_quantize=list(policy.op_types), per_channel=True, weight_type=QuantType.QInt8,
-        nodes_to_exclude=policy.excluded_nodes(model)))
+        src, dst, op_types_to_quantize=list(policy.op_types), per_channel=True, reduce_range=bool(policy.reduce_range),
+        weight_type=QuantType.QInt8, nodes_to_exclude=policy.excluded_nodes(model)))
     return q, {"quantization": "dynamic: int8 per-channel weights, activations at run time", **policy.details(model)}
 
 
@@ -179,7 +184,7 @@ def quantize_int8_static(model: onnx.ModelProto, policy: Int8Policy, feeds: Feed
     inputs = [i.name for i in model.graph.input]
     q = _roundtrip(model, lambda src, dst: quantize_static(
         src, dst, FeedReader(feeds, inputs), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(policy.op_types),
-        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        per_channel=True, reduce_range=bool(policy.reduce_range), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         nodes_to_exclude=policy.excluded_nodes(model), calibrate_method=CalibrationMethod.MinMax,
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False}))
     return q, {"quantization": "static QDQ: int8 per-channel weights, uint8 activations, min-max calibration", **policy.details(model)}
