@@ -9,6 +9,8 @@ checks the issue's targets.
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import platform
 import sys
 import tempfile
@@ -42,14 +44,37 @@ def export_official_style(model: torch.nn.Module, path: Path) -> None:
                           opset_version=11, input_names=[ENCODER_INPUTS[0].name], output_names=[ENCODER_OUTPUTS[0].name])
 
 
-def median_ms(session: OrtSession, feeds: dict[str, np.ndarray], runs: int) -> float:
-    session.run(feeds)  # warm-up
-    times = []
+def median_ms(sessions: dict[str, OrtSession], feeds: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+    """Median latency of each session; runs are interleaved so that load on the shared machine
+    falls on every session alike and the ratios stay meaningful."""
+    for session in sessions.values():
+        session.run(feeds)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(runs):
-        t = time.perf_counter()
-        session.run(feeds)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1000)
+        for key, session in sessions.items():
+            t = time.perf_counter()
+            session.run(feeds)
+            times[key].append(time.perf_counter() - t)
+    return {k: float(np.median(v) * 1000) for k, v in times.items()}
+
+
+def op_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3) -> dict[str, float]:
+    """ONNX Runtime's own profile: mean ms per run spent in each op type (after its graph fusions)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: collections.Counter[str] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"] / 1000 / runs
+    return {op: round(ms, 1) for op, ms in per_op.most_common()}
 
 
 def decoder_feeds(embeddings: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -63,7 +88,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/onnx.json"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--calibration-size", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -83,16 +108,15 @@ def main() -> int:
         emb = ctx.encoder_graph(torch.from_numpy(image["image"])).detach().numpy()
         by_file = {r.file: r for r in records}
         official_record = by_file["onnx/encoder.fp32.onnx"]
-        lat: dict[str, float] = {}
-        for precision in ("fp32", "fp16", "int8-static", "int8-dynamic"):
-            f = f"onnx/encoder.{precision}.onnx"
-            lat[f] = median_ms(OrtSession(by_file[f], out / f, threads=args.threads), image, args.runs)
-        lat[OFFICIAL] = median_ms(OrtSession(official_record, out / OFFICIAL, threads=args.threads), image, args.runs)
-        for precision in ("fp32", "fp16"):
-            f = f"onnx/decoder.{precision}.onnx"
-            session = OrtSession(by_file[f], out / f, threads=args.threads)
-            for n in (1, 16):
-                lat[f"{f} N={n}"] = median_ms(session, decoder_feeds(emb, n), args.runs * 4)
+        encoders = {f"onnx/encoder.{p}.onnx": by_file[f"onnx/encoder.{p}.onnx"] for p in ("fp32", "fp16", "int8-static", "int8-dynamic")}
+        encoders[OFFICIAL] = official_record
+        lat = median_ms({f: OrtSession(r, out / f, threads=args.threads) for f, r in encoders.items()}, image, args.runs)
+        decoders = {f"onnx/decoder.{p}.onnx": OrtSession(by_file[f"onnx/decoder.{p}.onnx"], out / f"onnx/decoder.{p}.onnx",
+                                                          threads=args.threads) for p in ("fp32", "fp16")}
+        for n in (1, 16):
+            lat.update({f"{f} N={n}": ms for f, ms in median_ms(decoders, decoder_feeds(emb, n), args.runs * 4).items()})
+        print("op profiles ...", file=sys.stderr)
+        profiles = {f: op_profile(out / f, image, args.threads) for f in ("onnx/encoder.fp32.onnx", "onnx/encoder.int8-static.onnx")}
         print("parity ...", file=sys.stderr)
         parity = {r.file: r for r in check_directory(out, model)}
         sizes = {r.file: r.size_bytes for r in records} | {OFFICIAL: (out / OFFICIAL).stat().st_size}
@@ -125,12 +149,16 @@ def main() -> int:
               f"{'' if p is None else ('pass' if p.passed else 'FAIL: ' + '; '.join(p.failures))}")
     for name, value in ratios.items():
         print(f"{name:45s} {value:6.2f}")
+    for f, per_op in profiles.items():
+        total = sum(per_op.values())
+        top = ", ".join(f"{op} {ms:.0f}" for op, ms in list(per_op.items())[:6])
+        print(f"where {f} spends {total:.0f} ms (ORT profile, per op type): {top}")
     for name, met in targets.items():
         print(f"target {name}: {'MET' if met else 'NOT MET'}")
     write_json(args.out, {
         "device": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
         "tools": tool_versions(), "weights": source.as_dict(), "runs": args.runs,
-        "latency_ms": lat, "size_bytes": sizes, "ratios": ratios, "targets": targets,
+        "latency_ms": lat, "size_bytes": sizes, "ratios": ratios, "targets": targets, "op_profile_ms": profiles,
         "parity": {f: p.as_dict() for f, p in parity.items()},
     })
     print(f"wrote {args.out}")

@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
 from edgesam_deploy.errors import DeployError, MissingDependencyError  # noqa: E402
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter  # noqa: E402
-from edgesam_deploy.exporters.onnx import FORBIDDEN_DECODER_OPS, OnnxExporter, save_model  # noqa: E402
+from edgesam_deploy.exporters.onnx import ALPHA_CANDIDATES, FORBIDDEN_DECODER_OPS, OnnxExporter, save_model  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
 from edgesam_deploy.parity.thresholds import thresholds_for, violations  # noqa: E402
@@ -72,7 +72,7 @@ def test_files_names_shapes(exported):
             assert dims == spec["shape"], (record.file, spec["name"], dims)
         for key in ("opset", "simplifier", "exporter"):
             assert key in record.details
-        assert record.details["opset"] == 17
+        assert record.details["opset"] == (20 if record.file == "onnx/encoder.int8-static.onnx" else 17)
     decoder = next(a for a in manifest.artifacts if a.file == "onnx/decoder.fp32.onnx")
     assert decoder.inputs[1]["shape"] == [1, None, 2] and decoder.inputs[2]["shape"] == [1, None]
 
@@ -84,7 +84,23 @@ def test_precision_details_recorded(exported):
     assert by_file["onnx/decoder.fp16.onnx"]["fp32_kept_subgraph"]["nodes"] > 0
     static = by_file["onnx/encoder.int8-static.onnx"]
     assert static["calibration"]["images"] == 2 and static["quantization_exclusions"] is not None
+    assert static["weights_7_bit"] and static["equalization"]["alpha"] in ALPHA_CANDIDATES
+    trials = static["equalization"]["calibration_cosine_by_alpha"]
+    assert sorted(trials) == sorted(map(str, ALPHA_CANDIDATES))
+    assert trials[str(static["equalization"]["alpha"])] == max(trials.values())
+    streams = static["equalization"]["streams"]
+    assert [s["channels"] for s in streams] == [48, 96, 192, 384]
+    assert all(s["peak_over_median_after"] < s["peak_over_median_before"] for s in streams)
     assert "int8_decoder" in by_file["onnx/decoder.int8-static.onnx"]
+
+
+def test_int8_encoder_keeps_gelu_whole(exported):
+    """Opset 20: each GELU is one Gelu node between QDQ pairs, never an Erf chain that ONNX Runtime
+    would split across duplicated DequantizeLinear nodes."""
+    out, _ = exported
+    ops = [n.op_type for n in onnx.load(str(out / "onnx/encoder.int8-static.onnx")).graph.node]
+    assert ops.count("Gelu") == 27 and "Erf" not in ops
+    assert ops.count("QuantizeLinear") > 100
 
 
 @pytest.mark.parametrize("n", [1, 16])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+import torch
 
 from ..checkpoints import ModelSource
 from ..errors import DeployError, require
@@ -62,14 +63,25 @@ class ExportContext:
         return calibration_images(self.options.calibration_dir, self.options.calibration_size)
 
     @cached_property
-    def int8_encoder(self) -> tuple[EncoderGraph, dict[str, Any]]:
-        """The encoder graph with its residual streams equalized on the calibration images (the source
-        of int8 encoders; same function within float32 rounding), and the record of what was done."""
-        from ..quantization.equalize import EQUALIZATION_ALPHA, equalize_, stream_peaks
+    def calibration_embeddings(self) -> list[np.ndarray]:
+        """The float encoder's output on each calibration image, 1 x 256 x 64 x 64 float32."""
+        with torch.no_grad():
+            return [self.encoder_graph(torch.from_numpy(x)).numpy() for x in self.calibration_images]
+
+    @cached_property
+    def stream_peaks(self) -> list[torch.Tensor]:
+        """Per residual stream of the encoder, max |x| per channel on the calibration images."""
+        from ..quantization.equalize import stream_peaks
+
+        return stream_peaks(self.encoder_graph.encoder, self.calibration_images)
+
+    def equalized_encoder(self, alpha: float) -> tuple[EncoderGraph, dict[str, Any]]:
+        """A copy of the encoder graph with its residual streams equalized (same function within
+        float32 rounding; the source of int8 encoders) and the record of what was done."""
+        from ..quantization.equalize import equalize_
 
         graph = copy.deepcopy(self.encoder_graph)
-        details = equalize_(graph.encoder, stream_peaks(graph.encoder, self.calibration_images), EQUALIZATION_ALPHA)
-        return graph, details
+        return graph, equalize_(graph.encoder, self.stream_peaks, alpha)
 
     @cached_property
     def calibration_decoder_feeds(self) -> list[dict[str, np.ndarray]]:

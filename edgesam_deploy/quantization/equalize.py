@@ -21,11 +21,6 @@ from torch import nn
 from ..modeling.image_encoder import RepViTEncoder, SqueezeExcite, STAGE2_INDEX
 
 
-# measured on ONNX Runtime int8 (docs/onnx.md): alpha 0.3 / 0.5 / 1.0 gave embedding cosine
-# 0.99919 / 0.99930 / 0.99419 (0.99859 without equalization)
-EQUALIZATION_ALPHA = 0.5
-
-
 @dataclass
 class Segment:
     """Consecutive blocks of ``features`` that share one residual stream of ``channels`` channels."""

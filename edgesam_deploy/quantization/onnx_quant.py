@@ -179,6 +179,20 @@ def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> tuple[o
     return q, {"quantization": "dynamic: int8 per-channel weights, activations at run time", **policy.details(model)}
 
 
+def min_cosine(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], references: list[np.ndarray]) -> float:
+    """Lowest cosine similarity between ``model``'s first output (ONNX Runtime, CPU) and ``references``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    cosines = []
+    for feed, ref in zip(feeds, references):
+        out = session.run(None, {k: v for k, v in feed.items() if k in names})[0].ravel().astype(np.float64)
+        r = ref.ravel().astype(np.float64)
+        cosines.append(float(out @ r / (np.linalg.norm(out) * np.linalg.norm(r))))
+    return min(cosines)
+
+
 def quantize_int8_static(model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """QDQ int8: per-channel symmetric int8 weights, uint8 activations calibrated (min-max) on ``feeds``."""
     inputs = [i.name for i in model.graph.input]
