@@ -13,7 +13,8 @@ ort = pytest.importorskip("onnxruntime")
 from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
 from edgesam_deploy.errors import DeployError, MissingDependencyError  # noqa: E402
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter  # noqa: E402
-from edgesam_deploy.exporters.onnx import ALPHA_CANDIDATES, FORBIDDEN_DECODER_OPS, OnnxExporter, save_model  # noqa: E402
+from edgesam_deploy.exporters.onnx import FORBIDDEN_DECODER_OPS, OnnxExporter, save_model  # noqa: E402
+from edgesam_deploy.quantization.equalize import ALPHA_CANDIDATES  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
 from edgesam_deploy.parity.thresholds import thresholds_for, violations  # noqa: E402

@@ -105,6 +105,10 @@ def test_manifest_details(manifest):
             assert a.details["quantization"]["tool"] == "ai-edge-quantizer" and a.details["quantization"]["recipe"]
     full = _record(manifest, "decoder", "int8-full").details["quantization"]
     assert full["float_kept"]["float_op_types"] and full["calibration"]["images"] == 4
+    for precision in ("int8-dynamic", "int8-full"):
+        eq = _record(manifest, "encoder", precision).details["equalization"]
+        trials = eq["calibration_cosine_by_alpha"]
+        assert len(trials) == 4 and trials[str(eq["alpha"])] == max(trials.values()) and eq["images"] == 4
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])

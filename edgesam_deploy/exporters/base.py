@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
 
 ProgressFn = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ExportContext:
     out_dir: Path
     options: ExportOptions = field(default_factory=ExportOptions)
     progress: ProgressFn = lambda msg: None
+    _equalized: dict[float, tuple[EncoderGraph, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @cached_property
     def encoder_graph(self) -> EncoderGraph:
@@ -80,8 +82,31 @@ class ExportContext:
         float32 rounding; the source of int8 encoders) and the record of what was done."""
         from ..quantization.equalize import equalize_
 
-        graph = copy.deepcopy(self.encoder_graph)
-        return graph, equalize_(graph.encoder, self.stream_peaks, alpha)
+        if alpha not in self._equalized:
+            graph = copy.deepcopy(self.encoder_graph)
+            self._equalized[alpha] = (graph, equalize_(graph.encoder, self.stream_peaks, alpha))
+        return self._equalized[alpha]
+
+    def best_equalized(self, build: Callable[[EncoderGraph, float], T],
+                       embed: Callable[[T, list[np.ndarray]], list[np.ndarray]]) -> tuple[T, dict[str, Any]]:
+        """Build an int8 encoder from the encoder equalized with each of ``ALPHA_CANDIDATES`` and keep
+        the one whose embeddings of the calibration images are closest to the float encoder's
+        (highest lowest cosine). ``embed(artifact, images)`` runs it. Returns it and its record."""
+        from ..parity.metrics import cosine
+        from ..quantization.equalize import ALPHA_CANDIDATES
+
+        best: tuple[float, T, dict[str, Any]] | None = None
+        trials = {}
+        for alpha in ALPHA_CANDIDATES:
+            graph, record = self.equalized_encoder(alpha)
+            artifact = build(graph, alpha)
+            outputs = embed(artifact, self.calibration_images)
+            score = min(cosine(ref, out) for ref, out in zip(self.calibration_embeddings, outputs))
+            trials[str(alpha)] = round(score, 6)
+            if best is None or score > best[0]:
+                best = (score, artifact, record)
+        assert best is not None
+        return best[1], {**best[2], "images": len(self.calibration_images), "calibration_cosine_by_alpha": trials}
 
     @cached_property
     def calibration_decoder_feeds(self) -> list[dict[str, np.ndarray]]:

@@ -25,10 +25,6 @@ OPSET = 17
 # conv output twice; ONNX Runtime's QDQ pass then gives each reader its own DequantizeLinear, its Gelu
 # fusion no longer matches, and the int8 encoder ran at 0.84x of fp32 (1.2-1.3x with the Gelu node)
 INT8_OPSET = 20
-# residual-stream equalization strengths tried for an int8-static encoder; the one whose int8 graph
-# stays closest to the float encoder on the calibration images wins (the parity photos play no part).
-# Measured on the seeded weights: embedding cosine moves unevenly with alpha (0.4-0.8: 0.9989-0.9994)
-ALPHA_CANDIDATES = (0.4, 0.5, 0.6, 0.7)
 SIMPLIFIER = "onnxslim"
 EXPORTER = "torch.onnx legacy TorchScript exporter (dynamo=False)"
 # ops that make shapes data-dependent or hide control flow: NPU compilers and TensorRT reject them
@@ -146,23 +142,20 @@ class OnnxExporter(Exporter):
         return model, {**details, "calibration": calibration_source(ctx)}
 
     def _int8_static_encoder(self, ctx: ExportContext, policy: Any) -> tuple[Any, dict[str, Any]]:
-        """Equalize the encoder with each of ALPHA_CANDIDATES, trace it at INT8_OPSET, quantize it on the
-        calibration images, and keep the int8 graph closest to the float encoder on those images."""
+        """The equalized encoder traced at INT8_OPSET and quantized on the calibration images, with the
+        equalization strength that keeps it closest to the float encoder."""
         from ..quantization import onnx_quant as Q
 
         feeds = self._feeds(ctx, "encoder")
-        best: tuple[float, Any, dict[str, Any]] | None = None
-        trials = {}
-        for alpha in ALPHA_CANDIDATES:
+        details: dict[float, dict[str, Any]] = {}
+
+        def build(graph: Any, alpha: float) -> Any:
             ctx.progress(f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} images")
-            graph, equalization = ctx.equalized_encoder(alpha)
-            model, details = Q.quantize_int8_static(self._trace(graph, "encoder", INT8_OPSET), policy, feeds)
-            trials[str(alpha)] = score = round(Q.min_cosine(model, feeds, ctx.calibration_embeddings), 6)
-            if best is None or score > best[0]:
-                best = (score, model, {**details, "equalization": equalization})
-        assert best is not None
-        best[2]["equalization"]["calibration_cosine_by_alpha"] = trials
-        return best[1], best[2]
+            model, details[alpha] = Q.quantize_int8_static(self._trace(graph, "encoder", INT8_OPSET), policy, feeds)
+            return model
+
+        model, equalization = ctx.best_equalized(build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images]))
+        return model, {**details[equalization["alpha"]], "equalization": equalization}
 
     @staticmethod
     def _feeds(ctx: ExportContext, role: str) -> list[dict]:

@@ -23,6 +23,7 @@ from ..errors import DeployError
 from ..fileio import atomic_output
 from ..graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, DecoderGraph, EncoderGraph, example_inputs
 from ..manifest import ArtifactRecord, package_versions
+from ..runtimes.litert import encoder_outputs
 from ..quantization.tflite_quant import FULL_INT8_FLOAT_KEPT, decoder_calibration, quantize_model, recipe_for
 from ..tflite_inspect import TfliteSummary, require_no_flex
 from .base import ExportContext, Exporter
@@ -129,13 +130,18 @@ class TfliteExporter(Exporter):
         signatures = {n: decoder_signature(n) for n in counts}
         base = {"converter": CONVERTER, "versions": package_versions(_VERSIONED), "layout": "NCHW"}
         records: list[ArtifactRecord] = []
+        self._converted: dict[float, bytes] = {}  # equalized encoders by alpha, shared by the int8 variants
 
         ctx.progress("tflite: converting the encoder (litert-torch)")
         encoder = convert_encoder(ctx.encoder_graph)
         for precision in precisions:
-            calibration = ({ENCODER_SIGNATURE: [{"image": x} for x in ctx.calibration_images]} if precision == "int8-full" else None)
             details = {**base, "signatures": {ENCODER_SIGNATURE: {"inputs": ["image"], "outputs": ["image_embeddings"]}}}
-            records.append(self._write(ctx, "encoder", precision, encoder, calibration, details))
+            if precision.startswith("int8"):
+                data, details["equalization"] = self._equalized_int8_encoder(ctx, precision)
+                details.update(self._quantization_details(ctx, "encoder", precision, len(ctx.calibration_images)))
+            else:
+                data = self._quantize(ctx, "encoder", precision, encoder, None, details)
+            records.append(self._write(ctx, "encoder", precision, data, details))
 
         ctx.progress(f"tflite: converting the decoder, {len(counts)} signature(s) N = {counts[0]}..{counts[-1]}")
         decoder = convert_decoder(ctx.decoder_graph, counts)
@@ -148,34 +154,48 @@ class TfliteExporter(Exporter):
                 "point_padding": "none: one exact signature per N; pad nothing, pick decoder_n<N>",
                 "signatures": {key: {"inputs": [s.name for s in DECODER_INPUTS], "outputs": [s.name for s in DECODER_OUTPUTS]} for key in signatures.values()},
             }
-            records.append(self._write(ctx, "decoder", precision, decoder, calibration, details))
+            records.append(self._write(ctx, "decoder", precision, self._quantize(ctx, "decoder", precision, decoder, calibration, details), details))
         return records
 
-    def _write(
-        self,
-        ctx: ExportContext,
-        role: str,
-        precision: str,
-        fp32: bytes,
-        calibration: dict[str, list[dict]] | None,
-        details: dict[str, Any],
-    ) -> ArtifactRecord:
-        """Quantize (unless fp32), write atomically, refuse Flex/custom ops, and describe the file."""
+    def _equalized_int8_encoder(self, ctx: ExportContext, precision: str) -> tuple[bytes, dict[str, Any]]:
+        """The int8 encoder quantized from the equalized encoder whose output stays closest to the
+        float encoder on the calibration images (one conversion per equalization strength)."""
+        calibration = {ENCODER_SIGNATURE: [{"image": x} for x in ctx.calibration_images]} if precision == "int8-full" else None
+
+        def build(graph: EncoderGraph, alpha: float) -> bytes:
+            if alpha not in self._converted:
+                ctx.progress(f"tflite: converting the encoder equalized with alpha {alpha}")
+                self._converted[alpha] = convert_encoder(graph)
+            ctx.progress(f"tflite: encoder {precision}, alpha {alpha}")
+            return quantize_model(self._converted[alpha], recipe_for(precision, "encoder"), calibration)
+
+        return ctx.best_equalized(build, encoder_outputs)
+
+    @staticmethod
+    def _quantize(ctx: ExportContext, role: str, precision: str, fp32: bytes,
+                  calibration: dict[str, list[dict]] | None, details: dict[str, Any]) -> bytes:
+        """``fp32`` quantized to ``precision`` (unless fp32); what was done goes into ``details``."""
+        if precision == "fp32":
+            return fp32
+        details.update(TfliteExporter._quantization_details(ctx, role, precision, len(next(iter(calibration.values()))) if calibration else 0))
+        return quantize_model(fp32, recipe_for(precision, role), calibration)
+
+    @staticmethod
+    def _quantization_details(ctx: ExportContext, role: str, precision: str, feeds_per_signature: int) -> dict[str, Any]:
+        details: dict[str, Any] = {"tool": "ai-edge-quantizer", "recipe": recipe_for(precision, role)}
+        if precision == "int8-full":
+            details["float_kept"] = FULL_INT8_FLOAT_KEPT[role].as_dict()
+            details["calibration"] = {
+                "images": len(ctx.calibration_images),
+                "source": str(ctx.options.calibration_dir) if ctx.options.calibration_dir else "scikit-image sample photos",
+                "feeds_per_signature": feeds_per_signature,
+            }
+        return {"quantization": details}
+
+    def _write(self, ctx: ExportContext, role: str, precision: str, data: bytes, details: dict[str, Any]) -> ArtifactRecord:
+        """Write atomically, refuse Flex/custom ops, and describe the file."""
         path = Path(ctx.out_dir) / "tflite" / f"{role}.{precision}.tflite"
         ctx.progress(f"tflite: {path.name}")
-        if precision == "fp32":
-            data = fp32
-        else:
-            recipe = recipe_for(precision, role)
-            data = quantize_model(fp32, recipe, calibration)
-            details["quantization"] = {"tool": "ai-edge-quantizer", "recipe": recipe}
-            if precision == "int8-full":
-                details["quantization"]["float_kept"] = FULL_INT8_FLOAT_KEPT[role].as_dict()
-                details["quantization"]["calibration"] = {
-                    "images": len(ctx.calibration_images),
-                    "source": str(ctx.options.calibration_dir) if ctx.options.calibration_dir else "scikit-image sample photos",
-                    "feeds_per_signature": len(next(iter(calibration.values()))) if calibration else 0,
-                }
         with atomic_output(path) as tmp:
             tmp.write_bytes(data)
             summary = require_no_flex(tmp)

@@ -179,18 +179,13 @@ def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> tuple[o
     return q, {"quantization": "dynamic: int8 per-channel weights, activations at run time", **policy.details(model)}
 
 
-def min_cosine(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], references: list[np.ndarray]) -> float:
-    """Lowest cosine similarity between ``model``'s first output (ONNX Runtime, CPU) and ``references``."""
+def first_outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """``model``'s first output for each feed (ONNX Runtime, CPU, from memory)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    cosines = []
-    for feed, ref in zip(feeds, references):
-        out = session.run(None, {k: v for k, v in feed.items() if k in names})[0].ravel().astype(np.float64)
-        r = ref.ravel().astype(np.float64)
-        cosines.append(float(out @ r / (np.linalg.norm(out) * np.linalg.norm(r))))
-    return min(cosines)
+    return [session.run(None, {k: v for k, v in feed.items() if k in names})[0] for feed in feeds]
 
 
 def quantize_int8_static(model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds) -> tuple[onnx.ModelProto, dict[str, Any]]:

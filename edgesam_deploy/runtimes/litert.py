@@ -6,6 +6,7 @@ signatures, so nothing is padded; ``accepts_points`` says which N exist).
 """
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from functools import cached_property
 from pathlib import Path
@@ -137,3 +138,13 @@ def _ranges(values: list[int]) -> str:
         if v is not None:
             start = prev = v
     return ", ".join(parts)
+
+
+def encoder_outputs(data: bytes, images: list[np.ndarray], threads: int = 2) -> list[np.ndarray]:
+    """Embeddings (1 x 256 x 64 x 64) of an encoder flatbuffer held in memory, one per image."""
+    with tempfile.TemporaryDirectory(prefix="edgesam-litert-") as scratch:
+        path = Path(scratch) / "encoder.tflite"
+        path.write_bytes(data)
+        record = ArtifactRecord(path.name, "tflite", "encoder", "candidate", [], [], len(data), "")
+        session = LiteRtSession(record, path, threads=threads)
+        return [session.run({"image": x})["image_embeddings"] for x in images]
