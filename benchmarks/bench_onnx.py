@@ -96,7 +96,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         out = Path(tmp)
-        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions(calibration_size=args.calibration_size),
+        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions(precisions=list(OnnxExporter.precisions), calibration_size=args.calibration_size),
                             progress=lambda m: print(m, file=sys.stderr))
         records = OnnxExporter().export(ctx)
         manifest = Manifest(model=source.as_dict())
@@ -159,6 +159,7 @@ def main() -> int:
         "device": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
         "tools": tool_versions(), "weights": source.as_dict(), "runs": args.runs,
         "latency_ms": lat, "size_bytes": sizes, "ratios": ratios, "targets": targets, "op_profile_ms": profiles,
+        "int8_static_encoder": by_file["onnx/encoder.int8-static.onnx"].details,
         "parity": {f: p.as_dict() for f, p in parity.items()},
     })
     print(f"wrote {args.out}")
