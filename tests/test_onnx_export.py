@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 
 
-def _export(model, out: Path, seed_source: ModelSource, precisions: list[str]) -> Manifest:
+def _export(model, out: Path, seed_source: ModelSource, precisions: list[str], calibration_size: int = 2) -> Manifest:
     ctx = ExportContext(model=model, source=seed_source, out_dir=out,
-                        options=ExportOptions(precisions=precisions, calibration_size=2))
+                        options=ExportOptions(precisions=precisions, calibration_size=calibration_size))
     manifest = Manifest(model=seed_source.as_dict())
     manifest.add(OnnxExporter().export(ctx))
     manifest.save(out)
@@ -163,6 +163,16 @@ def test_conformance(conformance_model, conformance, tmp_path):
             "point_coords": conformance[f"{key}/point_coords"], "point_labels": conformance[f"{key}/point_labels"]})
         np.testing.assert_allclose(masks, conformance[f"{key}/masks"], atol=1e-3, rtol=0)
         np.testing.assert_allclose(scores, conformance[f"{key}/scores"], atol=1e-4, rtol=0)
+
+
+def test_int8_static_passes_the_int8_gate_on_conformance_weights(conformance_model, tmp_path):
+    """On the official implementation's weights the int8-static encoder meets every int8 threshold:
+    embedding cosine, mean and minimum mask IoU, scores and best-mask choice."""
+    _export(conformance_model, tmp_path, ModelSource("edgesam", "random", seed=0), ["int8-static"], calibration_size=4)
+    reference = Reference(conformance_model, photos=["coffee", "camera"])
+    (result,) = check_directory(tmp_path, conformance_model, files=["onnx/encoder.int8-static.onnx"], reference=reference)
+    print("int8-static encoder, conformance weights", result.metrics)
+    assert result.passed, (result.failures, result.metrics)
 
 
 def test_missing_onnxruntime_is_a_clear_error(monkeypatch, random_model, tmp_path):
