@@ -151,7 +151,9 @@ class OnnxExporter(Exporter):
 
         def build(graph: Any, alpha: float) -> Any:
             ctx.progress(f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} images")
-            model, details[alpha] = Q.quantize_int8_static(self._trace(graph, "encoder", INT8_OPSET), policy, feeds)
+            source, pools = Q.spatial_means_to_global_pool(self._trace(graph, "encoder", INT8_OPSET))
+            model, details[alpha] = Q.quantize_int8_static(source, policy, feeds)
+            details[alpha]["squeeze_excite_means_as_global_average_pool"] = pools
             return model
 
         model, equalization = ctx.best_equalized(build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images]))

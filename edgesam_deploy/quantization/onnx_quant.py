@@ -179,6 +179,31 @@ def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> tuple[o
     return q, {"quantization": "dynamic: int8 per-channel weights, activations at run time", **policy.details(model)}
 
 
+def spatial_means_to_global_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Replace ReduceMean over axes (2, 3) with keepdims of a 4-D tensor (squeeze-excite's mean) by the
+    equivalent GlobalAveragePool, in place; returns the model and how many were replaced.
+
+    In an int8 graph ONNX Runtime runs its convolutions in NHWC, where ReduceMean over H, W measured
+    21 ms per encoder run and GlobalAveragePool a fraction of a millisecond."""
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    consts.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    replaced = 0
+    for i, node in enumerate(model.graph.node):
+        if node.op_type != "ReduceMean":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in consts:
+            axes = consts[node.input[1]].tolist()
+        if axes is None or sorted(axes) != [2, 3] or attrs.get("keepdims", 1) != 1:
+            continue
+        pool = onnx.helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name + "/GlobalAveragePool")
+        model.graph.node[i].CopyFrom(pool)
+        replaced += 1
+    return model, replaced
+
+
 def first_outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
     """``model``'s first output for each feed (ONNX Runtime, CPU, from memory)."""
     import onnxruntime as ort
