@@ -65,7 +65,7 @@ def _policies() -> dict[str, Any]:
 
 LATE_BLOCK_REASON = (
     "last four blocks of the 192-channel stage, read directly by the fusion: kept float, embedding cosine "
-    "0.99944 -> 0.99960 and mask IoU 0.948 -> 0.953 at no measurable cost in speed"
+    "0.99944 -> 0.99960 and mask IoU 0.948 -> 0.953, for about 35 ms of float convolutions per run (of 267)"
 )
 DECODER_INT8_NOTE = (
     "decoder kept float32: every int8 decoder measured (dynamic and static QDQ, MatMul/Gemm quantized, with the "

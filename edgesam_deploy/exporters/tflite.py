@@ -130,14 +130,14 @@ class TfliteExporter(Exporter):
         signatures = {n: decoder_signature(n) for n in counts}
         base = {"converter": CONVERTER, "versions": package_versions(_VERSIONED), "layout": "NCHW"}
         records: list[ArtifactRecord] = []
-        self._converted: dict[float, bytes] = {}  # equalized encoders by alpha, shared by the int8 variants
+        converted: dict[float, bytes] = {}  # equalized encoders by alpha, shared by the int8 variants
 
         ctx.progress("tflite: converting the encoder (litert-torch)")
         encoder = convert_encoder(ctx.encoder_graph)
         for precision in precisions:
             details = {**base, "signatures": {ENCODER_SIGNATURE: {"inputs": ["image"], "outputs": ["image_embeddings"]}}}
             if precision.startswith("int8"):
-                data, details["equalization"] = self._equalized_int8_encoder(ctx, precision)
+                data, details["equalization"] = self._equalized_int8_encoder(ctx, precision, converted)
                 details.update(self._quantization_details(ctx, "encoder", precision, len(ctx.calibration_images)))
             else:
                 data = self._quantize(ctx, "encoder", precision, encoder, None, details)
@@ -157,17 +157,18 @@ class TfliteExporter(Exporter):
             records.append(self._write(ctx, "decoder", precision, self._quantize(ctx, "decoder", precision, decoder, calibration, details), details))
         return records
 
-    def _equalized_int8_encoder(self, ctx: ExportContext, precision: str) -> tuple[bytes, dict[str, Any]]:
+    @staticmethod
+    def _equalized_int8_encoder(ctx: ExportContext, precision: str, converted: dict[float, bytes]) -> tuple[bytes, dict[str, Any]]:
         """The int8 encoder quantized from the equalized encoder whose output stays closest to the
-        float encoder on the calibration images (one conversion per equalization strength)."""
+        float encoder on the calibration images; ``converted`` caches one conversion per strength."""
         calibration = {ENCODER_SIGNATURE: [{"image": x} for x in ctx.calibration_images]} if precision == "int8-full" else None
 
         def build(graph: EncoderGraph, alpha: float) -> bytes:
-            if alpha not in self._converted:
+            if alpha not in converted:
                 ctx.progress(f"tflite: converting the encoder equalized with alpha {alpha}")
-                self._converted[alpha] = convert_encoder(graph)
+                converted[alpha] = convert_encoder(graph)
             ctx.progress(f"tflite: encoder {precision}, alpha {alpha}")
-            return quantize_model(self._converted[alpha], recipe_for(precision, "encoder"), calibration)
+            return quantize_model(converted[alpha], recipe_for(precision, "encoder"), calibration)
 
         return ctx.best_equalized(build, encoder_outputs)
 
