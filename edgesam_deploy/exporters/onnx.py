@@ -79,8 +79,8 @@ class OnnxExporter(Exporter):
     extra = "onnx"
     required_modules = ("onnx", "onnxruntime", "onnxslim")
     precisions = ("fp32", "fp16", "int8-dynamic", "int8-static")
-    # int8 on request only: measured slower than fp32 in ONNX Runtime CPU (int8-static 0.84x,
-    # int8-dynamic 0.25x) and below the int8 mask-IoU gate on the seeded weights (docs/onnx.md)
+    # int8 on request only: int8-static is 1.22x of fp32 in ONNX Runtime CPU (int8-dynamic 0.25x) and,
+    # on the seeded weights, below the int8 gate's minimum mask IoU (docs/onnx.md)
     default_precisions = ("fp32", "fp16")
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:

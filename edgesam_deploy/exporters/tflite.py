@@ -120,8 +120,8 @@ class TfliteExporter(Exporter):
     extra = "tflite"
     required_modules = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
     precisions = ("fp32", "fp16", "int8-dynamic", "int8-full")
-    # int8 on request only: no faster than fp32 in the LiteRT interpreter here (int8-dynamic 0.92x,
-    # int8-full 0.75x) and below the int8 mask-IoU gate on the seeded weights (docs/tflite.md)
+    # int8 on request only: no faster than fp32 in the LiteRT interpreter here (int8-dynamic 0.68x,
+    # int8-full 0.92x) and below the int8 gate's minimum mask IoU on the seeded weights (docs/tflite.md)
     default_precisions = ("fp32", "fp16")
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
