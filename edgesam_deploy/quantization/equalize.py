@@ -97,7 +97,7 @@ def _through_token_mixer(mixer: nn.Sequential, s: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def equalize_(encoder: RepViTEncoder, peaks: list[torch.Tensor], alpha: float = 0.5) -> dict[str, Any]:
+def equalize_(encoder: RepViTEncoder, peaks: list[torch.Tensor], alpha: float) -> dict[str, Any]:
     """Divide every residual stream of the folded ``encoder`` (in place) by s = (peak / mean peak) ** alpha.
 
     ``peaks``: from :func:`stream_peaks`. ``alpha`` 0 changes nothing; 1 gives every channel the same
