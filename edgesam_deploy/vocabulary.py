@@ -1,0 +1,118 @@
+"""The project's vocabulary: roles, targets, precisions, compute units, score kinds and graph specs.
+
+Every module speaks these types instead of bare strings. They are ``StrEnum``s, so they compare
+equal to, serialize as and parse from the strings stored in manifests and reports, and Typer shows
+them as choices. This module imports neither torch nor PIL: the device side uses it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """Which of the two deployable graphs an artifact is."""
+
+    ENCODER = "encoder"
+    DECODER = "decoder"
+
+
+class Target(StrEnum):
+    """An export target: the file format and the runtime family that executes it."""
+
+    ONNX = "onnx"
+    TFLITE = "tflite"
+    COREML = "coreml"
+
+
+class Precision(StrEnum):
+    """Numeric format of an artifact; each target supports a subset (its exporter says which)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8_STATIC = "int8-static"  # ONNX: QDQ, per-channel weights, calibrated activations
+    INT8_DYNAMIC = "int8-dynamic"  # int8 weights, activations quantized at run time
+    INT8_FULL = "int8-full"  # int8 weights and calibrated activations (TFLite; Core ML on macOS)
+    INT8_WEIGHT = "int8-weight"  # Core ML: linear int8 weights, fp16 compute
+    PALETTE8 = "palette8"  # Core ML: k-means palettized weights, 8/6/4 bits
+    PALETTE6 = "palette6"
+    PALETTE4 = "palette4"
+
+    @property
+    def is_float(self) -> bool:
+        return self in (Precision.FP32, Precision.FP16)
+
+
+class ComputeUnit(StrEnum):
+    """Core ML compute units (coremltools' ``ComputeUnit`` names)."""
+
+    ALL = "ALL"
+    CPU_AND_NE = "CPU_AND_NE"
+    CPU_AND_GPU = "CPU_AND_GPU"
+    CPU_ONLY = "CPU_ONLY"
+
+
+class ScoreKind(StrEnum):
+    """What the decoder's ``scores`` output holds."""
+
+    IOU = "iou"  # the IoU head (official default)
+    STABILITY = "stability"  # the stability score of each mask
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (None for a dynamic axis) and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """The interface of one deployable graph (the official EdgeSAM export contract)."""
+
+    role: Role
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.outputs)
+
+    def input(self, name: str) -> TensorSpec:
+        """The input called ``name`` (KeyError if none)."""
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+ENCODER = GraphSpec(
+    Role.ENCODER,
+    inputs=(TensorSpec("image", (1, 3, 1024, 1024)),),
+    outputs=(TensorSpec("image_embeddings", (1, 256, 64, 64)),),
+)
+DECODER = GraphSpec(
+    Role.DECODER,
+    inputs=(
+        TensorSpec("image_embeddings", (1, 256, 64, 64)),
+        TensorSpec("point_coords", (1, None, 2)),
+        TensorSpec("point_labels", (1, None)),
+    ),
+    outputs=(TensorSpec("scores", (1, 4)), TensorSpec("masks", (1, 4, 256, 256))),
+)
+GRAPHS: dict[Role, GraphSpec] = {Role.ENCODER: ENCODER, Role.DECODER: DECODER}
+
+
+def graph_spec(role: Role | str) -> GraphSpec:
+    """The graph spec of ``role``."""
+    return GRAPHS[Role(role)]
