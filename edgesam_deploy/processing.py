@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .errors import DeployError
 
@@ -32,6 +31,8 @@ class PromptError(DeployError):
 
 def load_image(path: str | Path) -> np.ndarray:
     """Read any PIL-readable file -> RGB uint8 H x W x 3."""
+    from PIL import Image, UnidentifiedImageError  # here, so the device side imports no PIL
+
     path = Path(path)
     try:
         with Image.open(path) as im:
@@ -90,6 +91,8 @@ class Preprocessed:
 
 def preprocess(image: np.ndarray) -> Preprocessed:
     """RGB uint8 H x W x 3 -> resized (PIL bilinear), normalized, zero-padded 1 x 3 x 1024 x 1024."""
+    from PIL import Image
+
     image = to_rgb_uint8(image)
     h, w = image.shape[:2]
     nh, nw = resized_size(h, w)
