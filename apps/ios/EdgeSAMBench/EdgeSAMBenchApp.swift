@@ -1,0 +1,41 @@
+// The app's only screen shows progress; the work runs off the main thread as soon as the app
+// is launched (by `devicectl device process launch` or `simctl launch`), and the app exits
+// when it has written done.json.
+import SwiftUI
+import UIKit
+
+final class RunStatus: ObservableObject {
+    @Published var line = "waiting for a job from edgesam-deploy"
+    var started = false
+
+    func show(_ text: String) {
+        print("edgesam-bench: \(text)")
+        fflush(stdout)
+        DispatchQueue.main.async { self.line = text }
+    }
+}
+
+@main
+struct EdgeSAMBenchApp: App {
+    @StateObject private var status = RunStatus()
+
+    var body: some Scene {
+        WindowGroup {
+            Text(status.line)
+                .font(.system(.body, design: .monospaced))
+                .padding()
+                .onAppear(perform: start)
+        }
+    }
+
+    private func start() {
+        guard !status.started else { return }
+        status.started = true
+        UIApplication.shared.isIdleTimerDisabled = true  // a locked screen would suspend the run
+        let status = self.status
+        DispatchQueue.global(qos: .userInitiated).async {
+            BenchMain.run(log: status.show)
+            exit(0)
+        }
+    }
+}
