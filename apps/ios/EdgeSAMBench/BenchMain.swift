@@ -44,29 +44,45 @@ enum BenchMain {
         guard job.runId == runId else {
             throw BenchError("the job pack is of run \(job.runId), the app was launched for run \(runId)")
         }
+        let (compiled, errors) = compileAll(bundle, folder: bundleFolder, into: work.appendingPathComponent("compiled"), log: log)
+        if job.mode == "timing" {
+            try timeAll(job, bundle, bundleFolder, compiled, errors, output: output, log: log)
+        } else {
+            let parity = ParityRun(bundle: bundle, bundleFolder: bundleFolder,
+                                   outputsFolder: output.appendingPathComponent("outputs"),
+                                   computeUnits: job.parityComputeUnits)
+            try parity.run(compiled, errors: errors, log: log)
+        }
+        log("packing the results")
+        try Pack.pack(output, to: documents.appendingPathComponent(resultPack))
+    }
+
+    /// Every artifact compiled on the device, by its index in protocol.json; or why not.
+    private static func compileAll(_ bundle: ParityProtocol, folder: URL, into compiledFolder: URL,
+                                   log: (String) -> Void) -> ([Int: CompiledArtifact], [Int: String]) {
         var compiled: [Int: CompiledArtifact] = [:]
         var errors: [Int: String] = [:]
         for (index, artifact) in bundle.artifacts.enumerated() {
             log("compiling \(artifact.file)")
             do {
-                compiled[index] = try CompiledArtifact.compile(
-                    artifact, bundle: bundleFolder, into: work.appendingPathComponent("compiled"), index: index)
+                compiled[index] = try CompiledArtifact.compile(artifact, bundle: folder, into: compiledFolder, index: index)
             } catch {
                 errors[index] = "compile failed: \(oneLine(error))"
             }
         }
+        return (compiled, errors)
+    }
+
+    private static func timeAll(_ job: Job, _ bundle: ParityProtocol, _ folder: URL, _ compiled: [Int: CompiledArtifact],
+                             _ errors: [Int: String], output: URL, log: (String) -> Void) throws {
         let byFile = Dictionary(uniqueKeysWithValues: compiled.values.map { ($0.artifact.file, $0) })
-        let benchmark = Benchmark(job: job, feeds: try TimingFeeds(bundle, folder: bundleFolder), compiled: byFile)
+        let benchmark = Benchmark(job: job, feeds: try TimingFeeds(bundle, folder: folder), compiled: byFile)
         let (artifacts, pipelines) = benchmark.measureAll(log: log)
-        let failed = errors.map { ArtifactMeasurement(file: bundle.artifacts[$0.key].file, computeUnits: "", reason: $0.value) }
+        let failed = errors.map {
+            ArtifactMeasurement(file: bundle.artifacts[$0.key].file, computeUnits: "", reason: $0.value)
+        }
         try writeJSON(
-            BenchResults(runId: runId, device: deviceFacts(), artifacts: artifacts + failed, pipelines: pipelines),
+            BenchResults(runId: job.runId, device: deviceFacts(), artifacts: artifacts + failed, pipelines: pipelines),
             to: output.appendingPathComponent("bench.json"))
-        let parity = ParityRun(bundle: bundle, bundleFolder: bundleFolder,
-                               outputsFolder: output.appendingPathComponent("outputs"),
-                               computeUnits: job.parityComputeUnits)
-        try parity.run(compiled, errors: errors, log: log)
-        log("packing the results")
-        try Pack.pack(output, to: documents.appendingPathComponent(resultPack))
     }
 }

@@ -43,11 +43,14 @@ struct PipelineSpec: Codable {
     let label: String
 }
 
-/// job.json, written by the host (edgesam_deploy/bench/parsers/xcode_app.py).
+/// job.json, written by the host (edgesam_deploy/bench/parsers/xcode_app.py). `mode` is
+/// "timing" (every artifact with each compute-unit setting, then the pipelines) or "parity"
+/// (the protocol's cases with the parity compute-unit setting).
 struct Job: Codable {
     let format: String
     let version: Int
     let runId: String
+    let mode: String
     let runs: Int
     let warmup: Int
     let computeUnits: [String]
@@ -55,7 +58,7 @@ struct Job: Codable {
     let pipelines: [PipelineSpec]
 
     enum CodingKeys: String, CodingKey {
-        case format, version, runs, warmup, pipelines
+        case format, version, mode, runs, warmup, pipelines
         case runId = "run_id"
         case computeUnits = "compute_units"
         case parityComputeUnits = "parity_compute_units"
@@ -63,6 +66,7 @@ struct Job: Codable {
 
     static let formatName = "edgesam-ios-job"
     static let parityProtocol = "edgesam-device-parity"
+    static let modes = ["timing", "parity"]
 
     func validate(_ bundle: ParityProtocol) throws {
         guard format == Job.formatName, version == 1 else {
@@ -71,6 +75,7 @@ struct Job: Codable {
         guard bundle.name == Job.parityProtocol, bundle.version == 1 else {
             throw BenchError("protocol.json is \(bundle.name) v\(bundle.version); this app reads v1")
         }
+        guard Job.modes.contains(mode) else { throw BenchError("job.json: unknown mode '\(mode)'") }
         guard runs >= 1, warmup >= 0 else { throw BenchError("job.json: runs must be >= 1, warmup >= 0") }
         for unit in computeUnits + [parityComputeUnits] { _ = try mlComputeUnits(unit) }
     }
