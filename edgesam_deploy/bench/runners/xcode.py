@@ -51,6 +51,11 @@ POLL_S = 3.0
 NOT_COREML = "the iOS benchmark app runs Core ML artifacts only"
 
 
+def host_platform() -> str:
+    """This machine's ``sys.platform`` (the runner needs "darwin")."""
+    return sys.platform
+
+
 def app_project() -> Path:
     """The benchmark app's Xcode project: ``$EDGESAM_IOS_APP_DIR`` or apps/ios of this checkout."""
     root = os.environ.get(APP_DIR_ENV) or Path(__file__).resolve().parents[3] / "apps" / "ios"
@@ -221,7 +226,7 @@ class XcodeRunner(Runner):
 
     @cached_property
     def transport(self) -> Transport:
-        if sys.platform != "darwin":
+        if host_platform() != "darwin":
             tool = "simctl" if self.simulator else "devicectl"
             phone = "" if self.simulator else " and a paired iPhone"
             alternative = (
@@ -231,7 +236,7 @@ class XcodeRunner(Runner):
             )
             raise self.error(
                 f"needs macOS with Xcode 15 or later (xcodebuild, xcrun {tool}){phone}; "
-                f"this machine runs {sys.platform}{alternative}"
+                f"this machine runs {host_platform()}{alternative}"
             )
         xcrun = self.tool(
             "xcrun",
