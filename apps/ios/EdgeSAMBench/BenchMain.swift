@@ -75,7 +75,7 @@ enum BenchMain {
 
     private static func timeAll(_ job: Job, _ bundle: ParityProtocol, _ folder: URL, _ compiled: [Int: CompiledArtifact],
                              _ errors: [Int: String], output: URL, log: (String) -> Void) throws {
-        let byFile = Dictionary(uniqueKeysWithValues: compiled.values.map { ($0.artifact.file, $0) })
+        let byFile = Dictionary(compiled.values.map { ($0.artifact.file, $0) }, uniquingKeysWith: { first, _ in first })
         let benchmark = Benchmark(job: job, feeds: try TimingFeeds(bundle, folder: folder), compiled: byFile)
         let (artifacts, pipelines) = benchmark.measureAll(log: log)
         let failed = errors.map {

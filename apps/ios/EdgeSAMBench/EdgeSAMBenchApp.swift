@@ -4,14 +4,26 @@
 import SwiftUI
 import UIKit
 
+@MainActor
 final class RunStatus: ObservableObject {
     @Published var line = "waiting for a job from edgesam-deploy"
-    var started = false
+    private var started = false
 
-    func show(_ text: String) {
+    func start() {
+        guard !started else { return }
+        started = true
+        UIApplication.shared.isIdleTimerDisabled = true  // a locked screen would suspend the run
+        let log = self.show
+        DispatchQueue.global(qos: .userInitiated).async {
+            BenchMain.run(log: log)
+            exit(0)
+        }
+    }
+
+    nonisolated func show(_ text: String) {
         print("edgesam-bench: \(text)")
         fflush(stdout)
-        DispatchQueue.main.async { self.line = text }
+        Task { @MainActor in self.line = text }
     }
 }
 
@@ -24,18 +36,7 @@ struct EdgeSAMBenchApp: App {
             Text(status.line)
                 .font(.system(.body, design: .monospaced))
                 .padding()
-                .onAppear(perform: start)
-        }
-    }
-
-    private func start() {
-        guard !status.started else { return }
-        status.started = true
-        UIApplication.shared.isIdleTimerDisabled = true  // a locked screen would suspend the run
-        let status = self.status
-        DispatchQueue.global(qos: .userInitiated).async {
-            BenchMain.run(log: status.show)
-            exit(0)
+                .onAppear { status.start() }
         }
     }
 }

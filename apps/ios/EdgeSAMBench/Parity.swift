@@ -11,7 +11,7 @@ struct ParityRun {
     let computeUnits: String
 
     func run(_ compiled: [Int: CompiledArtifact], errors: [Int: String], log: (String) -> Void) throws {
-        let cases = Dictionary(uniqueKeysWithValues: bundle.cases.map { ($0.id, $0) })
+        let cases = Dictionary(bundle.cases.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var entries: [ParityOutputs] = []
         for (index, artifact) in bundle.artifacts.enumerated() {
             log("parity \(artifact.file) \(computeUnits)")
