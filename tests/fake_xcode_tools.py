@@ -152,7 +152,7 @@ def play_app(run_id: str) -> None:
     try:
         if os.environ.get("FAKE_APP_ERROR"):
             raise ValueError(os.environ["FAKE_APP_ERROR"])
-        read_pack(DOCUMENTS / "edgesam-job.pack", work)
+        read_pack(DOCUMENTS / f"edgesam-job-{run_id}.pack", work)
         job = json.loads((work / "job.json").read_text())
         protocol = json.loads((work / "bundle" / "protocol.json").read_text())
         check_feeds(work / "bundle", protocol)
@@ -161,10 +161,10 @@ def play_app(run_id: str) -> None:
         else:
             (out / "outputs").mkdir()
             parity(job, protocol, out / "outputs")
-        write_pack(DOCUMENTS / "edgesam-result.pack", {p.name: p for p in out.iterdir()})
+        write_pack(DOCUMENTS / f"edgesam-result-{run_id}.pack", {p.name: p for p in out.iterdir()})
     except (ValueError, KeyError, OSError) as exc:
         status = {"run_id": run_id, "status": "error", "error": str(exc)}
-    (DOCUMENTS / "edgesam-done.json").write_text(json.dumps(status))
+    (DOCUMENTS / f"edgesam-done-{run_id}.json").write_text(json.dumps(status))
 
 
 def devicectl(args: list[str]) -> None:

@@ -30,7 +30,8 @@ from edgesam_deploy.bench.parsers.xcode_app import (
     read_pack,
     write_pack,
 )
-from edgesam_deploy.bench.runners import BenchRequest, get_runner
+from edgesam_deploy.bench.run import BenchSettings, run_bench
+from edgesam_deploy.bench.runners import BenchRequest, RunnerOptions, get_runner
 from edgesam_deploy.bench.runners import xcode
 from edgesam_deploy.device.protocol import write_tensor
 from edgesam_deploy.devices import get_profile
@@ -519,42 +520,36 @@ def test_iphone_timing_through_the_fake_tools(fake_xcode, coreml_export):
         ["device", "copy"],
         ["device", "process"],
     ]
-    assert (
-        calls[-1][2:5] == ["device", "copy", "from"]
-        and "Documents/edgesam-result.pack" in calls[-1]
-    )
+    assert calls[-1][2:5] == ["device", "copy", "from"] and calls[-1][
+        calls[-1].index("--source") + 1
+    ].startswith("Documents/edgesam-result-")
 
 
-def _reference_outputs(reference: Reference, folder: Path) -> Path:
-    """The reference's own outputs per case, where the fake app reads its 'device outputs'."""
+@pytest.fixture(scope="module")
+def coffee_reference(random_model, tmp_path_factory) -> tuple[Reference, Path]:
+    """The reference on the coffee photo and its own outputs per case, written where the fake app
+    reads its 'device outputs' (index.json)."""
+    reference, folder = Reference(random_model, ["coffee"]), tmp_path_factory.mktemp("reference")
     index = {}
     for image in reference.cases:
-        index[encoder_case_id(image.name)] = {
-            "image_embeddings": write_tensor(
-                folder, f"{image.name}/emb.bin", image.ref_embeddings
-            ).as_dict()
-        }
+        emb = write_tensor(folder, f"{image.name}/emb.bin", image.ref_embeddings)
+        index[encoder_case_id(image.name)] = {"image_embeddings": emb.as_dict()}
         for prompt in image.prompts:
             case = decoder_case_id(image.name, prompt.name)
-            index[case] = {
-                "scores": write_tensor(
-                    folder, f"{case}/scores.bin", prompt.ref_scores["iou"][None]
-                ).as_dict(),
-                "masks": write_tensor(
-                    folder, f"{case}/masks.bin", prompt.ref_logits[None]
-                ).as_dict(),
-            }
+            scores = write_tensor(folder, f"{case}/scores.bin", prompt.ref_scores["iou"][None])
+            masks = write_tensor(folder, f"{case}/masks.bin", prompt.ref_logits[None])
+            index[case] = {"scores": scores.as_dict(), "masks": masks.as_dict()}
     (folder / "index.json").write_text(json.dumps(index))
-    return folder / "index.json"
+    return reference, folder / "index.json"
 
 
 def test_simulator_parity_round_trip_is_judged(
-    fake_xcode, coreml_export, random_model, tmp_path, monkeypatch
+    fake_xcode, coreml_export, coffee_reference, tmp_path, monkeypatch
 ):
     export, records = coreml_export
     coreml = records[:2]
-    reference = Reference(random_model, ["coffee"])
-    monkeypatch.setenv("FAKE_REFERENCE", str(_reference_outputs(reference, tmp_path / "ref")))
+    reference, outputs_index = coffee_reference
+    monkeypatch.setenv("FAKE_REFERENCE", str(outputs_index))
     runner = get_runner(get_profile("ios-simulator"))
     assert "iOS 16.2 Simulator" in runner.probe()
     request = BenchRequest(export, Manifest.load(export), coreml, runs=2, warmup=0)
@@ -609,3 +604,33 @@ def test_an_app_error_ends_the_wait_with_its_message(fake_xcode, coreml_export, 
     runner = get_runner(get_profile("ios-simulator"))
     with pytest.raises(DeviceError, match="the benchmark app failed: protocol.json is other v2"):
         runner.run(BenchRequest(export, Manifest.load(export), records[:2], runs=1, warmup=0))
+
+
+def test_bench_ios_simulator_end_to_end_through_run_bench(
+    fake_xcode, coreml_export, coffee_reference, random_model, monkeypatch
+):
+    """`bench --device ios-simulator` as the CLI runs it: timing launch, parity bundle, parity
+    launch, judge; the host's figure is the one recorded at export (nothing computed here)."""
+    export, records = coreml_export
+    coreml = records[:2]
+    for record in coreml:
+        record.sha256 = sha256_path(export / record.file)
+    recorded = [
+        {"file": r.file, "passed": True, "metrics": {}, "failures": [], "runtime": "emulation"}
+        for r in coreml
+    ]
+    Manifest(
+        model={"kind": "random", "seed": 0}, artifacts=coreml, parity={"artifacts": recorded}
+    ).save(export)
+    monkeypatch.setenv("FAKE_REFERENCE", str(coffee_reference[1]))
+    settings = BenchSettings(runs=2, warmup=0, reference=False, parity_photos=["coffee"])
+    report = run_bench(
+        get_profile("ios-simulator"), export, settings, RunnerOptions(), lambda: random_model
+    )
+    assert [(r.file, r.measured, r.parity_measured_on) for r in report.artifacts] == [
+        (r.file, True, "device") for r in coreml
+    ]
+    assert all(r.parity.passed and r.host_parity.source == "manifest" for r in report.artifacts)
+    assert report.pipelines[0].measured and "iOS Simulator" in report.pipelines[0].label
+    modes = [c for c in _calls(fake_xcode) if c[1:3] == ["simctl", "launch"]]
+    assert len(modes) == 2  # one timing launch, one parity launch

@@ -1,11 +1,12 @@
 // One run of the app: unpack the job the host copied into Documents, compile every artifact,
-// time it, run the parity cases, pack the results and write done.json last.
+// time it or run the parity cases, pack the results and write the done file last. Every file of
+// a run carries its run id, so that no stale file of an earlier run can be mistaken for it.
 import Foundation
 
 enum BenchMain {
-    static let jobPack = "edgesam-job.pack"
-    static let resultPack = "edgesam-result.pack"
-    static let doneFile = "edgesam-done.json"
+    static func jobPack(_ id: String) -> String { "edgesam-job-\(id).pack" }
+    static func resultPack(_ id: String) -> String { "edgesam-result-\(id).pack" }
+    static func doneFile(_ id: String) -> String { "edgesam-done-\(id).json" }
 
     /// `--run-id ID` from the launch arguments (the host's devicectl / simctl launch).
     static func runId() -> String {
@@ -16,27 +17,35 @@ enum BenchMain {
 
     static func run(log: @escaping (String) -> Void) {
         let documents = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
-        let done = documents.appendingPathComponent(doneFile)
         let id = runId()
-        try? FileManager.default.removeItem(at: done)
+        removeEarlierRuns(in: documents, keeping: jobPack(id))
         var status = Done(runId: id, status: "ok", error: "")
         do {
+            guard !id.isEmpty else { throw BenchError("launched without --run-id: start it with edgesam-deploy bench") }
             try execute(documents: documents, runId: id, log: log)
         } catch {
             status = Done(runId: id, status: "error", error: oneLine(error))
         }
         log("done: \(status.status) \(status.error)")
-        try? writeJSON(status, to: done)
+        try? writeJSON(status, to: documents.appendingPathComponent(doneFile(id)))
+    }
+
+    /// Delete every file an earlier run left in Documents (packs are large), except `current`.
+    private static func removeEarlierRuns(in documents: URL, keeping current: String) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: documents.path)) ?? []
+        for name in names where name.hasPrefix("edgesam") && name != current {
+            try? FileManager.default.removeItem(at: documents.appendingPathComponent(name))
+        }
     }
 
     private static func execute(documents: URL, runId: String, log: (String) -> Void) throws {
         let work = documents.appendingPathComponent("edgesam")
         let input = work.appendingPathComponent("in")
         let output = work.appendingPathComponent("out")
-        try? FileManager.default.removeItem(at: work)
-        try? FileManager.default.removeItem(at: documents.appendingPathComponent(resultPack))
+        let jobFile = documents.appendingPathComponent(jobPack(runId))
         log("unpacking the job")
-        try Pack.unpack(documents.appendingPathComponent(jobPack), into: input)
+        try Pack.unpack(jobFile, into: input)
+        try? FileManager.default.removeItem(at: jobFile)
         let job = try readJSON(Job.self, from: input.appendingPathComponent("job.json"))
         let bundleFolder = input.appendingPathComponent("bundle")
         let bundle = try readJSON(ParityProtocol.self, from: bundleFolder.appendingPathComponent("protocol.json"))
@@ -54,7 +63,7 @@ enum BenchMain {
             try parity.run(compiled, errors: errors, log: log)
         }
         log("packing the results")
-        try Pack.pack(output, to: documents.appendingPathComponent(resultPack))
+        try Pack.pack(output, to: documents.appendingPathComponent(resultPack(runId)))
     }
 
     /// Every artifact compiled on the device, by its index in protocol.json; or why not.

@@ -46,8 +46,18 @@ from .base import BenchRequest, Runner, RunOutcome, blank_result, last_line, pai
 
 APP_DIR_ENV = "EDGESAM_IOS_APP_DIR"
 DEFAULT_BUNDLE_ID = "dev.edgesam-deploy.bench"
-JOB_PACK, RESULT_PACK, DONE = "edgesam-job.pack", "edgesam-result.pack", "edgesam-done.json"
 POLL_S = 3.0
+
+
+def app_files(run_id: str) -> tuple[str, str, str]:
+    """The job pack, result pack and done file of one run in the app's Documents."""
+    return (
+        f"edgesam-job-{run_id}.pack",
+        f"edgesam-result-{run_id}.pack",
+        f"edgesam-done-{run_id}.json",
+    )
+
+
 NOT_COREML = "the iOS benchmark app runs Core ML artifacts only"
 
 
@@ -350,25 +360,25 @@ class XcodeRunner(Runner):
     def _round_trip(self, job: JobSpec, bundle: Path, request: BenchRequest, tmp: Path) -> Path:
         """Send the job, launch the app, wait for it, bring its results back; the results folder."""
         bundle_id = self._install(request)
+        job_pack, result_pack, done = app_files(job.run_id)
         (tmp / "job.json").write_text(json.dumps(job.document(), indent=1))
-        write_pack(tmp / JOB_PACK, {"job.json": tmp / "job.json", "bundle": bundle})
+        write_pack(tmp / job_pack, {"job.json": tmp / "job.json", "bundle": bundle})
         request.progress(f"{self.transport.find()}: {job.mode} run {job.run_id}")
-        self.transport.push(tmp / JOB_PACK, JOB_PACK, bundle_id)
+        self.transport.push(tmp / job_pack, job_pack, bundle_id)
         self.transport.launch(bundle_id, ["--run-id", job.run_id])
-        self._wait(job.run_id, bundle_id, tmp / DONE)
-        self.transport.pull(RESULT_PACK, tmp / RESULT_PACK, bundle_id)
-        read_pack(tmp / RESULT_PACK, tmp / "result")
+        self._wait(job.run_id, bundle_id, done, tmp / done)
+        self.transport.pull(result_pack, tmp / result_pack, bundle_id)
+        read_pack(tmp / result_pack, tmp / "result")
         return tmp / "result"
 
-    def _wait(self, run_id: str, bundle_id: str, local: Path) -> None:
-        """Poll the app's done.json until it is this run's; DeviceError with the app's error or
-        on timeout."""
+    def _wait(self, run_id: str, bundle_id: str, done: str, local: Path) -> None:
+        """Poll for the run's done file; DeviceError with the app's error, or on timeout."""
         deadline = time.monotonic() + self.options.timeout_s
-        last = "no done.json yet"
+        last = f"no {done} yet"
         while time.monotonic() < deadline:
             time.sleep(POLL_S)
             try:
-                self.transport.pull(DONE, local, bundle_id)
+                self.transport.pull(done, local, bundle_id)
                 error = done_error(json.loads(local.read_text()), run_id)
             except (DeviceError, ValueError) as exc:
                 last = str(exc)
