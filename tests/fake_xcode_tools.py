@@ -194,7 +194,9 @@ def simctl(args: list[str]) -> None:
         print(STATE / "container")
     elif args[0] == "launch":
         play_app(args[args.index("--run-id") + 1])
-    elif args[0] not in ("bootstatus", "install"):
+    elif args[0] == "install":  # an installed app has its data container
+        DOCUMENTS.mkdir(parents=True, exist_ok=True)
+    elif args[0] != "bootstatus":
         fail(f"unexpected simctl {args}")
 
 

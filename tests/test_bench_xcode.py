@@ -163,72 +163,47 @@ def test_build_commands_for_a_phone_and_the_simulator(tmp_path):
     )
 
 
-def test_devicectl_and_simctl_command_lines(tmp_path):
-    assert devicectl.copy_to("xcrun", "D", "b.id", tmp_path / "j.pack", "Documents/j.pack") == [
-        "xcrun",
-        "devicectl",
-        "device",
-        "copy",
-        "to",
-        "--device",
-        "D",
-        "--domain-type",
-        "appDataContainer",
-        "--domain-identifier",
-        "b.id",
-        "--source",
-        str(tmp_path / "j.pack"),
-        "--destination",
-        "Documents/j.pack",
-    ]
-    assert devicectl.copy_from("xcrun", "D", "b.id", "Documents/r", tmp_path)[4:5] == ["from"]
-    assert devicectl.launch("xcrun", "D", "b.id", ["--run-id", "7"]) == [
-        "xcrun",
-        "devicectl",
-        "device",
-        "process",
-        "launch",
-        "--device",
-        "D",
-        "--terminate-existing",
-        "b.id",
-        "--",
-        "--run-id",
-        "7",
-    ]
-    assert devicectl.install_app("xcrun", "D", tmp_path)[2:6] == [
-        "device",
-        "install",
-        "app",
-        "--device",
-    ]
-    assert simctl.list_devices("xcrun") == [
-        "xcrun",
-        "simctl",
-        "list",
-        "--json",
-        "devices",
-        "available",
-    ]
-    assert simctl.boot("xcrun", "U") == ["xcrun", "simctl", "bootstatus", "U", "-b"]
-    assert simctl.app_container("xcrun", "U", "b.id") == [
-        "xcrun",
-        "simctl",
-        "get_app_container",
-        "U",
-        "b.id",
-        "data",
-    ]
-    assert simctl.launch("xcrun", "U", "b.id", ["--run-id", "7"]) == [
-        "xcrun",
-        "simctl",
-        "launch",
-        "--terminate-running-process",
-        "U",
-        "b.id",
-        "--run-id",
-        "7",
-    ]
+def test_devicectl_command_lines(tmp_path):
+    pack = tmp_path / "j.pack"
+    assert (
+        devicectl.copy_to("xcrun", "D", "b.id", pack, "Documents/j.pack")
+        == (
+            "xcrun devicectl device copy to --device D --domain-type appDataContainer "
+            f"--domain-identifier b.id --source {pack} --destination Documents/j.pack"
+        ).split()
+    )
+    assert (
+        devicectl.copy_from("xcrun", "D", "b.id", "Documents/r", pack)
+        == (
+            "xcrun devicectl device copy from --device D --domain-type appDataContainer "
+            f"--domain-identifier b.id --source Documents/r --destination {pack}"
+        ).split()
+    )
+    assert (
+        devicectl.launch("xcrun", "D", "b.id", ["--run-id", "7"])
+        == (
+            "xcrun devicectl device process launch --device D --terminate-existing "
+            "b.id -- --run-id 7"
+        ).split()
+    )
+    assert devicectl.install_app("xcrun", "D", pack) == (
+        f"xcrun devicectl device install app --device D {pack}".split()
+    )
+    assert devicectl.list_devices("xcrun", pack) == (
+        f"xcrun devicectl list devices --json-output {pack}".split()
+    )
+
+
+def test_simctl_command_lines(tmp_path):
+    assert simctl.list_devices("xcrun") == "xcrun simctl list --json devices available".split()
+    assert simctl.boot("xcrun", "U") == "xcrun simctl bootstatus U -b".split()
+    assert simctl.install("xcrun", "U", tmp_path) == f"xcrun simctl install U {tmp_path}".split()
+    assert simctl.app_container("xcrun", "U", "b.id") == (
+        "xcrun simctl get_app_container U b.id data".split()
+    )
+    assert simctl.launch("xcrun", "U", "b.id", ["--run-id", "7"]) == (
+        "xcrun simctl launch --terminate-running-process U b.id --run-id 7".split()
+    )
 
 
 # --- the files exchanged with the app -----------------------------------------------------------
@@ -257,6 +232,9 @@ def test_bad_packs_are_refused(tmp_path):
     header = json.dumps({"files": [{"path": "a", "size": 5}]}).encode()
     (tmp_path / "p").write_bytes(b"ESPACK01" + struct.pack("<Q", len(header)) + header + b"abc")
     with pytest.raises(AppResultError, match="truncated"):
+        read_pack(tmp_path / "p", tmp_path / "out")
+    (tmp_path / "p").write_bytes(b"ESPACK01\x01\x00")
+    with pytest.raises(AppResultError, match="truncated header"):
         read_pack(tmp_path / "p", tmp_path / "out")
     (tmp_path / "p").write_bytes(b"PK\x03\x04")
     with pytest.raises(AppResultError, match="not a pack"):
@@ -319,6 +297,8 @@ def test_bench_rows_per_compute_unit_failures_and_missing():
         and pipe.fps == 50
         and pipe.label == "coreml fp16 (ALL, iOS Simulator on the Mac's CPU)"
     )
+    with pytest.raises(AppResultError, match="not a list of objects"):
+        artifact_rows({"artifacts": ["e"]}, [_record("e", "encoder")], ["ALL"], labels)
     data["artifacts"][0]["latency"] = {"encoder": {"p50": "fast"}}
     with pytest.raises(AppResultError, match="bad latency"):
         artifact_rows(data, [_record("e", "encoder")], ["CPU_ONLY"], labels)
@@ -328,6 +308,7 @@ def test_headers_and_done_file_belong_to_the_run():
     with pytest.raises(AppResultError, match="not of this run"):
         check_header({"format": "edgesam-ios-bench", "version": 1, "run_id": "old"}, "new")
     assert done_error({"run_id": "old", "status": "ok"}, "new") is None
+    assert done_error(["not", "an", "object"], "new") is None
     assert done_error({"run_id": "new", "status": "ok"}, "new") == ""
     assert done_error({"run_id": "new", "status": "error", "error": "boom"}, "new") == "boom"
 

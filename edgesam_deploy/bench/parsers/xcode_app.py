@@ -64,7 +64,10 @@ def read_pack(archive: Path, directory: Path) -> None:
     with open(archive, "rb") as src:
         if src.read(len(MAGIC)) != MAGIC:
             raise AppResultError(f"{Path(archive).name}: not a pack written by the benchmark app")
-        (length,) = struct.unpack("<Q", src.read(8).rjust(8, b"\0"))
+        raw = src.read(8)
+        if len(raw) != 8:
+            raise AppResultError(f"{Path(archive).name}: truncated header")
+        (length,) = struct.unpack("<Q", raw)
         try:
             entries = json.loads(src.read(length))["files"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -108,7 +111,7 @@ class JobSpec:
 def done_error(data: dict[str, Any], run_id: str) -> str | None:
     """None while done.json is not this run's (a stale one, or none yet); '' when the run
     succeeded; else the app's one-line error."""
-    if data.get("run_id") != run_id:
+    if not isinstance(data, dict) or data.get("run_id") != run_id:
         return None
     if data.get("status") == "ok":
         return ""
@@ -136,6 +139,16 @@ class RowLabels:
     runtime: str
     system: str
     where: str = ""
+
+
+def _entries(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """bench.json's list ``key``, every entry an object (extra an object too)."""
+    entries = data.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise AppResultError(f"bench.json: '{key}' is not a list of objects")
+    if not all(isinstance(e.get("extra", {}), dict) for e in entries):
+        raise AppResultError(f"bench.json: an entry of '{key}' has a non-object 'extra'")
+    return entries
 
 
 def _stats(data: Any) -> Stats:
@@ -190,7 +203,7 @@ def artifact_rows(
 ) -> list[ArtifactResult]:
     """A row per record and compute-unit setting, in the order of ``units``; one the app did not
     report (or could not compile) says why."""
-    entries = data.get("artifacts", [])
+    entries = _entries(data, "artifacts")
     by_key = {(e.get("file"), e.get("compute_units")): e for e in entries}
     failed = {e.get("file"): e for e in entries if not e.get("compute_units")}
     rows = []
@@ -208,7 +221,7 @@ def artifact_rows(
 def pipeline_rows(data: dict[str, Any], labels: RowLabels) -> list[PipelineResult]:
     """The app's encoder + decoder frames, one per pipeline and compute-unit setting."""
     rows = []
-    for entry in data.get("pipelines", []):
+    for entry in _entries(data, "pipelines"):
         where = ", ".join(p for p in (entry.get("compute_units"), labels.where) if p)
         row = PipelineResult(
             str(entry.get("encoder")), str(entry.get("decoder")), f"{entry.get('label')} ({where})"

@@ -32,7 +32,7 @@ class SimulatorTransport(Transport):
         proc = runner.execute(simctl.list_devices(self.xcrun), "xcrun simctl list", timeout=120)
         try:
             sims = simctl.parse_devices(json.loads(proc.stdout))
-        except ValueError as exc:
+        except (ValueError, AttributeError) as exc:
             raise runner.error(f"unreadable output of xcrun simctl list ({exc})") from exc
         wanted = runner.options.xcode_device or runner.profile.resolve("device")
         chosen = simctl.choose(sims, wanted)
@@ -60,7 +60,12 @@ class SimulatorTransport(Transport):
             "simctl get_app_container",
             timeout=60,
         )
-        self._container = Path(proc.stdout.strip())
+        container = Path(proc.stdout.strip())
+        if not proc.stdout.strip() or not container.is_dir():
+            raise self.runner.error(
+                f"simctl get_app_container printed no folder ({proc.stdout.strip()!r})"
+            )
+        self._container = container
 
     def _documents(self) -> Path:
         if self._container is None:

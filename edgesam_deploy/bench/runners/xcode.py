@@ -149,7 +149,12 @@ class PhoneTransport(Transport):
             runner.execute(
                 devicectl.list_devices(self.xcrun, out), "xcrun devicectl list devices", timeout=120
             )
-            phones = [p for p in devicectl.parse_devices(json.loads(out.read_text())) if p.paired]
+            try:
+                phones = [
+                    p for p in devicectl.parse_devices(json.loads(out.read_text())) if p.paired
+                ]
+            except (OSError, ValueError, AttributeError) as exc:
+                raise runner.error(f"unreadable output of devicectl list devices ({exc})") from exc
         wanted = runner.options.xcode_device or runner.profile.resolve("device")
         found = (
             [p for p in phones if p.matches(wanted)]
