@@ -47,6 +47,7 @@ class Reference:
     """The fp32 PyTorch reference (bilinear upsampling, unfolded) on the parity photos and prompts."""
 
     def __init__(self, model: EdgeSam, photos: list[str] | None = None) -> None:
+        self.model = model
         self.encoder = EncoderGraph(model, fold=False).eval()
         self.decoders = {kind: DecoderGraph(model, kind).eval() for kind in ("iou", "stability")}
         self.photo_names = photos or list(PARITY_PHOTOS)
