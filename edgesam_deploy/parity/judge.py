@@ -31,8 +31,9 @@ def runtime_label(runtime: dict) -> str:
     accel = runtime.get("providers") or runtime.get("delegate") or runtime.get("compute_units")
     accel = accel[0] if isinstance(accel, list) and accel else accel
     extras = [str(accel)] if accel else []
-    if runtime.get("threads"):
-        extras.append(f"{runtime['threads']} threads")
+    threads = runtime.get("threads")
+    if threads:
+        extras.append(f"{threads} thread" + ("s" if threads != 1 else ""))
     head = " ".join(str(p) for p in (runtime.get("runtime", "?"), runtime.get("version")) if p)
     return head + (f" ({', '.join(extras)})" if extras else "")
 
