@@ -30,6 +30,7 @@ from edgesam_deploy.bench.parsers.xcode_app import (
     read_pack,
     write_pack,
 )
+from edgesam_deploy.bench import run as bench_run
 from edgesam_deploy.bench.run import BenchSettings, run_bench
 from edgesam_deploy.bench.runners import BenchRequest, RunnerOptions, get_runner
 from edgesam_deploy.bench.runners import xcode
@@ -483,6 +484,8 @@ def test_iphone_timing_through_the_fake_tools(fake_xcode, coreml_export):
         "CPU_AND_NE",
     ]
     assert all(r.measured and r.runtime == "coreml" for r in rows) and len(rows) == 8
+    assert rows[0].parity_reason == "device parity runs with CPU_AND_NE only (see that row)"
+    assert rows[3].parity_reason == ""
     decoder = rows[-1]
     assert decoder.latency["decoder_16_points"].runs == 5 and decoder.clicks_per_s == 95.0
     assert outcome.artifacts[-1].reason == xcode.NOT_COREML
@@ -604,6 +607,8 @@ def test_bench_ios_simulator_end_to_end_through_run_bench(
         model={"kind": "random", "seed": 0}, artifacts=coreml, parity={"artifacts": recorded}
     ).save(export)
     monkeypatch.setenv("FAKE_REFERENCE", str(coffee_reference[1]))
+    # the bench builds the same reference (random_model, coffee): reuse the fixture's, computed once
+    monkeypatch.setattr(bench_run, "Reference", lambda model, photos: coffee_reference[0])
     settings = BenchSettings(runs=2, warmup=0, reference=False, parity_photos=["coffee"])
     report = run_bench(
         get_profile("ios-simulator"), export, settings, RunnerOptions(), lambda: random_model

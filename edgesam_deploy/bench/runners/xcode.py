@@ -425,6 +425,9 @@ class XcodeRunner(Runner):
         facts = {str(k): str(v) for k, v in data.get("device", {}).items()}
         labels = self.labels(facts)
         rows = artifact_rows(data, coreml, [str(u) for u in timed], labels)
+        for row in rows:  # device parity fills the row of the parity setting, the last of each file
+            if row.runtime_details["compute_units"] != parity_units:
+                row.parity_reason = f"device parity runs with {parity_units} only (see that row)"
         device = self.transport.device_info(facts)
         versions = {
             "xcode": self._xcode,
