@@ -4,11 +4,11 @@
 import SwiftUI
 import UIKit
 
-@MainActor
 final class RunStatus: ObservableObject {
     @Published var line = "waiting for a job from edgesam-deploy"
     private var started = false
 
+    @MainActor
     func start() {
         guard !started else { return }
         started = true
@@ -20,10 +20,11 @@ final class RunStatus: ObservableObject {
         }
     }
 
-    nonisolated func show(_ text: String) {
+    /// Called from the benchmark's thread: a line on stdout (devicectl/simctl consoles) and on screen.
+    func show(_ text: String) {
         print("edgesam-bench: \(text)")
         fflush(stdout)
-        Task { @MainActor in self.line = text }
+        DispatchQueue.main.async { self.line = text }
     }
 }
 
