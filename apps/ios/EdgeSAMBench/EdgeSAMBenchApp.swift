@@ -1,6 +1,6 @@
 // The app's only screen shows progress; the work runs off the main thread as soon as the app
 // is launched (by `devicectl device process launch` or `simctl launch`), and the app exits
-// when it has written done.json.
+// when it has written the run's done file.
 import SwiftUI
 import UIKit
 
