@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from edgesam_deploy.bench.parsers import adb_devices, benchmark_model
-from edgesam_deploy.bench.runners.adb import AdbRunner, benchmark_command, delegate_flags, result_from
-from edgesam_deploy.bench.runners.benchmark_model_parity import parity_command, signature_for, signature_io, split_outputs
+from edgesam_deploy.bench.runners.adb import (
+    AdbRunner, benchmark_command, delegate_flags, result_from,
+)
+from edgesam_deploy.bench.runners.benchmark_model_parity import (
+    parity_command, signature_for, signature_io, split_outputs,
+)
 from edgesam_deploy.device.protocol import ProtocolError
 from edgesam_deploy.vocabulary import Role
 from edgesam_deploy.devices import get_profile
@@ -93,13 +97,19 @@ def per_n_decoder(tmp_path_factory) -> Path:
 
     class Decoder(torch.nn.Module):
         def forward(self, image_embeddings, point_coords, point_labels):
-            scores = image_embeddings.mean(dim=(2, 3))[:, :4] + point_coords.sum() * point_labels.sum()
+            scores = (
+                image_embeddings.mean(dim=(2, 3))[:, :4] + point_coords.sum() * point_labels.sum()
+            )
             masks = image_embeddings[:, :4].repeat(1, 1, 4, 4) * point_labels.mean()
             return {"scores": scores, "masks": masks}
 
     converter = litert_torch.Converter()
     for n in (2, 3):
-        sample = {"image_embeddings": torch.randn(1, 256, 64, 64), "point_coords": torch.randn(1, n, 2), "point_labels": torch.randn(1, n)}
+        sample = {
+            "image_embeddings": torch.randn(1, 256, 64, 64),
+            "point_coords": torch.randn(1, n, 2),
+            "point_labels": torch.randn(1, n),
+        }
         converter = converter.signature(f"decoder_n{n}", Decoder().eval(), sample_kwargs=sample)
     path = tmp_path_factory.mktemp("tflite") / "decoder.tflite"
     converter.convert().export(str(path))
@@ -115,7 +125,10 @@ def test_signature_io_follows_the_subgraph_order(per_n_decoder):
     assert [(s.key, s.points) for s in signatures] == [("decoder_n2", 2), ("decoder_n3", 3)]
     it = Interpreter(str(per_n_decoder))
     runner = it.get_signature_runner("decoder_n2")
-    by_index = {d["index"]: n for n, d in {**runner.get_input_details(), **runner.get_output_details()}.items()}
+    by_index = {
+        d["index"]: n
+        for n, d in {**runner.get_input_details(), **runner.get_output_details()}.items()
+    }
     assert signatures[0].inputs == tuple(by_index[d["index"]] for d in it.get_input_details())
     assert signatures[0].outputs == tuple(by_index[d["index"]] for d in it.get_output_details())
     assert signature_for(signatures, Role.DECODER, 3).key == "decoder_n3"
@@ -128,8 +141,11 @@ def test_outputs_file_splits_into_the_signature_outputs(per_n_decoder):
 
     (sig,) = [s for s in signature_io(per_n_decoder) if s.points == 3]
     rng = np.random.default_rng(0)
-    feeds = {"image_embeddings": rng.standard_normal((1, 256, 64, 64), dtype=np.float32),
-             "point_coords": rng.standard_normal((1, 3, 2), dtype=np.float32), "point_labels": np.ones((1, 3), np.float32)}
+    feeds = {
+        "image_embeddings": rng.standard_normal((1, 256, 64, 64), dtype=np.float32),
+        "point_coords": rng.standard_normal((1, 3, 2), dtype=np.float32),
+        "point_labels": np.ones((1, 3), np.float32),
+    }
     out = Interpreter(str(per_n_decoder)).get_signature_runner(sig.key)(**feeds)
     data = b"".join(np.ascontiguousarray(out[n], dtype="<f4").tobytes() for n in sig.outputs)
     split = split_outputs(data, sig, Role.DECODER)
@@ -142,13 +158,26 @@ def test_outputs_file_splits_into_the_signature_outputs(per_n_decoder):
 def test_parity_command_loads_the_case_and_writes_outputs(per_n_decoder):
     (sig,) = [s for s in signature_io(per_n_decoder) if s.points == 2]
     d = "/data/local/tmp/edgesam/parity/feeds"
-    feeds = {"point_labels": (f"{d}/c/point_labels.bin", (1, 2)), "point_coords": (f"{d}/c/point_coords.bin", (1, 2, 2)),
-             "image_embeddings": (f"{d}/emb/image_embeddings.bin", (1, 256, 64, 64))}
+    feeds = {
+        "point_labels": (f"{d}/c/point_labels.bin", (1, 2)),
+        "point_coords": (f"{d}/c/point_coords.bin", (1, 2, 2)),
+        "image_embeddings": (f"{d}/emb/image_embeddings.bin", (1, 256, 64, 64)),
+    }
     argv = parity_command("bm", "g.tflite", sig, feeds, "out.bin", 4, delegate_flags("gpu"))
     assert argv[:3] == ["bm", "--graph=g.tflite", "--signature_to_run_for=decoder_n2"]
     assert "--input_layer=image_embeddings,point_coords,point_labels" in argv  # subgraph order
     assert "--input_layer_shape=1,256,64,64:1,2,2:1,2" in argv
-    assert f"--input_layer_value_files=image_embeddings:{d}/emb/image_embeddings.bin,point_coords:{d}/c/point_coords.bin,point_labels:{d}/c/point_labels.bin" in argv
-    assert "--output_filepath=out.bin" in argv and "--num_threads=4" in argv and argv[-1] == "--use_gpu=true"
+    assert (
+        f"--input_layer_value_files=image_embeddings:{d}/emb/image_embeddings.bin,"
+        f"point_coords:{d}/c/point_coords.bin,point_labels:{d}/c/point_labels.bin"
+        in argv
+    )
+    assert (
+        "--output_filepath=out.bin" in argv
+        and "--num_threads=4" in argv
+        and argv[-1] == "--use_gpu=true"
+    )
     with pytest.raises(ProtocolError, match="needs inputs point_labels"):
-        parity_command("bm", "g", sig, {k: v for k, v in feeds.items() if k != "point_labels"}, "o", None, [])
+        parity_command(
+            "bm", "g", sig, {k: v for k, v in feeds.items() if k != "point_labels"}, "o", None, []
+        )

@@ -1,5 +1,6 @@
 """The device-parity protocol: bundle -> device side (torch and PIL blocked) -> judge, corrupted
 outputs failing only their row, and the trtexec and benchmark_model conversions."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bench_support import make_onnx_export
 
 from edgesam_deploy.bench.device_parity import measure_device_parity
 from edgesam_deploy.bench.runners.base import BenchRequest
 from edgesam_deploy.bench.runners.local import LocalRunner
-from edgesam_deploy.bench.runners.trtexec_parity import export_name, trtexec_parity_command, trtexec_results
+from edgesam_deploy.bench.runners.trtexec_parity import (
+    export_name,
+    trtexec_parity_command,
+    trtexec_results,
+)
 from edgesam_deploy.bench.schema import ArtifactResult
 from edgesam_deploy.device.protocol import RESULTS_FILE, Bundle, Settings
 from edgesam_deploy.devices import DeviceProfile
@@ -24,7 +30,6 @@ from edgesam_deploy.parity import Reference, evaluate
 from edgesam_deploy.parity.bundle import write_bundle
 from edgesam_deploy.parity.judge import judge_device_outputs
 from edgesam_deploy.runtimes import open_session
-from test_bench_support import make_onnx_export
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKED = ("torch", "PIL")
@@ -42,13 +47,16 @@ except ImportError as exc:
     print("torch:", exc)
 from edgesam_deploy.device.__main__ import main
 code = main(sys.argv[1:])
-print("loaded:", sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "PIL", "skimage", "scipy"}}))
+heavy = {{"torch", "PIL", "skimage", "scipy"}}
+print("loaded:", sorted({{m.split(".")[0] for m in sys.modules}} & heavy))
 sys.exit(code)
 """
 
 
 def run_device_side(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", DEVICE_SIDE, *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", DEVICE_SIDE, *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +96,11 @@ def test_bundle_follows_the_documented_layout(bundle):
     assert data["protocol"] == "edgesam-device-parity" and data["version"] == 1
     assert data["settings"]["threads"] == 1
     enc = next(c for c in data["cases"] if c["id"] == "enc-coffee")
-    assert enc["feeds"]["image"] == {"file": "feeds/enc-coffee/image.bin", "shape": [1, 3, 1024, 1024], "dtype": "float32"}
+    assert enc["feeds"]["image"] == {
+        "file": "feeds/enc-coffee/image.bin",
+        "shape": [1, 3, 1024, 1024],
+        "dtype": "float32",
+    }
     assert (bundle / "feeds/enc-coffee/image.bin").stat().st_size == 4 * 3 * 1024 * 1024
     decoder = next(a for a in data["artifacts"] if a["role"] == "decoder")
     assert decoder["scores"] == "iou" and len(decoder["cases"]) == 5
@@ -99,7 +111,10 @@ def test_device_outputs_are_judged_like_the_host(device_run, bundle, export, ref
     outputs, _ = device_run
     judged = {r.file: r for r in judge_device_outputs(bundle, outputs, reference)}
     for record in Manifest.load(export).artifacts:
-        device, host = judged[record.file], evaluate(open_session(record, export, threads=1), reference)
+        device, host = (
+            judged[record.file],
+            evaluate(open_session(record, export, threads=1), reference),
+        )
         assert device.passed, device.failures
         assert device.measured_on == "device" and device.runtime.startswith("onnxruntime")
         assert device.metrics.keys() == host.metrics.keys()
@@ -130,14 +145,19 @@ def _corrupt_copy(outputs: Path, tmp: Path, how: str) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("how, reason", [
-    ("truncated", "1000 bytes, shape [1, 4, 256, 256] needs 1048576"),
-    ("nan", "output 'masks' has 1 non-finite value(s)"),
-    ("shape", "output 'masks' has shape [1, 4, 128, 512], the graph's is [1, 4, 256, 256]"),
-    ("missing", "masks.bin: missing"),
-    ("error", "did not run on the device: RuntimeError: out of memory"),
-])
-def test_a_corrupted_output_fails_only_its_row(device_run, bundle, reference, tmp_path, how, reason):
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("truncated", "1000 bytes, shape [1, 4, 256, 256] needs 1048576"),
+        ("nan", "output 'masks' has 1 non-finite value(s)"),
+        ("shape", "output 'masks' has shape [1, 4, 128, 512], the graph's is [1, 4, 256, 256]"),
+        ("missing", "masks.bin: missing"),
+        ("error", "did not run on the device: RuntimeError: out of memory"),
+    ],
+)
+def test_a_corrupted_output_fails_only_its_row(
+    device_run, bundle, reference, tmp_path, how, reason
+):
     outputs = _corrupt_copy(device_run[0], tmp_path, how)
     encoder, decoder = judge_device_outputs(bundle, outputs, reference)
     assert encoder.passed, encoder.failures
@@ -150,8 +170,13 @@ def test_unreadable_results_fail_every_row_with_the_reason(device_run, bundle, r
     shutil.copytree(device_run[0], copy)
     (copy / RESULTS_FILE).write_text((copy / RESULTS_FILE).read_text()[:200])
     judged = judge_device_outputs(bundle, copy, reference, "emulated")
-    assert [r.passed for r in judged] == [False, False] and {r.measured_on for r in judged} == {"emulated"}
-    assert all("no usable results from the device" in r.failures[0] and "not valid JSON" in r.failures[0] for r in judged)
+    assert [r.passed for r in judged] == [False, False] and {r.measured_on for r in judged} == {
+        "emulated"
+    }
+    assert all(
+        "no usable results from the device" in r.failures[0] and "not valid JSON" in r.failures[0]
+        for r in judged
+    )
 
 
 def test_a_bad_bundle_is_one_line_and_exit_2(tmp_path):
@@ -176,7 +201,10 @@ class _CorruptingRunner(LocalRunner):
 @pytest.mark.parametrize("lose_device", [False, True])
 def test_bench_rows_say_what_went_wrong_and_the_bench_goes_on(export, reference, lose_device):
     manifest = Manifest.load(export)
-    rows = [ArtifactResult(r.file, r.target, r.role, r.precision, r.size_bytes, measured=True) for r in manifest.artifacts]
+    rows = [
+        ArtifactResult(r.file, r.target, r.role, r.precision, r.size_bytes, measured=True)
+        for r in manifest.artifacts
+    ]
     runner = _CorruptingRunner(DeviceProfile("host", "local"))
     runner.lose_device = lose_device
     request = BenchRequest(export, manifest, manifest.artifacts, 1, 0, threads=1)
@@ -184,7 +212,10 @@ def test_bench_rows_say_what_went_wrong_and_the_bench_goes_on(export, reference,
     encoder, decoder = rows
     if lose_device:
         assert encoder.parity is None and decoder.parity is None
-        assert "device parity did not complete: device 'host': connection closed" in decoder.parity_reason
+        assert (
+            "device parity did not complete: device 'host': connection closed"
+            in decoder.parity_reason
+        )
         return
     assert encoder.parity.passed and encoder.parity_measured_on == "host"
     assert not decoder.parity.passed and "7 bytes" in decoder.parity.failures[0]
@@ -199,15 +230,25 @@ def _trtexec_json(tensors: dict[str, np.ndarray], nan_at: int | None = None) -> 
             cells[nan_at] = "nan"
         dims = "x".join(str(d) for d in value.shape)
         sep = "  " if i == 0 else ", "
-        parts.append(f'{sep}{{ "name" : "{name}"\n  , "dimensions" : "{dims}"\n  , "values" : [ {", ".join(cells)} ]\n  }}\n')
+        head = f'{sep}{{ "name" : "{name}"\n  , "dimensions" : "{dims}"\n'
+        parts.append(head + f'  , "values" : [ {", ".join(cells)} ]\n  }}\n')
     return "[\n" + "".join(parts) + "]\n"
 
 
 def test_trtexec_parity_command_loads_inputs_and_exports_outputs():
-    feeds = {"image_embeddings": "b/feeds/emb-coffee/image_embeddings.bin", "point_coords": "b/pc.bin", "point_labels": "b/pl.bin"}
-    argv = trtexec_parity_command("trtexec", "a/decoder.onnx.fp16.engine", feeds, "p/trtexec/1-x.json", 2)
+    feeds = {
+        "image_embeddings": "b/feeds/emb-coffee/image_embeddings.bin",
+        "point_coords": "b/pc.bin",
+        "point_labels": "b/pl.bin",
+    }
+    argv = trtexec_parity_command(
+        "trtexec", "a/decoder.onnx.fp16.engine", feeds, "p/trtexec/1-x.json", 2
+    )
     assert argv[:2] == ["trtexec", "--loadEngine=a/decoder.onnx.fp16.engine"]
-    assert "--loadInputs=image_embeddings:b/feeds/emb-coffee/image_embeddings.bin,point_coords:b/pc.bin,point_labels:b/pl.bin" in argv
+    assert (
+        "--loadInputs=image_embeddings:b/feeds/emb-coffee/image_embeddings.bin,"
+        "point_coords:b/pc.bin,point_labels:b/pl.bin" in argv
+    )
     assert "--exportOutput=p/trtexec/1-x.json" in argv and "--iterations=1" in argv
     assert argv[-1] == "--shapes=point_coords:1x2x2,point_labels:1x2"
 
@@ -227,7 +268,9 @@ def test_trtexec_exports_become_judged_outputs(bundle, device_run, reference, tm
                 specs = device.artifacts[index].outputs[case_id]
                 tensors = {n: read_tensor(outputs, s) for n, s in specs.items()}
                 text = _trtexec_json(tensors, nan_at=5 if damage == "nan" else None)
-                (exports / export_name(index, case_id)).write_text(text[:-40] if damage == "truncated" and index else text)
+                (exports / export_name(index, case_id)).write_text(
+                    text[:-40] if damage == "truncated" and index else text
+                )
         converted = tmp_path / f"converted-{damage}"
         trtexec_results(parsed, exports, converted, {}, {"system": "test"}, {"runtime": "tensorrt"})
         encoder, decoder = judge_device_outputs(bundle, converted, reference)
@@ -235,5 +278,7 @@ def test_trtexec_exports_become_judged_outputs(bundle, device_run, reference, tm
         if damage is None:
             assert decoder.passed, decoder.failures
         else:
-            reason = "non-finite value" if damage == "nan" else "trtexec output is not complete JSON"
+            reason = (
+                "non-finite value" if damage == "nan" else "trtexec output is not complete JSON"
+            )
             assert not decoder.passed and reason in decoder.failures[0]

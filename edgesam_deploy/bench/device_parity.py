@@ -1,5 +1,6 @@
 """Parity measured where the benchmark ran: write a bundle of the parity cases, let the runner run
 it on its device, judge what comes back with the host's parity engine (docs/device-parity.md)."""
+
 from __future__ import annotations
 
 import tempfile
@@ -18,12 +19,19 @@ from .schema import ArtifactResult, ParitySummary
 
 def summary_of(result: ArtifactParity, source: str = "computed") -> ParitySummary:
     """The bench report's view of one parity result."""
-    return ParitySummary(result.passed, result.metrics, result.failures, result.runtime, source, result.measured_on)
+    return ParitySummary(
+        result.passed, result.metrics, result.failures, result.runtime, source, result.measured_on
+    )
 
 
 def protocol_settings(profile: DeviceProfile, threads: int | None) -> Settings:
     """The bundle's run settings: the profile's runtime options and the benchmark's threads."""
-    return Settings(threads=threads, runtime=profile.runtime, delegate=profile.delegate, compute_units=profile.compute_units)
+    return Settings(
+        threads=threads,
+        runtime=profile.runtime,
+        delegate=profile.delegate,
+        compute_units=profile.compute_units,
+    )
 
 
 def measure_device_parity(
@@ -39,7 +47,9 @@ def measure_device_parity(
     chosen = []
     for record in request.artifacts:
         row = by_file[record.file]
-        reason = runner.parity_unsupported(record) or ("" if row.measured else f"not run on the device ({row.reason})")
+        reason = runner.parity_unsupported(record) or (
+            "" if row.measured else f"not run on the device ({row.reason})"
+        )
         if reason:
             row.parity_reason = reason
         else:
@@ -53,7 +63,9 @@ def measure_device_parity(
         write_bundle(bundle, ref, chosen, request.export_dir, settings)
         try:
             runner.run_parity(bundle, outputs, request)
-        except DeployError as exc:  # the device went away mid-run: these rows say so, the bench goes on
+        except (
+            DeployError
+        ) as exc:  # the device went away mid-run: these rows say so, the bench goes on
             for record in chosen:
                 by_file[record.file].parity_reason = f"device parity did not complete: {exc}"
             return

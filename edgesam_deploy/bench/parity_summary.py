@@ -1,5 +1,6 @@
 """The host's parity figure of each benchmarked artifact, shown beside the device's: recorded at
 export if the file is unchanged, else computed now against the PyTorch fp32 reference here."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,12 @@ def _recorded(manifest: Manifest, export_dir: Path) -> dict[str, ParitySummary]:
         path = Path(export_dir) / entry["file"]
         if entry["file"] in sha and path.exists() and sha256_path(path) == sha[entry["file"]]:
             out[entry["file"]] = ParitySummary(
-                entry["passed"], entry["metrics"], entry["failures"], entry.get("runtime", ""), "manifest", "host",
+                entry["passed"],
+                entry["metrics"],
+                entry["failures"],
+                entry.get("runtime", ""),
+                "manifest",
+                "host",
             )
     return out
 
@@ -48,8 +54,13 @@ def attach_host_parity(
             progress(f"{result.file}: parity on this host")
             try:
                 model = reference()
-                (res,) = check_directory(export_dir, model.model, files=[result.file], reference=model)
+                (res,) = check_directory(
+                    export_dir, model.model, files=[result.file], reference=model
+                )
                 host = summary_of(res)
-            except (DeployError, ImportError) as exc:  # e.g. no runtime for this target on this machine
+            except (
+                DeployError,
+                ImportError,
+            ) as exc:  # e.g. no runtime for this target on this machine
                 result.extra["parity_error"] = f"parity not checked here: {exc}"
         result.host_parity = host

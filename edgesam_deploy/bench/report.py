@@ -7,7 +7,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..fileio import atomic_output, write_json
-from .schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, ParitySummary, PipelineResult, Stats
+from .schema import (
+    DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, ParitySummary, PipelineResult, Stats,
+)
 
 ARTIFACT_HEADERS = (
     "artifact", "runtime", "load", "encoder p50/p90/min", "decoder p50 1 click/16 pts", "clicks/s",
@@ -72,7 +74,8 @@ def artifact_row(r: ArtifactResult) -> list[str]:
     head = [f"{r.file} {r.precision}"]
     size = _f(r.size_bytes / 1e6 if r.size_bytes else None)
     if not r.measured:
-        return head + [f"not measured: {r.reason}", "", "", "", "", "", size, _parity(r), _host_parity(r)]
+        blank = ["", "", "", "", ""]
+        return head + [f"not measured: {r.reason}", *blank, size, _parity(r), _host_parity(r)]
     rss = "" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f} (+{r.rss_delta_mib or 0:.0f})"
     return head + [
         _runtime(r), _f(r.load_ms), _stats(r.latency.get(ENCODER)),
@@ -123,7 +126,8 @@ def print_report(report: BenchReport, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"Benchmark on {title(report)}; {UNITS}")
     for h in ARTIFACT_HEADERS:
-        table.add_column(h, justify="left" if h in ("artifact", "runtime") or "parity" in h else "right")
+        left = h in ("artifact", "runtime") or "parity" in h
+        table.add_column(h, justify="left" if left else "right")
     for r in report.artifacts:
         table.add_row(*artifact_row(r))
     console.print(table)
@@ -217,7 +221,8 @@ def write_markdown(path: Path, report: BenchReport) -> Path | None:
         parts += ["", "## Encoder + decoder", "", _md_table(PIPELINE_HEADERS, [pipeline_row(p) for p in report.pipelines])]
     if compared(report):
         rows = [comparison_row(*row) for row in compared(report)]
-        parts += ["", "## Parity on this host and on the device", "", _md_table(comparison_headers(report), rows)]
+        side = _md_table(comparison_headers(report), rows)
+        parts += ["", "## Parity on this host and on the device", "", side]
     if drawn:
         parts += ["", f"![latency against precision]({plot.name})"]
     with atomic_output(path) as tmp:

@@ -38,7 +38,9 @@ class BenchSettings:
             raise DeployError("--threads must be at least 1")
         unknown = sorted(set(self.parity_photos or []) - set(PARITY_PHOTOS))
         if unknown:
-            raise DeployError(f"unknown parity photo(s) {', '.join(unknown)}; choose from {', '.join(PARITY_PHOTOS)}")
+            raise DeployError(
+                f"unknown parity photo(s) {', '.join(unknown)}; choose from {', '.join(PARITY_PHOTOS)}"
+            )
 
 
 def run_bench(
@@ -72,9 +74,10 @@ def run_bench(
         outcome = runner.run(request)
         if settings.parity:
             reference = functools.cache(lambda: Reference(model(), settings.parity_photos))
-            measure_device_parity(runner, request, outcome.artifacts, reference, protocol_settings(profile, threads))
+            rows, on_device = outcome.artifacts, protocol_settings(profile, threads)
+            measure_device_parity(runner, request, rows, reference, on_device)
             elsewhere = runner.measured_on != "host"
-            attach_host_parity(outcome.artifacts, export_dir, manifest, reference, elsewhere, progress)
+            attach_host_parity(rows, export_dir, manifest, reference, elsewhere, progress)
     return BenchReport(
         device=outcome.device,
         settings={"runs": settings.runs, "warmup": settings.warmup, "threads": threads, "profile": profile.as_dict()},

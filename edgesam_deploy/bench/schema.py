@@ -152,7 +152,8 @@ def artifact_from_dict(data: dict[str, Any]) -> ArtifactResult:
     result = _build(ArtifactResult, data)
     result.latency = {k: _build(Stats, v) for k, v in data.get("latency", {}).items()}
     result.parity = _build(ParitySummary, data["parity"]) if data.get("parity") else None
-    result.host_parity = _build(ParitySummary, data["host_parity"]) if data.get("host_parity") else None
+    host = data.get("host_parity")
+    result.host_parity = _build(ParitySummary, host) if host else None
     return result
 
 

@@ -46,7 +46,9 @@ def bench(
     report: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report (and a latency PNG beside it).", dir_okay=False),
     no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity summary."),
     no_reference: bool = typer.Option(False, "--no-reference", help="Do not measure the PyTorch reference beside the artifacts."),
-    parity_photos: Optional[str] = typer.Option(None, "--parity-photos", help="Parity photos, comma-separated (default: all four)."),
+    parity_photos: Optional[str] = typer.Option(
+        None, "--parity-photos", help="Parity photos, comma-separated (default: all four)."
+    ),
     benchmark_model: Optional[Path] = typer.Option(None, "--benchmark-model", help="adb: LiteRT's benchmark_model binary for the phone.", dir_okay=False),
     adb_serial: Optional[str] = typer.Option(None, "--adb-serial", help="adb: serial of the phone (default: the profile's variable, else the only device)."),
     ssh_host: Optional[str] = typer.Option(None, "--ssh-host", help="ssh: [user@]host or a Host of your ssh config."),
@@ -75,7 +77,10 @@ def bench(
     if not artifacts.is_dir():
         raise DeployError(f"{artifacts}: not a directory")
     photos = [p.strip() for p in parity_photos.split(",") if p.strip()] if parity_photos else None
-    settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference, parity_photos=photos)
+    settings = BenchSettings(
+        runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference,
+        parity_photos=photos,
+    )
     with progress_reporter(f"bench {device}") as progress:
         result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)
     print_report(result, out_console())

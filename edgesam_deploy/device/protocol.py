@@ -4,6 +4,7 @@ outputs the device sends back, and the raw little-endian float32 tensors of both
 Shared by the host (bundle writer, judge) and the device side; imports only the standard library,
 NumPy and the vocabulary.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ class TensorFile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TensorFile":
-        return cls(str(data["file"]), tuple(int(d) for d in data["shape"]), str(data.get("dtype", FLOAT32)))
+        return cls(
+            str(data["file"]), tuple(int(d) for d in data["shape"]), str(data.get("dtype", FLOAT32))
+        )
 
 
 def write_tensor(root: Path, file: str, array: np.ndarray) -> TensorFile:
@@ -64,7 +67,8 @@ def write_tensor(root: Path, file: str, array: np.ndarray) -> TensorFile:
 
 
 def read_tensor(root: Path, spec: TensorFile) -> np.ndarray:
-    """Read a tensor; ProtocolError if it is missing, not float32 or not the size its shape needs."""
+    """Read a tensor; ProtocolError if it is missing, not float32 or not the size its shape
+    needs."""
     if spec.dtype != FLOAT32:
         raise ProtocolError(f"{spec.file}: dtype {spec.dtype}, the protocol carries {FLOAT32} only")
     path = Path(root) / spec.file
@@ -72,7 +76,9 @@ def read_tensor(root: Path, spec: TensorFile) -> np.ndarray:
         raise ProtocolError(f"{spec.file}: missing")
     size = path.stat().st_size
     if size != spec.nbytes:
-        raise ProtocolError(f"{spec.file}: {size} bytes, shape {list(spec.shape)} needs {spec.nbytes}")
+        raise ProtocolError(
+            f"{spec.file}: {size} bytes, shape {list(spec.shape)} needs {spec.nbytes}"
+        )
     return np.fromfile(path, dtype=_LE_FLOAT32).reshape(spec.shape).astype(np.float32)
 
 
@@ -91,7 +97,11 @@ class Case:
     feeds: dict[str, TensorFile]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "role": str(self.role), "feeds": {k: v.as_dict() for k, v in self.feeds.items()}}
+        return {
+            "id": self.id,
+            "role": str(self.role),
+            "feeds": {k: v.as_dict() for k, v in self.feeds.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Case":
@@ -103,7 +113,8 @@ class Case:
 class BundleArtifact:
     """An artifact of the bundle (``file`` under ``artifacts/``) and the cases it runs.
 
-    ``scores`` (decoders) is what the scores output holds; the device ignores it, the judge needs it.
+    ``scores`` (decoders) is what the scores output holds; the device ignores it, the judge
+    needs it.
     """
 
     file: str
@@ -115,15 +126,28 @@ class BundleArtifact:
     scores: ScoreKind | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"file": self.file, "target": str(self.target), "role": str(self.role),
-               "precision": self.precision, "sha256": self.sha256, "cases": list(self.cases)}
+        out = {
+            "file": self.file,
+            "target": str(self.target),
+            "role": str(self.role),
+            "precision": self.precision,
+            "sha256": self.sha256,
+            "cases": list(self.cases),
+        }
         return out | ({"scores": str(self.scores)} if self.scores else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BundleArtifact":
         scores = ScoreKind(data["scores"]) if data.get("scores") else None
-        return cls(str(data["file"]), Target(data["target"]), Role(data["role"]), str(data["precision"]),
-                   str(data.get("sha256", "")), [str(c) for c in data["cases"]], scores)
+        return cls(
+            str(data["file"]),
+            Target(data["target"]),
+            Role(data["role"]),
+            str(data["precision"]),
+            str(data.get("sha256", "")),
+            [str(c) for c in data["cases"]],
+            scores,
+        )
 
 
 @dataclass
@@ -136,8 +160,12 @@ class Settings:
     compute_units: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"threads": self.threads, "runtime": self.runtime, "delegate": self.delegate,
-                "compute_units": self.compute_units}
+        return {
+            "threads": self.threads,
+            "runtime": self.runtime,
+            "delegate": self.delegate,
+            "compute_units": self.compute_units,
+        }
 
 
 def _header(data: dict[str, Any], what: str) -> None:
@@ -184,12 +212,16 @@ class Bundle:
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / BUNDLE_FILE
-        _dump_json(path, {
-            "protocol": PROTOCOL, "version": VERSION,
-            "cases": [c.as_dict() for c in self.cases],
-            "artifacts": [a.as_dict() for a in self.artifacts],
-            "settings": self.settings.as_dict(),
-        })
+        _dump_json(
+            path,
+            {
+                "protocol": PROTOCOL,
+                "version": VERSION,
+                "cases": [c.as_dict() for c in self.cases],
+                "artifacts": [a.as_dict() for a in self.artifacts],
+                "settings": self.settings.as_dict(),
+            },
+        )
         return path
 
     @classmethod
@@ -199,7 +231,13 @@ class Bundle:
         try:
             cases = [Case.from_dict(c) for c in data["cases"]]
             artifacts = [BundleArtifact.from_dict(a) for a in data["artifacts"]]
-            settings = Settings(**{k: v for k, v in data.get("settings", {}).items() if k in Settings.__dataclass_fields__})
+            settings = Settings(
+                **{
+                    k: v
+                    for k, v in data.get("settings", {}).items()
+                    if k in Settings.__dataclass_fields__
+                }
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"{path}: malformed ({type(exc).__name__}: {exc})") from exc
         bundle = cls(cases, artifacts, settings)
@@ -223,14 +261,29 @@ class ArtifactOutputs:
 
     def as_dict(self) -> dict[str, Any]:
         outputs = {c: {k: t.as_dict() for k, t in o.items()} for c, o in self.outputs.items()}
-        return {"file": self.file, "status": self.status, "error": self.error, "runtime": self.runtime,
-                "outputs": outputs, "skipped": dict(self.skipped)}
+        return {
+            "file": self.file,
+            "status": self.status,
+            "error": self.error,
+            "runtime": self.runtime,
+            "outputs": outputs,
+            "skipped": dict(self.skipped),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ArtifactOutputs":
-        outputs = {str(c): {str(k): TensorFile.from_dict(t) for k, t in o.items()} for c, o in data.get("outputs", {}).items()}
-        return cls(str(data["file"]), str(data.get("status", STATUS_ERROR)), str(data.get("error", "")),
-                   dict(data.get("runtime", {})), outputs, {str(k): str(v) for k, v in data.get("skipped", {}).items()})
+        outputs = {
+            str(c): {str(k): TensorFile.from_dict(t) for k, t in o.items()}
+            for c, o in data.get("outputs", {}).items()
+        }
+        return cls(
+            str(data["file"]),
+            str(data.get("status", STATUS_ERROR)),
+            str(data.get("error", "")),
+            dict(data.get("runtime", {})),
+            outputs,
+            {str(k): str(v) for k, v in data.get("skipped", {}).items()},
+        )
 
 
 @dataclass
@@ -242,8 +295,15 @@ class Results:
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / RESULTS_FILE
-        _dump_json(path, {"protocol": PROTOCOL, "version": VERSION, "device": self.device,
-                          "artifacts": [a.as_dict() for a in self.artifacts]})
+        _dump_json(
+            path,
+            {
+                "protocol": PROTOCOL,
+                "version": VERSION,
+                "device": self.device,
+                "artifacts": [a.as_dict() for a in self.artifacts],
+            },
+        )
         return path
 
     @classmethod
@@ -251,7 +311,10 @@ class Results:
         path = Path(directory) / RESULTS_FILE
         data = _load_json(path)
         try:
-            return cls(dict(data.get("device", {})), [ArtifactOutputs.from_dict(a) for a in data["artifacts"]])
+            return cls(
+                dict(data.get("device", {})),
+                [ArtifactOutputs.from_dict(a) for a in data["artifacts"]],
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(f"{path}: malformed ({type(exc).__name__}: {exc})") from exc
 

@@ -4,6 +4,7 @@ write the outputs and ``results.json``.
 Opens the artifacts with the host's own session classes (ONNX Runtime, LiteRT), which import
 neither torch nor PIL. Only judging (on the host) needs the PyTorch reference.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -18,7 +19,16 @@ from ..fileio import sha256_path
 from ..manifest import ArtifactRecord
 from ..runtimes.base import GraphSession
 from ..vocabulary import Role, Target, graph_spec
-from .protocol import STATUS_ERROR, ArtifactOutputs, Bundle, BundleArtifact, Results, Settings, read_tensor, write_tensor
+from .protocol import (
+    STATUS_ERROR,
+    ArtifactOutputs,
+    Bundle,
+    BundleArtifact,
+    Results,
+    Settings,
+    read_tensor,
+    write_tensor,
+)
 
 ARTIFACTS_DIR = "artifacts"
 # ONNX Runtime execution providers per delegate name; the CPU provider is always the fallback
@@ -32,14 +42,25 @@ LITERT_DELEGATES = ("xnnpack", "cpu")  # what the LiteRT Python interpreter can 
 
 def open_artifact(path: Path, artifact: BundleArtifact, settings: Settings) -> GraphSession:
     """Load one artifact with the runtime, threads and delegate of ``settings``."""
-    record = ArtifactRecord(artifact.file, str(artifact.target), str(artifact.role), artifact.precision,
-                            [], [], path.stat().st_size, artifact.sha256)
+    record = ArtifactRecord(
+        artifact.file,
+        str(artifact.target),
+        str(artifact.role),
+        artifact.precision,
+        [],
+        [],
+        path.stat().st_size,
+        artifact.sha256,
+    )
     delegate = settings.delegate
     if artifact.target == Target.ONNX:
         from ..runtimes.onnxruntime import OrtSession
 
         if delegate not in (None, *ORT_PROVIDERS):
-            raise DeployError(f"unknown ONNX Runtime delegate '{delegate}'; choose from {', '.join(ORT_PROVIDERS)}")
+            raise DeployError(
+                f"unknown ONNX Runtime delegate '{delegate}'; "
+                f"choose from {', '.join(ORT_PROVIDERS)}"
+            )
         providers = ORT_PROVIDERS.get(delegate or "cpu", []) + ["CPUExecutionProvider"]
         return OrtSession(record, path, threads=settings.threads, providers=providers)
     if artifact.target == Target.TFLITE:
@@ -48,10 +69,14 @@ def open_artifact(path: Path, artifact: BundleArtifact, settings: Settings) -> G
         if delegate not in (None, *LITERT_DELEGATES):
             raise DeployError(
                 f"the LiteRT Python interpreter cannot apply the '{delegate}' delegate "
-                f"(it runs {' or '.join(LITERT_DELEGATES)}); on a phone use the adb runner's benchmark_model"
+                f"(it runs {' or '.join(LITERT_DELEGATES)}); "
+                "on a phone use the adb runner's benchmark_model"
             )
         return LiteRtSession(record, path, threads=settings.threads, xnnpack=delegate != "cpu")
-    raise DeployError(f"target '{artifact.target}' has no runtime on this device side (Core ML runs in the iPhone app)")
+    raise DeployError(
+        f"target '{artifact.target}' has no runtime on this device side "
+        "(Core ML runs in the iPhone app)"
+    )
 
 
 def _runtime_facts(session: GraphSession) -> dict:
@@ -62,11 +87,13 @@ def _runtime_facts(session: GraphSession) -> dict:
             facts["version"] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return {k: v for k, v in facts.items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {
+        k: v for k, v in facts.items() if isinstance(v, (str, int, float, bool, list, type(None)))
+    }
 
 
 def run_artifact(bundle: Bundle, bundle_dir: Path, index: int, out_dir: Path) -> ArtifactOutputs:
-    """Run artifact ``index`` on its cases; its outputs go to ``out_dir/<index>/<case>/<output>.bin``.
+    """Run artifact ``index`` on its cases; outputs go to ``out_dir/<index>/<case>/<output>.bin``.
 
     Whatever goes wrong (load, a run, a mismatched file) becomes this artifact's ``error``.
     """
@@ -84,14 +111,19 @@ def run_artifact(bundle: Bundle, bundle_dir: Path, index: int, out_dir: Path) ->
         for case_id in artifact.cases:
             case = bundle.case(case_id)
             feeds = {name: read_tensor(bundle_dir, spec) for name, spec in case.feeds.items()}
-            if artifact.role == Role.DECODER and not session.accepts_points(feeds["point_labels"].shape[1]):
+            if artifact.role == Role.DECODER and not session.accepts_points(
+                feeds["point_labels"].shape[1]
+            ):
                 result.skipped[case_id] = f"no input for {feeds['point_labels'].shape[1]} points"
                 continue
             produced = session.run(feeds)
             result.outputs[case_id] = {
-                name: write_tensor(out_dir, f"{index}/{case_id}/{name}.bin", np.asarray(produced[name])) for name in outputs
+                name: write_tensor(
+                    out_dir, f"{index}/{case_id}/{name}.bin", np.asarray(produced[name])
+                )
+                for name in outputs
             }
-    except Exception as exc:  # noqa: BLE001 - runtimes raise their own types; one artifact fails, not the run
+    except Exception as exc:  # noqa: BLE001 - runtimes raise their own types; one artifact fails
         result.status, result.error = STATUS_ERROR, _one_line(exc)
         result.outputs = {}
     return result
@@ -106,8 +138,11 @@ def _one_line(exc: Exception) -> str:
 def device_facts() -> dict[str, str]:
     """Where the outputs were computed."""
     return {
-        "system": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
-        "python": platform.python_version(), "numpy": np.__version__, "node": platform.node(),
+        "system": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "node": platform.node(),
     }
 
 

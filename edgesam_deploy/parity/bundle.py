@@ -3,6 +3,7 @@
 Encoder cases feed the preprocessed parity photos; decoder cases the reference embeddings of a
 photo (written once per photo, shared by its prompts) with one prompt each.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -25,19 +26,32 @@ def write_cases(directory: Path, reference: Reference) -> list[Case]:
         enc_id = encoder_case_id(image.name)
         image_file = write_tensor(directory, f"{FEEDS_DIR}/{enc_id}/image.bin", image.tensor)
         cases.append(Case(enc_id, Role.ENCODER, {"image": image_file}))
-        embeddings = write_tensor(directory, f"{FEEDS_DIR}/emb-{image.name}/image_embeddings.bin", image.ref_embeddings)
+        embeddings = write_tensor(
+            directory, f"{FEEDS_DIR}/emb-{image.name}/image_embeddings.bin", image.ref_embeddings
+        )
         for prompt in image.prompts:
             case_id = decoder_case_id(image.name, prompt.name)
-            cases.append(Case(case_id, Role.DECODER, {
-                "image_embeddings": embeddings,
-                "point_coords": write_tensor(directory, f"{FEEDS_DIR}/{case_id}/point_coords.bin", prompt.coords),
-                "point_labels": write_tensor(directory, f"{FEEDS_DIR}/{case_id}/point_labels.bin", prompt.labels),
-            }))
+            cases.append(
+                Case(
+                    case_id,
+                    Role.DECODER,
+                    {
+                        "image_embeddings": embeddings,
+                        "point_coords": write_tensor(
+                            directory, f"{FEEDS_DIR}/{case_id}/point_coords.bin", prompt.coords
+                        ),
+                        "point_labels": write_tensor(
+                            directory, f"{FEEDS_DIR}/{case_id}/point_labels.bin", prompt.labels
+                        ),
+                    },
+                )
+            )
     return cases
 
 
 def _takes(record: ArtifactRecord, case: Case) -> bool:
-    """Whether ``record`` has an input for ``case`` (per-N TFLite decoders list their point counts)."""
+    """Whether ``record`` has an input for ``case`` (per-N TFLite decoders list their point
+    counts)."""
     if case.role != record.role:
         return False
     counts = record.details.get("point_counts")
@@ -47,8 +61,15 @@ def _takes(record: ArtifactRecord, case: Case) -> bool:
 def bundle_artifact(record: ArtifactRecord, cases: list[Case]) -> BundleArtifact:
     """The bundle entry of a manifest record, with the cases it takes."""
     scores = ScoreKind(record.details.get("scores", "iou")) if record.role == Role.DECODER else None
-    return BundleArtifact(record.file, Target(record.target), Role(record.role), record.precision, record.sha256,
-                          [c.id for c in cases if _takes(record, c)], scores)
+    return BundleArtifact(
+        record.file,
+        Target(record.target),
+        Role(record.role),
+        record.precision,
+        record.sha256,
+        [c.id for c in cases if _takes(record, c)],
+        scores,
+    )
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -59,7 +80,11 @@ def _copy(src: Path, dest: Path) -> None:
 
 
 def write_bundle(
-    directory: Path, reference: Reference, records: list[ArtifactRecord], export_dir: Path, settings: Settings,
+    directory: Path,
+    reference: Reference,
+    records: list[ArtifactRecord],
+    export_dir: Path,
+    settings: Settings,
 ) -> Bundle:
     """Write a complete bundle: feeds of the reference's cases, the artifacts of ``records`` (copied
     from ``export_dir``) and ``protocol.json``."""

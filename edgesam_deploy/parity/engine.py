@@ -109,7 +109,14 @@ def decoder_case_id(photo: str, prompt: str) -> str:
     return f"dec-{photo}-{prompt}"
 
 
-def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, scores: np.ndarray, kind: str, acc: dict[str, list]) -> None:
+def _mask_metrics(
+    case: ImageCase,
+    prompt: PromptCase,
+    logits: np.ndarray,
+    scores: np.ndarray,
+    kind: str,
+    acc: dict[str, list],
+) -> None:
     masks = masks_from_logits(postprocess_logits(logits, case.input_size, case.original_size))
     iou, union = M.mask_iou(prompt.ref_masks, masks)
     acc["iou"].extend(iou.tolist())
@@ -120,7 +127,9 @@ def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, score
     acc["best"].append(float(np.argmax(ref_scores) == np.argmax(scores)))
 
 
-def collect(session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None) -> CaseOutputs:
+def collect(
+    session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None
+) -> CaseOutputs:
     """Run ``session`` on every parity case of its role it takes (outputs keyed by case id)."""
     record: ArtifactRecord = session.record
     out: CaseOutputs = {}
@@ -131,15 +140,30 @@ def collect(session: GraphSession, reference: Reference, progress: Callable[[str
             continue
         for prompt in case.prompts:
             if session.accepts_points(prompt.labels.shape[1]):
-                feeds = {"image_embeddings": case.ref_embeddings, "point_coords": prompt.coords, "point_labels": prompt.labels}
+                feeds = {
+                    "image_embeddings": case.ref_embeddings,
+                    "point_coords": prompt.coords,
+                    "point_labels": prompt.labels,
+                }
                 out[decoder_case_id(case.name, prompt.name)] = session.run(feeds)
     return out
 
 
-def _accumulate(record: ArtifactRecord, reference: Reference, outputs: CaseOutputs) -> tuple[dict[str, list], int]:
+def _accumulate(
+    record: ArtifactRecord, reference: Reference, outputs: CaseOutputs
+) -> tuple[dict[str, list], int]:
     """Metric samples of every case in ``outputs``, and the number of reference cases absent."""
     kind: ScoreKind = record.details.get("scores", "iou")
-    acc: dict[str, list] = {"iou": [], "iou_sized": [], "logit": [], "score": [], "best": [], "cos": [], "psnr": [], "emb": []}
+    acc: dict[str, list] = {
+        "iou": [],
+        "iou_sized": [],
+        "logit": [],
+        "score": [],
+        "best": [],
+        "cos": [],
+        "psnr": [],
+        "emb": [],
+    }
     absent = 0
     for case in reference.cases:
         if record.role == "encoder":
@@ -152,7 +176,9 @@ def _accumulate(record: ArtifactRecord, reference: Reference, outputs: CaseOutpu
             acc["psnr"].append(M.psnr(case.ref_embeddings, emb))
             acc["emb"].append(M.max_abs(case.ref_embeddings, emb))
             for prompt in case.prompts:
-                scores, logits = reference.decode(emb.astype(np.float32), prompt.coords, prompt.labels, kind)
+                scores, logits = reference.decode(
+                    emb.astype(np.float32), prompt.coords, prompt.labels, kind
+                )
                 _mask_metrics(case, prompt, logits, scores, kind, acc)
             continue
         for prompt in case.prompts:
@@ -164,18 +190,33 @@ def _accumulate(record: ArtifactRecord, reference: Reference, outputs: CaseOutpu
     return acc, absent
 
 
-def failed(record: ArtifactRecord, reason: str, runtime: str = "", measured_on: str = "host") -> ArtifactParity:
+def failed(
+    record: ArtifactRecord, reason: str, runtime: str = "", measured_on: str = "host"
+) -> ArtifactParity:
     """A failed row that carries no metrics: the artifact could not be judged (``reason``)."""
     limits = thresholds_for(record.precision, record.role)
     return ArtifactParity(
-        record.file, record.target, record.role, record.precision, {},
-        {k: list(v) for k, v in limits.items()}, [reason], False, runtime, "", measured_on,
+        record.file,
+        record.target,
+        record.role,
+        record.precision,
+        {},
+        {k: list(v) for k, v in limits.items()},
+        [reason],
+        False,
+        runtime,
+        "",
+        measured_on,
     )
 
 
 def judge(
-    record: ArtifactRecord, reference: Reference, outputs: CaseOutputs, runtime: str,
-    note: str = "", measured_on: str = "host",
+    record: ArtifactRecord,
+    reference: Reference,
+    outputs: CaseOutputs,
+    runtime: str,
+    note: str = "",
+    measured_on: str = "host",
 ) -> ArtifactParity:
     """Judge an artifact's outputs (from any runtime, on any device) against the reference and its
     precision's thresholds. Reference cases absent from ``outputs`` are counted as skipped."""
@@ -190,17 +231,41 @@ def judge(
         "best_mask_agreement": float(np.mean(acc["best"])),
     }
     if record.role == "encoder":
-        metrics.update(emb_cosine_min=float(np.min(acc["cos"])), emb_psnr_min=float(np.min(acc["psnr"])), emb_max_abs=float(np.max(acc["emb"])))
+        metrics.update(
+            emb_cosine_min=float(np.min(acc["cos"])),
+            emb_psnr_min=float(np.min(acc["psnr"])),
+            emb_max_abs=float(np.max(acc["emb"])),
+        )
     limits = thresholds_for(record.precision, record.role)
     failures = violations(metrics, limits)
-    skip_note = f"{absent} prompt case(s) skipped: the artifact has no input for their point count" if absent else ""
+    skip_note = (
+        f"{absent} prompt case(s) skipped: the artifact has no input for their point count"
+        if absent
+        else ""
+    )
     return ArtifactParity(
-        record.file, record.target, record.role, record.precision, metrics,
-        {k: list(v) for k, v in limits.items()}, failures, not failures, runtime,
-        "; ".join(n for n in (note, skip_note) if n), measured_on,
+        record.file,
+        record.target,
+        record.role,
+        record.precision,
+        metrics,
+        {k: list(v) for k, v in limits.items()},
+        failures,
+        not failures,
+        runtime,
+        "; ".join(n for n in (note, skip_note) if n),
+        measured_on,
     )
 
 
-def evaluate(session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None) -> ArtifactParity:
+def evaluate(
+    session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None
+) -> ArtifactParity:
     """Run ``session`` on every parity case here and judge it against its precision's thresholds."""
-    return judge(session.record, reference, collect(session, reference, progress), session.runtime, session.note)
+    return judge(
+        session.record,
+        reference,
+        collect(session, reference, progress),
+        session.runtime,
+        session.note,
+    )

@@ -5,16 +5,33 @@ Every output is checked before it is judged: listed, present, float32 of the gra
 byte size that shape needs, finite. A bad one fails that artifact's row with the reason; nothing is
 ever filled in from the host.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..device.protocol import STATUS_OK, ArtifactOutputs, Bundle, BundleArtifact, ProtocolError, Results, read_tensor
+from ..device.protocol import (
+    STATUS_OK,
+    ArtifactOutputs,
+    Bundle,
+    BundleArtifact,
+    ProtocolError,
+    Results,
+    read_tensor,
+)
 from ..manifest import ArtifactRecord
 from ..vocabulary import graph_spec
-from .engine import ArtifactParity, CaseOutputs, Reference, decoder_case_id, encoder_case_id, failed, judge
+from .engine import (
+    ArtifactParity,
+    CaseOutputs,
+    Reference,
+    decoder_case_id,
+    encoder_case_id,
+    failed,
+    judge,
+)
 
 MEASURED_ON = ("host", "device", "emulated")
 
@@ -22,8 +39,17 @@ MEASURED_ON = ("host", "device", "emulated")
 def as_record(artifact: BundleArtifact) -> ArtifactRecord:
     """The manifest-shaped record the engine judges (its score kind included)."""
     details = {"scores": str(artifact.scores)} if artifact.scores else {}
-    return ArtifactRecord(artifact.file, str(artifact.target), str(artifact.role), artifact.precision,
-                          [], [], 0, artifact.sha256, details)
+    return ArtifactRecord(
+        artifact.file,
+        str(artifact.target),
+        str(artifact.role),
+        artifact.precision,
+        [],
+        [],
+        0,
+        artifact.sha256,
+        details,
+    )
 
 
 def runtime_label(runtime: dict) -> str:
@@ -38,12 +64,17 @@ def runtime_label(runtime: dict) -> str:
     return head + (f" ({', '.join(extras)})" if extras else "")
 
 
-def _checked(outputs_dir: Path, case_id: str, name: str, produced: dict, shape: tuple) -> np.ndarray:
+def _checked(
+    outputs_dir: Path, case_id: str, name: str, produced: dict, shape: tuple
+) -> np.ndarray:
     spec = produced.get(name)
     if spec is None:
         raise ProtocolError(f"case {case_id}: no output '{name}'")
     if spec.shape != shape:
-        raise ProtocolError(f"case {case_id}: output '{name}' has shape {list(spec.shape)}, the graph's is {list(shape)}")
+        raise ProtocolError(
+            f"case {case_id}: output '{name}' has shape {list(spec.shape)}, "
+            f"the graph's is {list(shape)}"
+        )
     array = read_tensor(outputs_dir, spec)
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     if bad:
@@ -51,8 +82,11 @@ def _checked(outputs_dir: Path, case_id: str, name: str, produced: dict, shape: 
     return array
 
 
-def read_outputs(outputs_dir: Path, artifact: BundleArtifact, entry: ArtifactOutputs) -> CaseOutputs:
-    """Every output of every case the artifact was sent, checked; ProtocolError names the first bad one."""
+def read_outputs(
+    outputs_dir: Path, artifact: BundleArtifact, entry: ArtifactOutputs
+) -> CaseOutputs:
+    """Every output of every case the artifact was sent, checked; ProtocolError names the first
+    bad one."""
     specs = graph_spec(artifact.role).outputs
     out: CaseOutputs = {}
     for case_id in artifact.cases:
@@ -61,7 +95,9 @@ def read_outputs(outputs_dir: Path, artifact: BundleArtifact, entry: ArtifactOut
         produced = entry.outputs.get(case_id)
         if produced is None:
             raise ProtocolError(f"case {case_id}: no outputs came back")
-        out[case_id] = {s.name: _checked(outputs_dir, case_id, s.name, produced, s.shape) for s in specs}
+        out[case_id] = {
+            s.name: _checked(outputs_dir, case_id, s.name, produced, s.shape) for s in specs
+        }
     return out
 
 
@@ -74,7 +110,10 @@ def _reference_ids(reference: Reference) -> set[str]:
 
 
 def judge_device_outputs(
-    bundle_dir: Path, outputs_dir: Path, reference: Reference, measured_on: str = "device",
+    bundle_dir: Path,
+    outputs_dir: Path,
+    reference: Reference,
+    measured_on: str = "device",
 ) -> list[ArtifactParity]:
     """One ArtifactParity per artifact of the bundle, judged from what the device wrote to
     ``outputs_dir``. ``reference`` must be the one the bundle was written from."""
@@ -83,25 +122,42 @@ def judge_device_outputs(
     bundle = Bundle.load(bundle_dir)
     unknown = sorted({c.id for c in bundle.cases} - _reference_ids(reference))
     if unknown:
-        raise ProtocolError(f"{bundle_dir}: cases {', '.join(unknown[:3])} are not in this reference")
+        raise ProtocolError(
+            f"{bundle_dir}: cases {', '.join(unknown[:3])} are not in this reference"
+        )
     records = [as_record(a) for a in bundle.artifacts]
     try:
         results = Results.load(outputs_dir)
     except ProtocolError as exc:
-        return [failed(r, f"no usable results from the device: {exc}", measured_on=measured_on) for r in records]
-    return [_judge_one(outputs_dir, a, r, results, reference, measured_on) for a, r in zip(bundle.artifacts, records)]
+        return [
+            failed(r, f"no usable results from the device: {exc}", measured_on=measured_on)
+            for r in records
+        ]
+    return [
+        _judge_one(outputs_dir, a, r, results, reference, measured_on)
+        for a, r in zip(bundle.artifacts, records)
+    ]
 
 
 def _judge_one(
-    outputs_dir: Path, artifact: BundleArtifact, record: ArtifactRecord, results: Results,
-    reference: Reference, measured_on: str,
+    outputs_dir: Path,
+    artifact: BundleArtifact,
+    record: ArtifactRecord,
+    results: Results,
+    reference: Reference,
+    measured_on: str,
 ) -> ArtifactParity:
     entry = results.for_file(artifact.file)
     if entry is None:
         return failed(record, "the device returned no result for it", measured_on=measured_on)
     runtime = runtime_label(entry.runtime)
     if entry.status != STATUS_OK:
-        return failed(record, f"did not run on the device: {entry.error or 'no reason given'}", runtime, measured_on)
+        return failed(
+            record,
+            f"did not run on the device: {entry.error or 'no reason given'}",
+            runtime,
+            measured_on,
+        )
     try:
         outputs = read_outputs(Path(outputs_dir), artifact, entry)
     except ProtocolError as exc:

@@ -1,10 +1,12 @@
 """TensorRT ``trtexec --exportOutput=FILE`` -> output tensors.
 
-trtexec writes a JSON list with one object per output binding: ``name``, ``dimensions`` ("1x4x256x256")
-and ``values`` (a flat list); see ``exportJSONOutput`` in TensorRT's samples/common/sampleReporting.cpp.
+trtexec writes a JSON list with one object per output binding: ``name``, ``dimensions``
+("1x4x256x256") and ``values`` (a flat list); see ``exportJSONOutput`` in TensorRT's
+samples/common/sampleReporting.cpp.
 Non-finite values come out as C++ prints them (``nan``, ``inf``), which is not JSON; they are read
 as NaN / infinity so that the parity judge can report them.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +31,9 @@ def parse(text: str) -> dict[str, np.ndarray]:
     try:
         data = json.loads(_as_json(text))
     except json.JSONDecodeError as exc:
-        raise ProtocolError(f"trtexec output is not complete JSON ({exc.msg} at char {exc.pos})") from exc
+        raise ProtocolError(
+            f"trtexec output is not complete JSON ({exc.msg} at char {exc.pos})"
+        ) from exc
     if not isinstance(data, list):
         raise ProtocolError("trtexec output is not a list of tensors")
     out = {}
@@ -40,6 +44,8 @@ def parse(text: str) -> dict[str, np.ndarray]:
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"trtexec output has a malformed tensor entry ({exc})") from exc
         if len(values) != math.prod(shape):
-            raise ProtocolError(f"trtexec output '{name}': {len(values)} values for dimensions {dims}")
+            raise ProtocolError(
+                f"trtexec output '{name}': {len(values)} values for dimensions {dims}"
+            )
         out[name] = np.asarray(values, dtype=np.float32).reshape(shape)
     return out

@@ -7,7 +7,14 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from ...device.protocol import STATUS_ERROR, ArtifactOutputs, Bundle, ProtocolError, Results, write_tensor
+from ...device.protocol import (
+    STATUS_ERROR,
+    ArtifactOutputs,
+    Bundle,
+    ProtocolError,
+    Results,
+    write_tensor,
+)
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord
 from ...vocabulary import Role, Target
@@ -141,31 +148,61 @@ class AdbRunner(Runner):
         return RunOutcome(device, results, summed_pipelines(results, tflite, "sum of benchmark_model p50s"), {"benchmark_model": str(self.options.benchmark_model)})
 
     def parity_unsupported(self, record: ArtifactRecord) -> str | None:
-        return None if record.target == Target.TFLITE else "benchmark_model runs .tflite artifacts only"
+        return (
+            None
+            if record.target == Target.TFLITE
+            else "benchmark_model runs .tflite artifacts only"
+        )
 
     def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
         """Every case through benchmark_model (pushed by ``run``) with the profile's delegate."""
         serial = self._find().serial
-        self.adb("shell", f"rm -rf {PARITY_DIR} && mkdir -p {PARITY_DIR}", what="preparing the parity folder", serial=serial)
-        self.adb("push", str(bundle / "feeds"), f"{PARITY_DIR}/", what="pushing the parity feeds", serial=serial)
+        self.adb(
+            "shell",
+            f"rm -rf {PARITY_DIR} && mkdir -p {PARITY_DIR}",
+            what="preparing the parity folder",
+            serial=serial,
+        )
+        self.adb(
+            "push",
+            str(bundle / "feeds"),
+            f"{PARITY_DIR}/",
+            what="pushing the parity feeds",
+            serial=serial,
+        )
         parsed = Bundle.load(bundle)
         delegate = self.profile.delegate or "xnnpack"
-        runtime = {"runtime": "litert benchmark_model", "delegate": delegate, "threads": request.threads}
+        runtime = {
+            "runtime": "litert benchmark_model",
+            "delegate": delegate,
+            "threads": request.threads,
+        }
         entries = []
         with tempfile.TemporaryDirectory(prefix="edgesam-adb-") as tmp:
             for index, artifact in enumerate(parsed.artifacts):
-                request.progress(f"{serial}: {artifact.file} on {len(artifact.cases)} parity case(s) ({delegate})")
+                request.progress(
+                    f"{serial}: {artifact.file}, {len(artifact.cases)} parity case(s) ({delegate})"
+                )
                 entry = ArtifactOutputs(artifact.file, runtime=dict(runtime))
                 try:
-                    self._parity_cases(parsed, bundle, index, entry, outputs, Path(tmp), request.threads, serial)
-                except (DeviceError, ProtocolError) as exc:  # this artifact fails; the others still run
+                    self._parity_cases(
+                        parsed, bundle, index, entry, outputs, Path(tmp), request.threads, serial
+                    )
+                except (DeviceError, ProtocolError) as exc:  # this artifact fails, others run
                     entry.status, entry.error, entry.outputs = STATUS_ERROR, str(exc), {}
                 entries.append(entry)
         Results({"system": "Android", "serial": serial}, entries).save(outputs)
 
     def _parity_cases(
-        self, bundle: Bundle, root: Path, index: int, entry: ArtifactOutputs, outputs: Path,
-        scratch: Path, threads: int | None, serial: str,
+        self,
+        bundle: Bundle,
+        root: Path,
+        index: int,
+        entry: ArtifactOutputs,
+        outputs: Path,
+        scratch: Path,
+        threads: int | None,
+        serial: str,
     ) -> None:
         artifact = bundle.artifacts[index]
         signatures = signature_io(root / "artifacts" / artifact.file)
@@ -177,17 +214,28 @@ class AdbRunner(Runner):
             if signature is None:
                 entry.skipped[case_id] = f"no signature for {points} points"
                 continue
-            feeds = {n: (f"{PARITY_DIR}/{t.file}", t.shape) for n, t in case.feeds.items()}  # bundle-relative
+            # feed files are bundle-relative; the bundle's feeds/ was pushed into PARITY_DIR
+            feeds = {n: (f"{PARITY_DIR}/{t.file}", t.shape) for n, t in case.feeds.items()}
             remote = f"{PARITY_DIR}/out-{index}-{case_id}.bin"
-            argv = parity_command(BINARY, device_graph(artifact.file), signature, feeds, remote, threads, flags)
-            self.adb("shell", " ".join(shlex.quote(a) for a in argv), what=f"benchmark_model on {case_id}", serial=serial)
+            argv = parity_command(
+                BINARY, device_graph(artifact.file), signature, feeds, remote, threads, flags
+            )
+            self.adb(
+                "shell",
+                " ".join(shlex.quote(a) for a in argv),
+                what=f"benchmark_model on {case_id}",
+                serial=serial,
+            )
             local = scratch / f"{index}-{case_id}.bin"
             try:
                 self.adb("pull", remote, str(local), what="fetching outputs", serial=serial)
             except DeviceError as exc:
                 raise ProtocolError(
-                    f"benchmark_model wrote no --output_filepath file for {case_id}: this binary cannot "
-                    f"return outputs (build a LiteRT benchmark_model that has the flag) ({exc})"
+                    f"benchmark_model wrote no --output_filepath file for {case_id}: this binary "
+                    f"cannot return outputs (use a LiteRT benchmark_model that has it) ({exc})"
                 ) from exc
             tensors = split_outputs(local.read_bytes(), signature, artifact.role)
-            entry.outputs[case_id] = {n: write_tensor(outputs, f"{index}/{case_id}/{n}.bin", a) for n, a in tensors.items()}
+            entry.outputs[case_id] = {
+                n: write_tensor(outputs, f"{index}/{case_id}/{n}.bin", a)
+                for n, a in tensors.items()
+            }

@@ -83,8 +83,11 @@ class Runner(ABC):
         return f"the {self.kind} runner does not run the device-parity protocol"
 
     def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
-        """Run the bundle at ``bundle`` on the device; write results.json and outputs to ``outputs``."""
-        raise DeviceError(f"device '{self.profile.name}': the {self.kind} runner does not run the device-parity protocol")
+        """Run the bundle at ``bundle`` on the device; results.json and outputs go to ``outputs``."""
+        raise DeviceError(
+            f"device '{self.profile.name}': "
+            f"the {self.kind} runner does not run the device-parity protocol"
+        )
 
     def tool(self, name: str, explicit: str | Path | None = None, hint: str = "") -> str:
         """Path of a host program (explicit path or on PATH), or DeviceError saying what is missing."""

@@ -9,6 +9,7 @@ after the last run. That works under every delegate (CPU, XNNPACK, GPU, NNAPI), 
 copied back to CPU tensors after each invoke. A binary older than that flag ignores it (it logs
 unconsumed flags) and writes nothing, which the report says.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ from ...vocabulary import Role, graph_spec
 
 @dataclass(frozen=True)
 class SignatureIO:
-    """A signature's key and its input / output names in subgraph order (benchmark_model's order)."""
+    """A signature's key and its input / output names in subgraph order (benchmark_model's)."""
 
     key: str
     inputs: tuple[str, ...]
@@ -47,8 +48,14 @@ def signature_io(path: Path) -> list[SignatureIO]:
     for i in range(model.SignatureDefsLength()):
         sd = model.SignatureDefs(i)
         sg = model.Subgraphs(sd.SubgraphIndex())
-        ins = {sd.Inputs(j).TensorIndex(): sd.Inputs(j).Name().decode() for j in range(sd.InputsLength())}
-        outs = {sd.Outputs(j).TensorIndex(): sd.Outputs(j).Name().decode() for j in range(sd.OutputsLength())}
+        ins = {
+            sd.Inputs(j).TensorIndex(): sd.Inputs(j).Name().decode()
+            for j in range(sd.InputsLength())
+        }
+        outs = {
+            sd.Outputs(j).TensorIndex(): sd.Outputs(j).Name().decode()
+            for j in range(sd.OutputsLength())
+        }
         labels = next((t for t, n in ins.items() if n == "point_labels"), None)
         points = int(sg.Tensors(labels).ShapeAsNumpy()[1]) if labels is not None else None
         inputs = _ordered(ins, [sg.Inputs(j) for j in range(sg.InputsLength())])
@@ -57,7 +64,9 @@ def signature_io(path: Path) -> list[SignatureIO]:
     return out
 
 
-def signature_for(signatures: list[SignatureIO], role: Role, points: int | None) -> SignatureIO | None:
+def signature_for(
+    signatures: list[SignatureIO], role: Role, points: int | None
+) -> SignatureIO | None:
     """The signature that takes a case: the encoder's only one, a decoder's of ``points`` points."""
     if role == Role.ENCODER:
         return signatures[0] if signatures else None
@@ -65,21 +74,34 @@ def signature_for(signatures: list[SignatureIO], role: Role, points: int | None)
 
 
 def parity_command(
-    binary: str, graph: str, signature: SignatureIO, feeds: dict[str, tuple[str, tuple[int, ...]]],
-    output: str, threads: int | None, delegate_flags: list[str],
+    binary: str,
+    graph: str,
+    signature: SignatureIO,
+    feeds: dict[str, tuple[str, tuple[int, ...]]],
+    output: str,
+    threads: int | None,
+    delegate_flags: list[str],
 ) -> list[str]:
     """benchmark_model argv that runs one case (``feeds``: input name -> (file on the phone, shape))
     once and writes its outputs to ``output``."""
     names = list(signature.inputs)
     missing = [n for n in names if n not in feeds]
     if missing:
-        raise ProtocolError(f"signature '{signature.key}' needs inputs {', '.join(missing)} the case lacks")
+        raise ProtocolError(
+            f"signature '{signature.key}' needs inputs {', '.join(missing)} the case lacks"
+        )
     argv = [
-        binary, f"--graph={graph}", f"--signature_to_run_for={signature.key}",
+        binary,
+        f"--graph={graph}",
+        f"--signature_to_run_for={signature.key}",
         "--input_layer=" + ",".join(names),
         "--input_layer_shape=" + ":".join(",".join(str(d) for d in feeds[n][1]) for n in names),
         "--input_layer_value_files=" + ",".join(f"{n}:{feeds[n][0]}" for n in names),
-        f"--output_filepath={output}", "--num_runs=1", "--warmup_runs=1", "--min_secs=0", "--warmup_min_secs=0",
+        f"--output_filepath={output}",
+        "--num_runs=1",
+        "--warmup_runs=1",
+        "--min_secs=0",
+        "--warmup_min_secs=0",
     ]
     if threads:
         argv.append(f"--num_threads={threads}")
@@ -87,16 +109,23 @@ def parity_command(
 
 
 def split_outputs(data: bytes, signature: SignatureIO, role: Role) -> dict[str, np.ndarray]:
-    """The back-to-back float32 outputs of ``--output_filepath`` -> tensors of the graph's shapes."""
+    """The back-to-back float32 outputs of ``--output_filepath`` -> tensors of the graph's
+    shapes."""
     shapes = {s.name: s.shape for s in graph_spec(role).outputs}
     unknown = [n for n in signature.outputs if n not in shapes]
     if unknown:
-        raise ProtocolError(f"signature '{signature.key}' has outputs {', '.join(unknown)} the graph does not")
+        raise ProtocolError(
+            f"signature '{signature.key}' has outputs {', '.join(unknown)} the graph does not"
+        )
     sizes = [math.prod(shapes[n]) * 4 for n in signature.outputs]
     if len(data) != sum(sizes):
-        raise ProtocolError(f"benchmark_model wrote {len(data)} bytes of outputs, {sum(sizes)} expected")
+        raise ProtocolError(
+            f"benchmark_model wrote {len(data)} bytes of outputs, {sum(sizes)} expected"
+        )
     out, offset = {}, 0
     for name, size in zip(signature.outputs, sizes):
-        out[name] = np.frombuffer(data, dtype="<f4", count=size // 4, offset=offset).reshape(shapes[name])
+        out[name] = np.frombuffer(data, dtype="<f4", count=size // 4, offset=offset).reshape(
+            shapes[name]
+        )
         offset += size
     return out

@@ -48,7 +48,7 @@ class LocalRunner(Runner):
 
     def parity_unsupported(self, record: ArtifactRecord) -> str | None:
         if record.target == Target.COREML:
-            return "Core ML outputs come from the iPhone app (the device side runs ONNX Runtime and LiteRT)"
+            return "Core ML outputs come from the iPhone app (here: ONNX Runtime and LiteRT)"
         return why_not_here(record.target)
 
     def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:

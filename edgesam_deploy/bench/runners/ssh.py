@@ -109,7 +109,10 @@ class SshRunner(Runner):
         """Copy the bundle to the board, run it there, fetch ``outputs``."""
         remote = f"{self.remote_dir}/{PARITY_DIR}"
         request.progress(f"{self.host}: copying the parity bundle to {remote}")
-        self.ssh(f"rm -rf {shlex.quote(remote)} && mkdir -p {shlex.quote(remote)}", "preparing the remote parity folder")
+        self.ssh(
+            f"rm -rf {shlex.quote(remote)} && mkdir -p {shlex.quote(remote)}",
+            "preparing the remote parity folder",
+        )
         self.scp([str(bundle)], f"{self.host}:{remote}/", "copying the parity bundle")
         remote_bundle = f"{remote}/{bundle.name}"
         if self.tensorrt:
@@ -117,31 +120,53 @@ class SshRunner(Runner):
             return
         remote_outputs = f"{remote}/{outputs.name}"
         request.progress(f"{self.host}: running the parity cases")
-        command = f"{self.python} -m edgesam_deploy.device {shlex.quote(remote_bundle)} {shlex.quote(remote_outputs)}"
+        paths = f"{shlex.quote(remote_bundle)} {shlex.quote(remote_outputs)}"
+        command = f"{self.python} -m edgesam_deploy.device {paths}"
         self.ssh(command, "the device side of the parity protocol")
-        self.scp([f"{self.host}:{remote_outputs}"], str(outputs.parent), "fetching the parity outputs")
+        self.scp(
+            [f"{self.host}:{remote_outputs}"], str(outputs.parent), "fetching the parity outputs"
+        )
 
-    def _trtexec_parity(self, bundle: Bundle, remote_bundle: str, remote: str, outputs: Path, request: BenchRequest) -> None:
+    def _trtexec_parity(
+        self, bundle: Bundle, remote_bundle: str, remote: str, outputs: Path, request: BenchRequest
+    ) -> None:
         """Every case through the engine built for timing; trtexec's JSON exports -> ``outputs``."""
         trt = self.profile.resolve("trtexec") or "trtexec"
         exports = f"{remote}/{EXPORTS_DIR}"
         self.ssh(f"mkdir -p {shlex.quote(exports)}", "preparing the trtexec output folder")
         failures: dict[int, str] = {}
         for index, artifact in enumerate(bundle.artifacts):
-            request.progress(f"{self.host}: {artifact.file} on {len(artifact.cases)} parity case(s) with trtexec")
+            request.progress(
+                f"{self.host}: {artifact.file} on {len(artifact.cases)} parity case(s) with trtexec"
+            )
             try:
                 for case_id in artifact.cases:
                     case = bundle.case(case_id)
-                    feeds = {name: f"{remote_bundle}/{spec.file}" for name, spec in case.feeds.items()}
-                    points = case.feeds["point_labels"].shape[1] if artifact.role == Role.DECODER else None
+                    feeds = {
+                        name: f"{remote_bundle}/{spec.file}" for name, spec in case.feeds.items()
+                    }
+                    points = (
+                        case.feeds["point_labels"].shape[1]
+                        if artifact.role == Role.DECODER
+                        else None
+                    )
                     export = f"{exports}/{export_name(index, case_id)}"
-                    argv = trtexec_parity_command(trt, self._engine(artifact.file), feeds, export, points)
-                    self.ssh(" ".join(shlex.quote(a) for a in argv), f"trtexec on {artifact.file} ({case_id})")
+                    argv = trtexec_parity_command(
+                        trt, self._engine(artifact.file), feeds, export, points
+                    )
+                    self.ssh(
+                        " ".join(shlex.quote(a) for a in argv),
+                        f"trtexec on {artifact.file} ({case_id})",
+                    )
             except DeviceError as exc:  # this artifact fails; the others still run
                 failures[index] = str(exc)
         self.scp([f"{self.host}:{exports}"], str(outputs.parent), "fetching trtexec's outputs")
         device = {"system": " ".join(self.ssh("uname -srm", "ssh connection").split()), "tool": trt}
-        runtime = {"runtime": "tensorrt", "precision": self.profile.delegate or "fp32", "tool": "trtexec"}
+        runtime = {
+            "runtime": "tensorrt",
+            "precision": self.profile.delegate or "fp32",
+            "tool": "trtexec",
+        }
         trtexec_results(bundle, outputs.parent / EXPORTS_DIR, outputs, failures, device, runtime)
 
     def _upload(self, request: BenchRequest, staging: Path) -> str:
