@@ -98,11 +98,10 @@ def wheel_pins() -> dict[str, str]:
     return pins
 
 
-def debian_mirror() -> str:
+def debian_mirror(apt: Path = Path("/etc/apt")) -> str:
     """``$EDGESAM_DEPLOY_DEBIAN_MIRROR``, else the apt mirror of the suite here, else Debian's."""
     if os.environ.get(MIRROR_ENV):
         return os.environ[MIRROR_ENV]
-    apt = Path("/etc/apt")
     one_line = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]
     for path in filter(Path.is_file, one_line):
         for line in path.read_text().splitlines():
