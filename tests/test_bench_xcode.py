@@ -18,6 +18,7 @@ import pytest
 import tree_sitter_swift
 from tree_sitter import Language, Parser
 
+from edgesam_deploy.bench import run as bench_run
 from edgesam_deploy.bench.parsers import devicectl, simctl, xcodebuild
 from edgesam_deploy.bench.parsers.xcode_app import (
     AppResultError,
@@ -30,10 +31,8 @@ from edgesam_deploy.bench.parsers.xcode_app import (
     read_pack,
     write_pack,
 )
-from edgesam_deploy.bench import run as bench_run
 from edgesam_deploy.bench.run import BenchSettings, run_bench
-from edgesam_deploy.bench.runners import BenchRequest, RunnerOptions, get_runner
-from edgesam_deploy.bench.runners import xcode
+from edgesam_deploy.bench.runners import BenchRequest, RunnerOptions, get_runner, xcode
 from edgesam_deploy.device.protocol import write_tensor
 from edgesam_deploy.devices import get_profile
 from edgesam_deploy.errors import DeviceError

@@ -39,8 +39,10 @@ from ..parsers.xcode_app import (
     artifact_rows,
     check_header,
     done_error,
+    pipeline_rows,
+    read_pack,
+    write_pack,
 )
-from ..parsers.xcode_app import pipeline_rows, read_pack, write_pack
 from ..schema import DECODER_1, DECODER_16, DeviceInfo
 from .base import BenchRequest, Runner, RunOutcome, blank_result, last_line, pairs, pipeline_label
 
@@ -107,7 +109,7 @@ class Transport(ABC):
 
     simulator: ClassVar[bool]
 
-    def __init__(self, runner: "XcodeRunner", xcrun: str) -> None:
+    def __init__(self, runner: XcodeRunner, xcrun: str) -> None:
         self.runner = runner
         self.xcrun = xcrun
 
