@@ -31,7 +31,8 @@ from .protocol import (
 )
 
 ARTIFACTS_DIR = "artifacts"
-# ONNX Runtime execution providers per delegate name; the CPU provider is always the fallback
+# ONNX Runtime execution providers per delegate name; the CPU provider is always the fallback.
+# Without a delegate: the accelerators this build has (as the host benchmark), then the CPU.
 ORT_PROVIDERS = {
     "cpu": [],
     "cuda": ["CUDAExecutionProvider"],
@@ -40,32 +41,40 @@ ORT_PROVIDERS = {
 LITERT_DELEGATES = ("xnnpack", "cpu")  # what the LiteRT Python interpreter can apply by itself
 
 
+def _delegate(settings: Settings, runtime: str) -> str | None:
+    """The delegate of ``settings`` if it is meant for ``runtime`` (the profile names that
+    runtime, or none / auto); a delegate of another runtime leaves this one at its default."""
+    return settings.delegate if settings.runtime in (None, "auto", runtime) else None
+
+
+def _ort_providers(delegate: str | None) -> list[str]:
+    if delegate is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+        return [p for p in ORT_PROVIDERS["tensorrt"] if p in available] + ["CPUExecutionProvider"]
+    if delegate not in ORT_PROVIDERS:
+        raise DeployError(
+            f"unknown ONNX Runtime delegate '{delegate}'; choose from {', '.join(ORT_PROVIDERS)}"
+        )
+    return ORT_PROVIDERS[delegate] + ["CPUExecutionProvider"]
+
+
 def open_artifact(path: Path, artifact: BundleArtifact, settings: Settings) -> GraphSession:
     """Load one artifact with the runtime, threads and delegate of ``settings``."""
     record = ArtifactRecord(
-        artifact.file,
-        str(artifact.target),
-        str(artifact.role),
-        artifact.precision,
-        [],
-        [],
-        path.stat().st_size,
-        artifact.sha256,
-    )
-    delegate = settings.delegate
+        artifact.file, str(artifact.target), str(artifact.role), artifact.precision,
+        [], [], path.stat().st_size, artifact.sha256,
+    )  # fmt: skip
     if artifact.target == Target.ONNX:
         from ..runtimes.onnxruntime import OrtSession
 
-        if delegate not in (None, *ORT_PROVIDERS):
-            raise DeployError(
-                f"unknown ONNX Runtime delegate '{delegate}'; "
-                f"choose from {', '.join(ORT_PROVIDERS)}"
-            )
-        providers = ORT_PROVIDERS.get(delegate or "cpu", []) + ["CPUExecutionProvider"]
+        providers = _ort_providers(_delegate(settings, "onnxruntime"))
         return OrtSession(record, path, threads=settings.threads, providers=providers)
     if artifact.target == Target.TFLITE:
         from ..runtimes.litert import LiteRtSession
 
+        delegate = _delegate(settings, "litert")
         if delegate not in (None, *LITERT_DELEGATES):
             raise DeployError(
                 f"the LiteRT Python interpreter cannot apply the '{delegate}' delegate "
