@@ -72,3 +72,4 @@ def measure_device_parity(
         for judged in judge_device_outputs(bundle, outputs, ref, runner.measured_on):
             row = by_file[judged.file]
             row.parity, row.parity_measured_on = summary_of(judged), judged.measured_on
+            row.parity_reason = ""

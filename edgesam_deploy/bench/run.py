@@ -78,6 +78,9 @@ def run_bench(
             measure_device_parity(runner, request, rows, reference, on_device)
             elsewhere = runner.measured_on != "host"
             attach_host_parity(rows, export_dir, manifest, reference, elsewhere, progress)
+        else:
+            for row in outcome.artifacts:
+                row.parity_reason = "skipped (--no-parity)"
     return BenchReport(
         device=outcome.device,
         settings={"runs": settings.runs, "warmup": settings.warmup, "threads": threads, "profile": profile.as_dict()},
