@@ -19,6 +19,7 @@ from ..modeling import EdgeSam
 from ..processing import PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
 from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
+from ..vocabulary import Role
 from . import metrics as M
 from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
 
@@ -135,7 +136,7 @@ def collect(
     out: CaseOutputs = {}
     for case in reference.cases:
         progress(f"{record.file}: {case.name}")
-        if record.role == "encoder":
+        if record.role == Role.ENCODER:
             out[encoder_case_id(case.name)] = session.run({"image": case.tensor})
             continue
         for prompt in case.prompts:
@@ -166,7 +167,7 @@ def _accumulate(
     }
     absent = 0
     for case in reference.cases:
-        if record.role == "encoder":
+        if record.role == Role.ENCODER:
             out = outputs.get(encoder_case_id(case.name))
             if out is None:
                 absent += 1
@@ -230,7 +231,7 @@ def judge(
         "score_max_abs": float(np.max(acc["score"])),
         "best_mask_agreement": float(np.mean(acc["best"])),
     }
-    if record.role == "encoder":
+    if record.role == Role.ENCODER:
         metrics.update(
             emb_cosine_min=float(np.min(acc["cos"])),
             emb_psnr_min=float(np.min(acc["psnr"])),
