@@ -1,5 +1,6 @@
 """The emulated ARM64 twin (`bench --emulate`, docs/emulation.md): its environment, the runner's
 rows, and one end-to-end run of an encoder and a decoder under QEMU (a few minutes)."""
+
 from __future__ import annotations
 
 import threading
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgesam_deploy.bench import emulation
 from edgesam_deploy.bench.run import BenchSettings, run_bench
 from edgesam_deploy.bench.runners import RunnerOptions, get_runner
@@ -14,6 +16,7 @@ from edgesam_deploy.bench.schema import DECODER_1, DECODER_16, ENCODER
 from edgesam_deploy.cli.app import main
 from edgesam_deploy.devices import EMULATED, ProfileError, get_profile, load_profiles
 from edgesam_deploy.manifest import ArtifactRecord
+
 from test_bench_support import make_onnx_export
 
 # Linux arm64 HWCAP bits QEMU 7.2 sets for -cpu cortex-a76: fp(0) asimd(1) aes(3) pmull(4)
@@ -70,8 +73,10 @@ def test_one_build_at_a_time_and_a_failed_build_leaves_nothing(tmp_path, monkeyp
 
     monkeypatch.setattr(emulation, "_build", fake_build)
     roots = []
-    workers = [threading.Thread(target=lambda: roots.append(emulation.ensure_twin().root))
-               for _ in range(2)]
+    workers = [
+        threading.Thread(target=lambda: roots.append(emulation.ensure_twin().root))
+        for _ in range(2)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -102,8 +107,17 @@ def test_unknown_cpu_model_lists_what_qemu_offers():
 
 
 def test_profiles_name_a_cpu_model_for_each_arm_device(tmp_path):
-    cpus = {name: get_profile(name).emulate_cpu for name in
-            ("raspberry-pi-5", "jetson-orin-nano", "pixel8", "galaxy-s24", "host", "iphone14")}
+    cpus = {
+        name: get_profile(name).emulate_cpu
+        for name in (
+            "raspberry-pi-5",
+            "jetson-orin-nano",
+            "pixel8",
+            "galaxy-s24",
+            "host",
+            "iphone14",
+        )
+    }
     assert cpus["raspberry-pi-5"] == cpus["jetson-orin-nano"] == "cortex-a76"
     assert cpus["pixel8"] == cpus["galaxy-s24"] == "max,sme=off,sve-default-vector-length=16"
     assert cpus["host"] is None and cpus["iphone14"] is None
@@ -143,8 +157,14 @@ def emulated_report(tmp_path_factory, random_model):
     export = make_onnx_export(tmp_path_factory.mktemp("export"), random_model)
     messages: list[str] = []
     settings = BenchSettings(runs=1, warmup=0, threads=2, parity_photos=["coffee"])
-    report = run_bench(get_profile("raspberry-pi-5").emulated(), export, settings, RunnerOptions(),
-                       lambda: random_model, messages.append)
+    report = run_bench(
+        get_profile("raspberry-pi-5").emulated(),
+        export,
+        settings,
+        RunnerOptions(),
+        lambda: random_model,
+        messages.append,
+    )
     return report, messages
 
 

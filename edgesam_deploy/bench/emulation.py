@@ -7,6 +7,7 @@ Programs run as ``qemu-aarch64-static -cpu MODEL -L ROOT ROOT/usr/bin/python3.11
 binfmt_misc. ``-L`` also redirects ``/proc/cpuinfo``, so each CPU model gets a root whose cpuinfo
 describes an ARM CPU (ONNX Runtime crashes on the host's x86 one).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -17,12 +18,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import DeviceError
 from ..fileio import atomic_output, write_json
@@ -37,13 +37,19 @@ DEBIAN_PACKAGES = ("python3.11", "libstdc++6")
 WHEELS = ("numpy", "onnxruntime", "ai-edge-litert")  # pinned to the host's installed versions
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "EDGESAM_DEPLOY_DEBIAN_MIRROR"
+PKG_KEEP_S = 7 * 86400  # copies of older package sources are removed after a week
 INSTALL_HINT = "apt-get install qemu-user-static mmdebstrap (or run scripts/install-system-deps.sh)"
 
 # MIDR implementer and part number of QEMU's CPU models, for /proc/cpuinfo
 _MIDR = {
-    "cortex-a35": (0x41, 0xD04), "cortex-a53": (0x41, 0xD03), "cortex-a57": (0x41, 0xD07),
-    "cortex-a72": (0x41, 0xD08), "cortex-a76": (0x41, 0xD0B), "neoverse-n1": (0x41, 0xD0C),
-    "a64fx": (0x46, 0x001), "max": (0x00, 0x051),
+    "cortex-a35": (0x41, 0xD04),
+    "cortex-a53": (0x41, 0xD03),
+    "cortex-a57": (0x41, 0xD07),
+    "cortex-a72": (0x41, 0xD08),
+    "cortex-a76": (0x41, 0xD0B),
+    "neoverse-n1": (0x41, 0xD0C),
+    "a64fx": (0x46, 0x001),
+    "max": (0x00, 0x051),
 }
 # Linux arm64 AT_HWCAP and AT_HWCAP2 bits, in bit order, as /proc/cpuinfo names them
 _HWCAP = (
@@ -137,9 +143,23 @@ def _pip_argv(site: Path, pins: dict[str, str]) -> list[str]:
     platforms = [arg for tag in [*tags, "manylinux2014_aarch64"] for arg in ("--platform", tag)]
     version, abi = PYTHON_TAG
     return [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-warn-conflicts", "--target", str(site), "--only-binary=:all:",
-        "--python-version", version, "--implementation", "cp", "--abi", abi, *platforms,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-warn-conflicts",
+        "--target",
+        str(site),
+        "--only-binary=:all:",
+        "--python-version",
+        version,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        *platforms,
         *(f"{name}=={version}" for name, version in pins.items()),
     ]
 
@@ -195,8 +215,14 @@ class Twin:
     def qemu_argv(self, cpu: str, root: Path | None = None) -> list[str]:
         """qemu running the twin's Python with CPU model ``cpu`` (``root``: its cpuinfo root)."""
         root = root or self.sysroot
-        return [host_tool(QEMU, "qemu-user-static"), "-cpu", cpu, "-L", str(root),
-                str(root / "usr" / "bin" / PYTHON)]
+        return [
+            host_tool(QEMU, "qemu-user-static"),
+            "-cpu",
+            cpu,
+            "-L",
+            str(root),
+            str(root / "usr" / "bin" / PYTHON),
+        ]
 
     def cpu_root(self, cpu: str) -> Path:
         """A root for ``cpu``: links into the sysroot plus its own proc/cpuinfo (made once)."""
@@ -226,10 +252,17 @@ class Twin:
         for f in files:
             digest.update(str(f.relative_to(source)).encode() + b"\0" + f.read_bytes())
         dest = self.root / "pkg" / digest.hexdigest()[:16]
-        if not dest.exists():
-            with atomic_output(dest) as tmp:
-                ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-                shutil.copytree(source, tmp / source.name, ignore=ignore)
+        if dest.exists():
+            return dest
+        with _locked(self.root / "pkg" / ".lock"):
+            if not dest.exists():
+                with atomic_output(dest) as tmp:
+                    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+                    shutil.copytree(source, tmp / source.name, ignore=ignore)
+                stale = time.time() - PKG_KEEP_S
+                for old in dest.parent.iterdir():
+                    if old.name[0] != "." and old != dest and old.stat().st_mtime < stale:
+                        shutil.rmtree(old)
         return dest
 
     def run_python(
@@ -238,14 +271,18 @@ class Twin:
         """Run the twin's Python with ``argv`` on CPU model ``cpu`` in ``workdir`` (its TMPDIR too),
         with this package's sources and the wheels importable."""
         env = {
-            "PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(workdir),
+            "TMPDIR": str(workdir),
             "LANG": "C.UTF-8",
-            "PYTHONPATH": f"{self.package_path()}:{self.site}", "PYTHONNOUSERSITE": "1",
+            "PYTHONPATH": f"{self.package_path()}:{self.site}",
+            "PYTHONNOUSERSITE": "1",
         }
         try:
             argv = self.qemu_argv(cpu, self.cpu_root(cpu)) + argv
-            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                                  cwd=workdir)
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
+            )
         except subprocess.TimeoutExpired as exc:
             raise EmulationError(f"ARM64 twin ({cpu}): no answer in {exc.timeout:.0f} s") from exc
 
@@ -254,8 +291,11 @@ class Twin:
         qemu = _check([host_tool(QEMU, "qemu-user-static"), "--version"], "qemu --version")
         info = self.info
         return {
-            "emulator": qemu.splitlines()[0].strip(), "cpu_model": cpu,
-            "sysroot": f"Debian {SUITE} arm64", "python": info["python"], "wheels": info["wheels"],
+            "emulator": qemu.splitlines()[0].strip(),
+            "cpu_model": cpu,
+            "sysroot": f"Debian {SUITE} arm64",
+            "python": info["python"],
+            "wheels": info["wheels"],
             "cache": str(self.root),
         }
 
@@ -288,8 +328,19 @@ def _build(dest: Path, pins: dict[str, str], progress: Progress) -> None:
     mirror = debian_mirror()
     packages = ",".join(DEBIAN_PACKAGES)
     progress(f"ARM64 twin: unpacking Debian {SUITE} arm64 ({packages}) from {mirror}")
-    _check([mmdebstrap, "--quiet", "--variant=extract", "--arch=arm64", f"--include={packages}",
-            SUITE, str(dest / "sysroot"), mirror], "mmdebstrap")
+    _check(
+        [
+            mmdebstrap,
+            "--quiet",
+            "--variant=extract",
+            "--arch=arm64",
+            f"--include={packages}",
+            SUITE,
+            str(dest / "sysroot"),
+            mirror,
+        ],
+        "mmdebstrap",
+    )
     wanted = " ".join(f"{n}=={v}" for n, v in pins.items())
     progress(f"ARM64 twin: downloading aarch64 wheels {wanted}")
     _check(_pip_argv(dest / "site", pins), "pip (aarch64 wheels)")
@@ -298,14 +349,25 @@ def _build(dest: Path, pins: dict[str, str], progress: Progress) -> None:
     code = _VERSIONS.format(names=tuple(pins))
     env = {"PYTHONPATH": str(twin.site), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     check_root = twin.cpu_root("cortex-a76")
-    found = json.loads(_check(twin.qemu_argv("cortex-a76", check_root) + ["-c", code],
-                              "importing the runtimes", env=env).splitlines()[-1])
+    found = json.loads(
+        _check(
+            twin.qemu_argv("cortex-a76", check_root) + ["-c", code],
+            "importing the runtimes",
+            env=env,
+        ).splitlines()[-1]
+    )
     if found["wheels"] != pins:
         raise EmulationError(f"ARM64 twin: installed {found['wheels']}, wanted {pins}")
-    write_json(dest / "twin.json", {
-        **found, "suite": SUITE, "mirror": mirror, "build_s": round(time.perf_counter() - start, 1),
-        "size_mib": round(_du_mib(dest), 1),
-    })
+    write_json(
+        dest / "twin.json",
+        {
+            **found,
+            "suite": SUITE,
+            "mirror": mirror,
+            "build_s": round(time.perf_counter() - start, 1),
+            "size_mib": round(_du_mib(dest), 1),
+        },
+    )
 
 
 def ensure_twin(progress: Progress = lambda msg: None) -> Twin:

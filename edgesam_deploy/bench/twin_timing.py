@@ -5,6 +5,7 @@ The bundle's case ids are the latency keys of the report (``encoder``, ``decoder
 ``decoder_16_points``). Like the device side it needs NumPy and the runtime only. The times are
 the emulator's, never a device's: the host labels them ``emulated``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,15 @@ def time_artifact(
     start = time.perf_counter()
     session = open_artifact(bundle_dir / ARTIFACTS_DIR / artifact.file, artifact, bundle.settings)
     out: dict[str, Any] = {
-        "load_ms": (time.perf_counter() - start) * 1e3, "runtime": session.runtime,
-        "details": session.describe(), "samples_ms": {},
+        "load_ms": (time.perf_counter() - start) * 1e3,
+        "runtime": session.runtime,
+        "details": session.describe(),
+        "samples_ms": {},
     }
     for case_id in artifact.cases:
         case = bundle.case(case_id)
         feeds = {name: read_tensor(bundle_dir, spec) for name, spec in case.feeds.items()}
-        out["samples_ms"][case_id] = timed(lambda: session.run(feeds), runs, warmup)
+        out["samples_ms"][case_id] = timed(lambda feeds=feeds: session.run(feeds), runs, warmup)
     return out
 
 

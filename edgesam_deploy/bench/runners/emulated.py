@@ -7,6 +7,7 @@ twin) and is labelled ``emulated``; so are the timings (``bench.twin_timing``), 
 emulator's and never the device's: no FPS, no clicks per second. A GPU delegate, NNAPI, TensorRT
 or Core ML cannot be emulated: their rows say so.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,10 @@ class EmulatedRunner(Runner):
     def probe(self) -> str:
         host_tool(QEMU, "qemu-user-static")
         check_cpu_model(self.cpu)
-        return (f"emulated ARM64 twin of '{self.profile.name}': {QEMU} -cpu {self.cpu} "
-                "(parity and timings are emulated, not the device's)")
+        return (
+            f"emulated ARM64 twin of '{self.profile.name}': {QEMU} -cpu {self.cpu} "
+            "(parity and timings are emulated, not the device's)"
+        )
 
     def not_emulated(self, record: ArtifactRecord) -> str | None:
         """None if the twin runs ``record`` as the device would, else why it cannot."""
@@ -68,15 +71,20 @@ class EmulatedRunner(Runner):
         return self.not_emulated(record)
 
     def settings(self, request: BenchRequest) -> Settings:
-        return Settings(threads=request.threads, runtime=self.profile.runtime,
-                        delegate=self.profile.delegate, compute_units=self.profile.compute_units)
+        return Settings(
+            threads=request.threads,
+            runtime=self.profile.runtime,
+            delegate=self.profile.delegate,
+            compute_units=self.profile.compute_units,
+        )
 
     def run(self, request: BenchRequest) -> RunOutcome:
         chosen = [r for r in request.artifacts if not self.not_emulated(r)]
         twin = ensure_twin(request.progress) if chosen else None
         timings = self._time(twin, chosen, request) if twin else {}
         results = [
-            self._result(r, timings[r.file]) if r.file in timings
+            self._result(r, timings[r.file])
+            if r.file in timings
             else blank_result(r, self.not_emulated(r) or "")
             for r in request.artifacts
         ]
@@ -94,16 +102,20 @@ class EmulatedRunner(Runner):
     def _python(self, twin: Twin, argv: list[str], workdir: Path, what: str) -> None:
         proc = twin.run_python(argv, self.cpu, self.options.timeout_s, workdir)
         if proc.returncode != 0:
-            raise DeviceError(f"{self.profile.name} ({LABEL}): {what} failed (exit "
-                              f"{proc.returncode}): {last_line(proc.stderr or proc.stdout)}")
+            raise DeviceError(
+                f"{self.profile.name} ({LABEL}): {what} failed (exit "
+                f"{proc.returncode}): {last_line(proc.stderr or proc.stdout)}"
+            )
 
     def _time(
         self, twin: Twin, records: list[ArtifactRecord], request: BenchRequest
     ) -> dict[str, Any]:
         """Times of each artifact in the twin: {file: {load_ms, runtime, details, samples_ms}}."""
         runs, warmup = min(request.runs, MAX_RUNS), min(request.warmup, MAX_WARMUP)
-        request.progress(f"{self.profile.name} ({LABEL}, -cpu {self.cpu}): timing {len(records)} "
-                         f"artifact(s), {runs} run(s) per input")
+        request.progress(
+            f"{self.profile.name} ({LABEL}, -cpu {self.cpu}): timing {len(records)} "
+            f"artifact(s), {runs} run(s) per input"
+        )
         with tempfile.TemporaryDirectory(prefix="edgesam-twin-") as tmp:
             bundle, out = Path(tmp) / "timing", Path(tmp) / "timing.json"
             write_timing_bundle(bundle, records, request.export_dir, self.settings(request))
@@ -126,10 +138,13 @@ class EmulatedRunner(Runner):
     def _device(self, twin: Twin | None) -> DeviceInfo:
         details = twin.describe(self.cpu) if twin else {"cpu_model": self.cpu}
         return DeviceInfo(
-            name=f"{self.profile.name} ({LABEL})", runner=self.kind,
+            name=f"{self.profile.name} ({LABEL})",
+            runner=self.kind,
             description=f"emulated ARM64 twin of: {self.profile.description}. QEMU user mode, -cpu "
-                        f"{self.cpu}; every time here is the emulator's, not the device's",
-            system="Linux (QEMU user mode)", machine=f"aarch64 ({LABEL})", details=details,
+            f"{self.cpu}; every time here is the emulator's, not the device's",
+            system="Linux (QEMU user mode)",
+            machine=f"aarch64 ({LABEL})",
+            details=details,
         )
 
 
