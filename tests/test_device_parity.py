@@ -3,6 +3,7 @@ outputs failing only their row, and the trtexec and benchmark_model conversions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -282,3 +283,19 @@ def test_trtexec_exports_become_judged_outputs(bundle, device_run, reference, tm
                 "non-finite value" if damage == "nan" else "trtexec output is not complete JSON"
             )
             assert not decoder.passed and reason in decoder.failures[0]
+
+
+def test_rows_outside_the_protocol_say_why_and_nothing_runs(export):
+    manifest = Manifest.load(export)
+    decoder = next(r for r in manifest.artifacts if r.role == "decoder")
+    refining = dataclasses.replace(decoder, details={**decoder.details, "mask_input": True})
+    rows = [ArtifactResult(refining.file, "onnx", "decoder", "fp32", 1, measured=True)]
+    request = BenchRequest(export, manifest, [refining], 1, 0)
+
+    def no_reference() -> Reference:
+        raise AssertionError("nothing to run: the reference must not be built")
+
+    measure_device_parity(
+        LocalRunner(DeviceProfile("host", "local")), request, rows, no_reference, Settings()
+    )
+    assert rows[0].parity is None and "no previous-mask cases" in rows[0].parity_reason

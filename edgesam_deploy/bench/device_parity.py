@@ -10,6 +10,7 @@ from typing import Callable
 from ..device.protocol import Settings
 from ..devices import DeviceProfile
 from ..errors import DeployError
+from ..manifest import ArtifactRecord
 from ..parity import ArtifactParity, Reference
 from ..parity.bundle import write_bundle
 from ..parity.judge import judge_device_outputs
@@ -34,6 +35,13 @@ def protocol_settings(profile: DeviceProfile, threads: int | None) -> Settings:
     )
 
 
+def outside_protocol(record: ArtifactRecord) -> str | None:
+    """Why the protocol's cases cannot judge ``record`` (None if they can)."""
+    if record.details.get("mask_input"):
+        return "protocol v1 has no previous-mask cases (decoder with mask_input)"
+    return None
+
+
 def measure_device_parity(
     runner: Runner,
     request: BenchRequest,
@@ -47,7 +55,7 @@ def measure_device_parity(
     chosen = []
     for record in request.artifacts:
         row = by_file[record.file]
-        reason = runner.parity_unsupported(record) or (
+        reason = runner.parity_unsupported(record) or outside_protocol(record) or (
             "" if row.measured else f"not run on the device ({row.reason})"
         )
         if reason:
@@ -62,13 +70,13 @@ def measure_device_parity(
         ref = reference()
         write_bundle(bundle, ref, chosen, request.export_dir, settings)
         try:
+            request.progress(f"parity: running the cases ({runner.measured_on})")
             runner.run_parity(bundle, outputs, request)
-        except (
-            DeployError
-        ) as exc:  # the device went away mid-run: these rows say so, the bench goes on
+        except DeployError as exc:  # the device went away: these rows say so, the bench goes on
             for record in chosen:
                 by_file[record.file].parity_reason = f"device parity did not complete: {exc}"
             return
+        request.progress("parity: judging the outputs against the PyTorch reference")
         for judged in judge_device_outputs(bundle, outputs, ref, runner.measured_on):
             row = by_file[judged.file]
             row.parity, row.parity_measured_on = summary_of(judged), judged.measured_on
