@@ -14,18 +14,20 @@ import json
 import platform
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgesam_deploy.bench.metrics import timed_interleaved
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportContext, ExportOptions
-from edgesam_deploy.exporters.onnx import OnnxExporter
+from edgesam_deploy.exporters.onnx.convert import OnnxExporter
+from edgesam_deploy.exporters.onnx.options import OnnxOptions
 from edgesam_deploy.fileio import write_json
-from edgesam_deploy.graphs import ENCODER_INPUTS, ENCODER_OUTPUTS, EncoderGraph, example_inputs
+from edgesam_deploy.graphs import EncoderGraph, example_inputs
+from edgesam_deploy.vocabulary import ENCODER, Role
 from edgesam_deploy.manifest import Manifest, tool_versions
 from edgesam_deploy.parity import check_directory
 from edgesam_deploy.runtimes.onnxruntime import OrtSession
@@ -40,22 +42,14 @@ def export_official_style(model: torch.nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(EncoderGraph(model, fold=False).eval(), example_inputs()[0], str(path), dynamo=False,
-                          opset_version=11, input_names=[ENCODER_INPUTS[0].name], output_names=[ENCODER_OUTPUTS[0].name])
+        torch.onnx.export(EncoderGraph(model, fold=False).eval(), example_inputs(Role.ENCODER), str(path), dynamo=False,
+                          opset_version=11, input_names=list(ENCODER.input_names), output_names=list(ENCODER.output_names))
 
 
 def median_ms(sessions: dict[str, OrtSession], feeds: dict[str, np.ndarray], runs: int) -> dict[str, float]:
-    """Median latency of each session; runs are interleaved so that load on the shared machine
-    falls on every session alike and the ratios stay meaningful."""
-    for session in sessions.values():
-        session.run(feeds)  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(runs):
-        for key, session in sessions.items():
-            t = time.perf_counter()
-            session.run(feeds)
-            times[key].append(time.perf_counter() - t)
-    return {k: float(np.median(v) * 1000) for k, v in times.items()}
+    """Median latency of each session, runs interleaved (``bench.metrics.timed_interleaved``)."""
+    fns = {key: (lambda s=session: s.run(feeds)) for key, session in sessions.items()}
+    return {k: float(np.median(v)) for k, v in timed_interleaved(fns, runs, warmup=1).items()}
 
 
 def op_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3) -> dict[str, float]:
@@ -96,7 +90,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         out = Path(tmp)
-        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions(precisions=list(OnnxExporter.precisions), calibration_size=args.calibration_size),
+        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions.of(OnnxOptions(OnnxExporter.precisions), calibration_size=args.calibration_size),
                             progress=lambda m: print(m, file=sys.stderr))
         records = OnnxExporter().export(ctx)
         manifest = Manifest(model=source.as_dict())

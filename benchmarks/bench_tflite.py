@@ -13,35 +13,31 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 from statistics import median
 
 import numpy as np
 
+from edgesam_deploy.bench.metrics import timed
 from edgesam_deploy.checkpoints import load_model
-from edgesam_deploy.export import run_export
 from edgesam_deploy.exporters import ExportOptions
+from edgesam_deploy.exporters.pipeline import run_export
+from edgesam_deploy.exporters.tflite.convert import TfliteExporter
+from edgesam_deploy.exporters.tflite.options import TfliteOptions
+from edgesam_deploy.vocabulary import Role, Target
 from edgesam_deploy.fileio import write_json
 from edgesam_deploy.manifest import ArtifactRecord, Manifest, ManifestError
 from edgesam_deploy.parity import Reference, evaluate
 from edgesam_deploy.runtimes import open_session
 from edgesam_deploy.runtimes.base import GraphSession
 
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-full")
+PRECISIONS = TfliteExporter.precisions
 CLICKS = {"1 point": 2, "16 points": 16}  # decoder N: one click + the padding point; 16 points
 
 
-def timed(session: GraphSession, feeds: dict[str, np.ndarray], repeats: int, warmup: int = 2) -> float:
+def median_ms(session: GraphSession, feeds: dict[str, np.ndarray], repeats: int, warmup: int = 2) -> float:
     """Median wall time of ``session.run(feeds)`` in milliseconds."""
-    for _ in range(warmup):
-        session.run(feeds)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        session.run(feeds)
-        times.append((time.perf_counter() - t) * 1e3)
-    return median(times)
+    return median(timed(lambda: session.run(feeds), repeats, warmup))
 
 
 def tflite_records(export_dir: Path) -> dict[tuple[str, str], ArtifactRecord]:
@@ -64,9 +60,9 @@ def main() -> None:
     model, source = load_model(random_seed=0)
     export_dir = args.export_dir or Path(tempfile.mkdtemp(prefix="bench-tflite-"))
     records = tflite_records(export_dir)
-    if set(records) != {(r, p) for r in ("encoder", "decoder") for p in PRECISIONS}:
+    if set(records) != {(r, p) for r in Role for p in PRECISIONS}:
         print(f"exporting to {export_dir} ...", flush=True)
-        run_export(model, source, ["tflite"], export_dir, ExportOptions(precisions=list(PRECISIONS)), run_parity=False,
+        run_export(model, source, [Target.TFLITE], export_dir, ExportOptions.of(TfliteOptions(PRECISIONS)), run_parity=False,
                    progress=lambda m: print(f"  {m}", flush=True))
         records = tflite_records(export_dir)
 
@@ -100,9 +96,9 @@ def main() -> None:
                 "passed": parity.passed,
             }
             if role == "encoder":
-                row[role]["latency_ms"] = round(timed(session, feeds_enc, args.repeats), 1)
+                row[role]["latency_ms"] = round(median_ms(session, feeds_enc, args.repeats), 1)
             else:
-                row[role]["latency_ms"] = {label: round(timed(session, f, args.repeats * 5), 2) for label, f in feeds_dec.items()}
+                row[role]["latency_ms"] = {label: round(median_ms(session, f, args.repeats * 5), 2) for label, f in feeds_dec.items()}
         rows.append(row)
         print(f"{precision}: encoder {row['encoder']['latency_ms']} ms, decoder {row['decoder']['latency_ms']} ms", flush=True)
 

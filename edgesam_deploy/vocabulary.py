@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Callable
+
+IMG_SIZE = 1024  # side of the square encoder input
+ProgressFn = Callable[[str], None]  # receives one line per step of a long job
 
 
 class Role(StrEnum):
@@ -98,7 +102,7 @@ class GraphSpec:
 
 ENCODER = GraphSpec(
     Role.ENCODER,
-    inputs=(TensorSpec("image", (1, 3, 1024, 1024)),),
+    inputs=(TensorSpec("image", (1, 3, IMG_SIZE, IMG_SIZE)),),
     outputs=(TensorSpec("image_embeddings", (1, 256, 64, 64)),),
 )
 DECODER = GraphSpec(

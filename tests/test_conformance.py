@@ -1,4 +1,4 @@
-"""Our EdgeSAM against the official implementation's vectors (../shared/conformance)."""
+"""Our EdgeSAM against the official implementation's vectors (tests/data/conformance, copied from ../shared)."""
 from __future__ import annotations
 
 import os
@@ -123,3 +123,17 @@ def test_missing_vectors_fail_not_skip(tmp_path):
     )
     assert proc.returncode == 1, proc.stdout
     assert "absent.npz" in proc.stdout and "skipped" not in proc.stdout
+
+
+def test_repository_copies_match_shared():
+    """The vectors the tests use are kept in the repository; where ../shared is beside it (CI),
+    each copy must equal the shared original and every shared file must have a copy."""
+    from conftest import CONFORMANCE_DIR, REPO
+
+    shared = REPO.parent / "shared" / "conformance"
+    if not shared.is_dir():
+        pytest.skip("no ../shared/conformance beside this clone (the repository copies are used)")
+    for original in sorted(shared.iterdir()):
+        copy = CONFORMANCE_DIR / original.name
+        assert copy.is_file(), f"{original.name} is in ../shared but not in tests/data/conformance"
+        assert copy.read_bytes() == original.read_bytes(), f"{copy} differs from {original}"

@@ -8,8 +8,6 @@ from .image_encoder import RepViTEncoder, UpsampleMode
 from .mask_decoder import MaskDecoder, stability_score
 from .prompt_encoder import PromptEncoder
 
-IMG_SIZE = 1024
-EMBED_GRID = 64
 MASK_THRESHOLD = 0.0
 STABILITY_OFFSET = 1.0
 
