@@ -47,13 +47,13 @@ class DecoderGraph(nn.Module):
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
         dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
-        scores = stability_score(masks) if self.scores is ScoreKind.STABILITY else iou
+        scores = stability_score(masks) if self.scores == ScoreKind.STABILITY else iou
         return scores, masks
 
 
 def build_graph(model: EdgeSam, role: Role, scores: ScoreKind = ScoreKind.IOU) -> nn.Module:
     """The deployable graph of ``role`` (folded encoder, or decoder with ``scores``), in eval mode."""
-    graph = EncoderGraph(model) if role is Role.ENCODER else DecoderGraph(model, scores)
+    graph = EncoderGraph(model) if role == Role.ENCODER else DecoderGraph(model, scores)
     return graph.eval()
 
 
@@ -68,7 +68,7 @@ def example_inputs(role: Role, num_points: int = 2) -> tuple[torch.Tensor, ...]:
     (embeddings [1, 256, 64, 64], coords [1, N, 2], labels [1, N] with a padding point last)."""
     g = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, 1024, 1024, generator=g)
-    if role is Role.ENCODER:
+    if role == Role.ENCODER:
         return (image,)
     emb = torch.randn(1, 256, 64, 64, generator=g)
     coords = torch.rand(1, num_points, 2, generator=g) * 1024

@@ -32,7 +32,7 @@ class TargetOptions:
     """Options of one target; each exporter subclasses it with the fields only it reads."""
 
     target: ClassVar[Target]
-    precisions: tuple[Precision, ...] | None = None  # None: the target's defaults
+    precisions: tuple[str, ...] | None = None  # precision names or aliases; None: the defaults
 
 
 @dataclass
@@ -152,6 +152,8 @@ class Exporter(ABC):
     precisions: ClassVar[tuple[Precision, ...]]
     default_precisions: ClassVar[tuple[Precision, ...]]
     options_class: ClassVar[type[TargetOptions]] = TargetOptions
+    # names a user can guess ("int8") -> this target's recommended variant of that kind
+    aliases: ClassVar[dict[str, Precision]] = {}
 
     def check_dependencies(self) -> None:
         """Raise MissingDependencyError naming the pip extra if a converter is missing."""
@@ -162,14 +164,24 @@ class Exporter(ABC):
         """This target's options in ``ctx`` (an ``options_class``)."""
         return ctx.target_options(self.target, self.options_class)
 
-    def resolve_precisions(self, requested: tuple[Precision, ...] | None) -> list[Precision]:
-        """The requested precisions (validated), or this target's defaults."""
-        chosen = list(requested) if requested else list(self.default_precisions)
-        unknown = [str(p) for p in chosen if p not in self.precisions]
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is one of this target's precisions or aliases."""
+        return name in self.precisions or name in self.aliases
+
+    def resolve_precisions(self, requested: tuple[str, ...] | None) -> list[Precision]:
+        """The requested precisions (aliases resolved, validated, in order, no repeats), or this
+        target's defaults."""
+        names = list(requested) if requested else list(self.default_precisions)
+        unknown = [str(p) for p in names if not self.knows(p)]
         if unknown:
-            choices = ", ".join(self.precisions)
+            choices = ", ".join([*self.precisions, *self.aliases])
             raise DeployError(f"{self.target} has no precision {', '.join(unknown)}; choose from {choices}")
-        return [Precision(p) for p in chosen]
+        return list(dict.fromkeys(Precision(self.aliases.get(p, p)) for p in names))
+
+    def alias_of(self, ctx: ExportContext, precision: Precision) -> str | None:
+        """The alias the user asked for that resolved to ``precision``, if any."""
+        requested = self.options(ctx).precisions or ()
+        return next((a for a in requested if self.aliases.get(a) == precision), None)
 
     @abstractmethod
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
@@ -180,8 +192,11 @@ class Exporter(ABC):
     ) -> ArtifactRecord:
         """Manifest record of a finished artifact (size and SHA-256 read from disk)."""
         spec = graph_spec(role)
-        if role is Role.DECODER:
+        if role == Role.DECODER:
             details = {"scores": ctx.options.scores, **details}
+        alias = self.alias_of(ctx, precision)
+        if alias:
+            details = {"requested_as": alias, **details}
         return ArtifactRecord(
             file=str(Path(path).relative_to(ctx.out_dir)),
             target=self.target,

@@ -68,6 +68,7 @@ class CoremlExporter(Exporter):
     precisions = (Precision.FP16, Precision.FP32, *WEIGHT_COMPRESSIONS, *ACTIVATION_COMPRESSIONS)
     default_precisions = (Precision.FP16,)
     options_class = CoremlOptions
+    aliases = {"int8": Precision.INT8_WEIGHT}  # runs everywhere; int8-full needs macOS to export
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         ct = require("coremltools", "coreml")
@@ -142,7 +143,7 @@ class CoremlExporter(Exporter):
             traced = torch.jit.trace(graph, example_inputs(role), check_trace=False)
         measured: dict[str, Any] = {}
         fp32_ops: list[str] = []
-        if any(p is not Precision.FP32 for p in precisions):
+        if any(p != Precision.FP32 for p in precisions):
             ctx.progress(f"coreml: measuring fp16 activations of the {role}")
             chosen = None if opts.fp32_ops == FP32_OPS_AUTO else validate_groups(opts.fp32_ops)
             report = activation_report(graph, samples, chosen)
@@ -151,17 +152,17 @@ class CoremlExporter(Exporter):
         records = []
         for precision in precisions:
             ctx.progress(f"coreml: {role} {precision}")
-            if precision is Precision.FP32:
+            if precision == Precision.FP32:
                 mlmodel = self._convert(ct, opts, role, traced, None)
             else:
                 fp16 = fp16 or [self._convert(ct, opts, role, traced, fp32_ops)]
                 mlmodel = self._compressed(fp16[0], role, precision, samples)
-            kept = fp32_ops if precision is not Precision.FP32 else []
+            kept = fp32_ops if precision != Precision.FP32 else []
             self._set_metadata(mlmodel, ctx, opts, role, precision, kept)
             path = ctx.out_dir / "coreml" / f"{role}.{precision}.mlpackage"
             _save(mlmodel, path)
             details = self._details(path, opts, role, kept)
-            if precision is not Precision.FP32:
+            if precision != Precision.FP32:
                 details["fp16_activations"] = measured
             records.append(self.make_record(ctx, path, role, precision, **details))
         self._add_compression_details(ctx, records, samples)
@@ -191,10 +192,10 @@ class CoremlExporter(Exporter):
             "fp32_ops_choice": opts.fp32_ops,
             "op_census": check["census"],
             "input_ranges": {f["name"]: f["range"] for f in check["io"]["inputs"]},
-            "folded_encoder": role is Role.ENCODER,
+            "folded_encoder": role == Role.ENCODER,
             "upsampling": "bilinear",
         }
-        if role is Role.DECODER:
+        if role == Role.DECODER:
             details["max_points"] = opts.max_points
         return details
 
@@ -232,12 +233,12 @@ class CoremlExporter(Exporter):
         with torch.no_grad():
             for feed, args in zip(data, samples):
                 out = session.run(feed)
-                if record.role is Role.ENCODER:
+                if record.role == Role.ENCODER:
                     cos.append(M.cosine(graph(*args).numpy(), out["image_embeddings"]))
                 else:
                     ref = graph(*args)[1].numpy() > 0
                     ious.extend(M.mask_iou(ref[0], out["masks"][0] > 0)[0].tolist())
-        if record.role is Role.ENCODER:
+        if record.role == Role.ENCODER:
             return {"emb_cosine_min": float(np.min(cos)), "samples": len(cos)}
         return {"lowres_mask_iou_mean": float(np.mean(ious)), "lowres_mask_iou_min": float(np.min(ious)), "samples": len(data)}
 
@@ -272,7 +273,7 @@ class CoremlExporter(Exporter):
             "edgesam.pixel_std": ",".join(f"{v:g}" for v in PREPROCESSING["pixel_std"]),
             "edgesam.preprocessing": json.dumps(PREPROCESSING),
         }
-        if role is Role.DECODER:
+        if role == Role.DECODER:
             meta["edgesam.scores"] = str(ctx.options.scores)
             meta["edgesam.max_points"] = str(opts.max_points)
         mlmodel.user_defined_metadata.update(meta)

@@ -77,6 +77,7 @@ class OnnxExporter(Exporter):
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
     default_precisions = (Precision.FP32, Precision.FP16)  # int8 on request (docs/onnx.md)
     options_class = OnnxOptions
+    aliases = {"int8": Precision.INT8_STATIC}  # calibrated QDQ: the faster and more accurate int8
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         """Write ``onnx/{encoder,decoder}.<precision>.onnx`` under ``ctx.out_dir``."""
