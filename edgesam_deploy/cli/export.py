@@ -58,6 +58,10 @@ def export(
     compute_units: ComputeUnit = typer.Option(
         ComputeUnit.ALL, "--compute-units", help="Core ML: compute units recorded in the metadata."
     ),
+    mask_input: bool = typer.Option(
+        False, "--mask-input", help="Decoder that also takes a previous mask (SAM's mask_input, has_mask_input) "
+        "for click-by-click refinement, written as decoder-mask-input.<precision>; default: the official decoder."
+    ),
     no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity check after export."),
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
@@ -76,6 +80,7 @@ def export(
         scores=scores,
         calibration_dir=calibration_dir,
         calibration_size=calibration_size,
+        mask_input=mask_input,
         targets={t: builders[t] for t in targets},
     )
     model, source = model_from_options(variant, checkpoint, random_weights)

@@ -18,7 +18,7 @@ from ..graphs import DecoderGraph, EncoderGraph, build_graph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
 from ..samples import CALIBRATION_PHOTOS
-from ..vocabulary import Precision, ProgressFn, Role, ScoreKind, Target, graph_spec
+from ..vocabulary import GraphSpec, Precision, ProgressFn, Role, ScoreKind, Target, graph_spec
 
 T = TypeVar("T")
 
@@ -42,6 +42,7 @@ class ExportOptions:
     scores: ScoreKind = ScoreKind.IOU
     calibration_dir: Path | None = None
     calibration_size: int = 8
+    mask_input: bool = False  # the decoder takes a previous mask (click-by-click refinement)
     targets: dict[Target, TargetOptions] = field(default_factory=dict)
 
     @classmethod
@@ -66,8 +67,17 @@ class ExportContext:
     def graph(self, role: Role) -> Any:
         """The deployable graph of ``role`` (folded bilinear encoder, or decoder), built once."""
         if role not in self._graphs:
-            self._graphs[role] = build_graph(self.model, role, self.options.scores)
+            mask_input = self.options.mask_input
+            self._graphs[role] = build_graph(self.model, role, self.options.scores, mask_input)
         return self._graphs[role]
+
+    def spec(self, role: Role) -> GraphSpec:
+        """The interface of ``role``'s graph in this export."""
+        return graph_spec(role, self.options.mask_input)
+
+    def stem(self, role: Role) -> str:
+        """File stem of ``role``'s artifacts: ``encoder``, ``decoder`` or ``decoder-mask-input``."""
+        return "decoder-mask-input" if role == Role.DECODER and self.options.mask_input else str(role)
 
     @property
     def encoder_graph(self) -> EncoderGraph:
@@ -138,9 +148,13 @@ class ExportContext:
     @cached_property
     def calibration_decoder_feeds(self) -> list[dict[str, np.ndarray]]:
         """Decoder calibration feeds from the calibration images (embeddings + varied prompts)."""
-        from ..quantization.calibration import decoder_calibration_feeds
+        from ..quantization.calibration import decoder_calibration_feeds, with_previous_masks
 
-        return decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
+        feeds = decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
+        if self.options.mask_input:
+            plain = build_graph(self.model, Role.DECODER, self.options.scores)
+            feeds = with_previous_masks(plain, feeds)
+        return feeds
 
 
 class Exporter(ABC):
@@ -191,9 +205,9 @@ class Exporter(ABC):
         self, ctx: ExportContext, path: Path, role: Role, precision: Precision, **details: Any
     ) -> ArtifactRecord:
         """Manifest record of a finished artifact (size and SHA-256 read from disk)."""
-        spec = graph_spec(role)
+        spec = ctx.spec(role)
         if role == Role.DECODER:
-            details = {"scores": ctx.options.scores, **details}
+            details = {"scores": ctx.options.scores, "mask_input": ctx.options.mask_input, **details}
         alias = self.alias_of(ctx, precision)
         if alias:
             details = {"requested_as": alias, **details}
