@@ -81,6 +81,7 @@ class OnnxExporter(Exporter):
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         """Write ``onnx/{encoder,decoder}.<precision>.onnx`` under ``ctx.out_dir``."""
+        self.check_dependencies()  # onnxslim's shape inference silently degrades without onnxruntime
         precisions = self.resolve_precisions(self.options(ctx).precisions)
         records = []
         for role in Role:
