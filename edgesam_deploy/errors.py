@@ -22,6 +22,12 @@ class DeviceError(DeployError):
     """A device is missing, unreachable or disappeared mid-run."""
 
 
+def first_line(exc: BaseException | str, limit: int = 200) -> str:
+    """The first line of an exception's message (or of a tool's output), cut to ``limit``."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 def require(module: str, extra: str):
     """Import an optional module or raise MissingDependencyError naming the extra."""
     import importlib

@@ -14,11 +14,12 @@ from typing import Any
 
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
+from ..vocabulary import Target
 
 PROFILES_ENV = "EDGESAM_DEPLOY_PROFILES"
 RUNNERS = ("local", "ssh", "adb", "xcode")
 EMULATED = "emulated"  # the runner of a profile's ARM64 twin (``bench --emulate``), never in a file
-TARGETS = ("onnx", "tflite", "coreml")
+TARGETS = tuple(str(t) for t in Target)
 PACKAGED = "packaged profiles.toml"
 _FIELDS = {
     "description", "runner", "target", "precision", "runtime", "delegate", "compute_units", "threads",
