@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bench_support import make_onnx_export
 
 from edgesam_deploy.bench.device_parity import measure_device_parity
 from edgesam_deploy.bench.runners.base import BenchRequest
@@ -31,6 +30,8 @@ from edgesam_deploy.parity import Reference, evaluate
 from edgesam_deploy.parity.bundle import write_bundle
 from edgesam_deploy.parity.judge import judge_device_outputs
 from edgesam_deploy.runtimes import open_session
+
+from test_bench_support import make_onnx_export
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKED = ("torch", "PIL")

@@ -4,8 +4,8 @@ it on its device, judge what comes back with the host's parity engine (docs/devi
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..device.protocol import Settings
 from ..devices import DeviceProfile
@@ -55,8 +55,10 @@ def measure_device_parity(
     chosen = []
     for record in request.artifacts:
         row = by_file[record.file]
-        reason = runner.parity_unsupported(record) or outside_protocol(record) or (
-            "" if row.measured else f"not run on the device ({row.reason})"
+        reason = (
+            runner.parity_unsupported(record)
+            or outside_protocol(record)
+            or ("" if row.measured else f"not run on the device ({row.reason})")
         )
         if reason:
             row.parity_reason = reason

@@ -3,8 +3,8 @@ export if the file is unchanged, else computed now against the PyTorch fp32 refe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DeployError
 from ..fileio import sha256_path

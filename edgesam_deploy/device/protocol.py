@@ -51,7 +51,7 @@ class TensorFile:
         return {"file": self.file, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TensorFile":
+    def from_dict(cls, data: dict[str, Any]) -> TensorFile:
         return cls(
             str(data["file"]), tuple(int(d) for d in data["shape"]), str(data.get("dtype", FLOAT32))
         )
@@ -104,7 +104,7 @@ class Case:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Case":
+    def from_dict(cls, data: dict[str, Any]) -> Case:
         feeds = {k: TensorFile.from_dict(v) for k, v in data["feeds"].items()}
         return cls(_check_case_id(data["id"]), Role(data["role"]), feeds)
 
@@ -137,7 +137,7 @@ class BundleArtifact:
         return out | ({"scores": str(self.scores)} if self.scores else {})
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BundleArtifact":
+    def from_dict(cls, data: dict[str, Any]) -> BundleArtifact:
         scores = ScoreKind(data["scores"]) if data.get("scores") else None
         return cls(
             str(data["file"]),
@@ -225,7 +225,7 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> "Bundle":
+    def load(cls, directory: Path) -> Bundle:
         path = Path(directory) / BUNDLE_FILE
         data = _load_json(path)
         try:
@@ -271,7 +271,7 @@ class ArtifactOutputs:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ArtifactOutputs":
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactOutputs:
         outputs = {
             str(c): {str(k): TensorFile.from_dict(t) for k, t in o.items()}
             for c, o in data.get("outputs", {}).items()
@@ -307,7 +307,7 @@ class Results:
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> "Results":
+    def load(cls, directory: Path) -> Results:
         path = Path(directory) / RESULTS_FILE
         data = _load_json(path)
         try:

@@ -135,7 +135,7 @@ def judge_device_outputs(
         ]
     return [
         _judge_one(outputs_dir, a, r, results, reference, measured_on)
-        for a, r in zip(bundle.artifacts, records)
+        for a, r in zip(bundle.artifacts, records, strict=True)
     ]
 
 

@@ -123,7 +123,7 @@ def split_outputs(data: bytes, signature: SignatureIO, role: Role) -> dict[str, 
             f"benchmark_model wrote {len(data)} bytes of outputs, {sum(sizes)} expected"
         )
     out, offset = {}, 0
-    for name, size in zip(signature.outputs, sizes):
+    for name, size in zip(signature.outputs, sizes, strict=True):
         out[name] = np.frombuffer(data, dtype="<f4", count=size // 4, offset=offset).reshape(
             shapes[name]
         )
