@@ -8,16 +8,23 @@ import pytest
 
 from edgesam_deploy.bench.parsers import adb_devices, benchmark_model
 from edgesam_deploy.bench.runners.adb import (
-    AdbRunner, benchmark_command, delegate_flags, result_from,
+    AdbRunner,
+    benchmark_command,
+    delegate_flags,
+    result_from,
 )
 from edgesam_deploy.bench.runners.benchmark_model_parity import (
-    parity_command, signature_for, signature_io, split_outputs,
+    parity_command,
+    signature_for,
+    signature_io,
+    split_outputs,
 )
 from edgesam_deploy.device.protocol import ProtocolError
-from edgesam_deploy.vocabulary import Role
 from edgesam_deploy.devices import get_profile
 from edgesam_deploy.errors import DeviceError
 from edgesam_deploy.manifest import ArtifactRecord
+from edgesam_deploy.vocabulary import Role
+
 from test_bench_support import private_adb_server  # noqa: F401 (fixture)
 
 DATA = Path(__file__).parent / "data"

@@ -23,6 +23,7 @@ from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.parity import Reference
 from edgesam_deploy.parity.bundle import write_bundle
 from edgesam_deploy.parity.judge import judge_device_outputs
+
 from test_bench_support import make_onnx_export, subset_export
 
 SSHD = Path("/usr/sbin/sshd")

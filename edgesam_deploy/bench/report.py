@@ -8,7 +8,14 @@ from rich.table import Table
 
 from ..fileio import atomic_output, write_json
 from .schema import (
-    DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, ParitySummary, PipelineResult, Stats,
+    DECODER_1,
+    DECODER_16,
+    ENCODER,
+    ArtifactResult,
+    BenchReport,
+    ParitySummary,
+    PipelineResult,
+    Stats,
 )
 
 ARTIFACT_HEADERS = (
