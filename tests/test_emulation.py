@@ -168,6 +168,7 @@ def emulated_report(tmp_path_factory, random_model):
     return report, messages
 
 
+@pytest.mark.slow
 def test_emulated_twin_runs_encoder_and_decoder_end_to_end(emulated_report):
     report, messages = emulated_report
     assert report.device.runner == EMULATED and "emulated" in report.device.name
@@ -188,6 +189,7 @@ def test_emulated_twin_runs_encoder_and_decoder_end_to_end(emulated_report):
     assert report.pipelines == [] and rows["decoder"].clicks_per_s is None  # never device speed
 
 
+@pytest.mark.slow
 def test_emulated_outputs_match_the_hosts(emulated_report):
     """Same runtime version, other architecture: the figures agree closely with the host's."""
     report, _ = emulated_report
