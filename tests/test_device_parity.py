@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edgesam_deploy.bench.device_parity import measure_device_parity
+from edgesam_deploy.bench.report import write_markdown
 from edgesam_deploy.bench.runners.base import BenchRequest
 from edgesam_deploy.bench.runners.local import LocalRunner
 from edgesam_deploy.bench.runners.trtexec_parity import (
@@ -21,7 +22,7 @@ from edgesam_deploy.bench.runners.trtexec_parity import (
     trtexec_parity_command,
     trtexec_results,
 )
-from edgesam_deploy.bench.schema import ArtifactResult
+from edgesam_deploy.bench.schema import ArtifactResult, BenchReport, DeviceInfo, ParitySummary
 from edgesam_deploy.device.protocol import RESULTS_FILE, Bundle, Settings
 from edgesam_deploy.devices import DeviceProfile
 from edgesam_deploy.errors import DeviceError
@@ -300,3 +301,27 @@ def test_rows_outside_the_protocol_say_why_and_nothing_runs(export):
         LocalRunner(DeviceProfile("host", "local")), request, rows, no_reference, Settings()
     )
     assert rows[0].parity is None and "no previous-mask cases" in rows[0].parity_reason
+
+
+def test_report_puts_host_and_device_side_by_side(tmp_path):
+    """An fp16 encoder that passes on the host and drifts on the ARM board: both, flagged."""
+    host = ParitySummary(
+        True, {"emb_cosine_min": 0.999998, "mask_iou_mean": 0.9986}, [], "ort", "computed"
+    )
+    board = ParitySummary(
+        False, {"emb_cosine_min": 0.99712, "mask_iou_mean": 0.9712}, ["emb_cosine_min 0.99712"],
+        "ort", "computed", "device",
+    )  # fmt: skip
+    row = ArtifactResult("onnx/encoder.fp16.onnx", "onnx", "encoder", "fp16", 11_000_000)
+    row.parity, row.host_parity, row.parity_measured_on = board, host, "device"
+    unmeasured = ArtifactResult("onnx/decoder.fp16.onnx", "onnx", "decoder", "fp16", 1)
+    unmeasured.parity_reason = "benchmark_model runs .tflite artifacts only"
+    report = BenchReport(
+        DeviceInfo("board", "ssh"), {"runs": 1, "warmup": 0}, {}, {}, [row, unmeasured]
+    )
+    write_markdown(tmp_path / "r.md", report)
+    text = (tmp_path / "r.md").read_text()
+    assert "| device: FAIL: emb_cosine_min 0.99712 (IoU 0.9712) | pass (IoU 0.9986) |" in text
+    assert "not measured: benchmark_model runs .tflite artifacts only" in text
+    assert "## Parity on this host and on the device" in text
+    assert "| 0.999998 / 0.997120 |" in text and "pass / FAIL  <- missed on the host |" in text
