@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import sys
 import urllib.error
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint_scan import load_failure
 from .errors import DeployError
 from .fileio import sha256_path as sha256_file
 from .modeling import EdgeSam
@@ -119,13 +119,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused, the pickle needs code to load (weights_only=True): "
-            f"{str(exc).splitlines()[0][:200]}"
-        ) from exc
-    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, KeyError, EOFError ...)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {str(exc).splitlines()[0][:160]})") from exc
+    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, EOFError ...)
+        raise CheckpointError(load_failure(path, exc)) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import DeployError, require
+from .errors import DeployError, first_line, require
 
 FP16_MAX = 65504.0
 HEADROOM = 8.0  # an op whose fp32 magnitude comes within 8x of the fp16 maximum is an overflow risk
@@ -256,7 +256,7 @@ def load_package(path: Path) -> Any:
     try:
         return ct.models.MLModel(str(path), skip_model_load=True)
     except Exception as exc:  # coremltools raises bare Exceptions for corrupt packages
-        raise DeployError(f"{path}: not a readable Core ML package ({str(exc).splitlines()[0][:200]})") from exc
+        raise DeployError(f"{path}: not a readable Core ML package ({first_line(exc)})") from exc
 
 
 def _feature(f: Any) -> dict:

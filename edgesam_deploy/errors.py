@@ -30,3 +30,14 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(module, extra) from exc
+
+
+class OutputError(DeployError):
+    """An output location cannot be written: not a directory, read-only, full, or not a real disk."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``exc``'s message, cut to ``limit`` characters; its class name
+    when the message is empty (one home for trimming third-party messages into one line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else exc.__class__.__name__

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import DeployError, require
+from ..errors import DeployError, first_line, require
 from ..fileio import atomic_output, remove
 from ..graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, example_inputs
 from ..manifest import PREPROCESSING, ArtifactRecord
@@ -118,7 +118,7 @@ class CoremlExporter(Exporter):
                 minimum_deployment_target=ios, skip_model_load=True,
             )
         except Exception as exc:  # the converter raises plain exceptions
-            raise DeployError(f"Core ML conversion of the {role} failed: {str(exc).splitlines()[0][:300]}") from exc
+            raise DeployError(f"Core ML conversion of the {role} failed: {first_line(exc, 300)}") from exc
 
     def _export_role(
         self, ctx: ExportContext, ct: Any, role: str, precisions: list[str], ios: Any, units: str, samples: list[tuple[torch.Tensor, ...]]

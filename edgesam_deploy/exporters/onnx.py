@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..errors import DeployError
+from ..errors import DeployError, first_line
 from ..fileio import atomic_output
 from ..graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, TensorSpec, example_inputs
 from ..manifest import ArtifactRecord
@@ -204,4 +204,4 @@ def save_model(model: Any, path: Path) -> None:
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as exc:
-            raise DeployError(f"{path.name}: invalid ONNX ({str(exc).splitlines()[0][:200]})") from exc
+            raise DeployError(f"{path.name}: invalid ONNX ({first_line(exc)})") from exc

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeployError, require
+from ..errors import DeployError, first_line, require
 
 WEIGHT_COMPRESSIONS = ("int8-weight", "palette8", "palette6", "palette4")
 ACTIVATION_COMPRESSIONS = ("int8-full",)
@@ -88,7 +88,7 @@ def decompressed_weights(path: Path) -> dict[str, np.ndarray]:
     try:
         weights = oc.get_weights_metadata(oc.decompress_weights(mlmodel), weight_threshold=WEIGHT_THRESHOLD)
     except Exception as exc:  # coremltools' graph passes raise plain exceptions
-        raise DeployError(f"{path}: cannot decompress its weights ({str(exc).splitlines()[0][:200]})") from exc
+        raise DeployError(f"{path}: cannot decompress its weights ({first_line(exc)})") from exc
     return {_SUFFIXES.sub("", name): np.asarray(meta.val, dtype=np.float32) for name, meta in weights.items()}
 
 

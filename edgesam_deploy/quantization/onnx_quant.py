@@ -23,7 +23,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import create_calibrator
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-from ..errors import DeployError
+from ..errors import DeployError, first_line
 
 FP16_MAX = 65504.0
 
@@ -121,7 +121,7 @@ def to_fp16(model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds) -> tuple[o
             node_block_list=subgraph + hot,
         )
     except Exception as exc:  # the converter raises bare exceptions of many types
-        raise DeployError(f"fp16 conversion failed: {str(exc).splitlines()[0][:200]}") from exc
+        raise DeployError(f"fp16 conversion failed: {first_line(exc)}") from exc
     toposort(converted)
     details: dict[str, Any] = {"fp32_kept_ops": dict(policy.keep_ops)}
     if subgraph:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DeployError, require
+from ..errors import DeployError, first_line, require
 from ..graphs import DecoderGraph, EncoderGraph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
@@ -49,7 +49,7 @@ class CoremlSession(GraphSession):
         try:
             self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, self.compute_units))
         except Exception as exc:  # Core ML reports compile errors as plain exceptions
-            raise DeployError(f"{path}: Core ML cannot load it ({str(exc).splitlines()[0][:200]})") from exc
+            raise DeployError(f"{path}: Core ML cannot load it ({first_line(exc)})") from exc
         self._outputs = [o.name for o in self.model.get_spec().description.output]
 
     @classmethod
