@@ -15,6 +15,7 @@ import torch
 from .checkpoint_scan import load_failure
 from .errors import DeployError
 from .fileio import sha256_path as sha256_file
+from .manifest_schema import MAX_SEED
 from .modeling import EdgeSam
 from .modeling.image_encoder import UpsampleMode
 from .modeling.random_init import randomize_
@@ -158,6 +159,8 @@ def load_model(
     if random_seed is not None:
         if checkpoint is not None:
             raise CheckpointError("give either --checkpoint or --random-weights, not both")
+        if not 0 <= random_seed <= MAX_SEED:
+            raise CheckpointError(f"--random-weights {random_seed}: a seed is an integer from 0 to {MAX_SEED}")
         randomize_(model, random_seed)
         return model, ModelSource(variant, "random", seed=random_seed)
     if checkpoint is None:
