@@ -8,6 +8,7 @@ import typer
 
 from ..errors import DeployError
 from ..export import resolve_targets, run_export
+from ..exportdir import check_output_dir
 from ..exporters import ExportOptions, get_exporter
 from ..parity.report import print_table
 from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
@@ -50,6 +51,8 @@ def export(
         raise DeployError("--min-ios must be 16, 17 or 18")
     if compute_units not in ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY"):
         raise DeployError("--compute-units must be ALL, CPU_AND_NE, CPU_AND_GPU or CPU_ONLY")
+    if calibration_size < 1:
+        raise DeployError("--calibration-size must be at least 1")
     if not 1 <= num_points <= 64 or not 1 <= max_points <= 64:
         raise DeployError("--num-points and --max-points must be between 1 and 64")
     targets = resolve_targets(target)
@@ -57,6 +60,7 @@ def export(
     targets = [t for t in targets if per_target[t] != []]
     for t in targets:
         get_exporter(t).check_dependencies()
+    check_output_dir(out)
     model, source = model_from_options(variant, checkpoint, random_weights)
     console = out_console()
     results = []
