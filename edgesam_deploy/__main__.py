@@ -4,7 +4,10 @@ import sys
 
 def run() -> None:
     """Import the CLI (seconds: torch) and run it; an interrupt during start-up exits 130."""
+    from .testhook import hook
+
     try:
+        hook("startup")
         from .cli.app import main
     except KeyboardInterrupt:
         print("edgesam-deploy: interrupted", file=sys.stderr)

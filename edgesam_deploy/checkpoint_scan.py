@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickletools
-import zipfile
 from pathlib import Path
 
 # globals the weights-only loader accepts in a plain state_dict; anything else needs code
@@ -30,13 +29,15 @@ def _pickle_globals(data: bytes) -> list[str] | None:
 def unsafe_globals(path: Path) -> list[str] | None:
     """The code a checkpoint would import to load (sorted), [] if none, None if it is neither a
     torch zip archive nor a pickle (random bytes, an empty or truncated file)."""
-    if zipfile.is_zipfile(path):
+    with open(path, "rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"
+    if is_zip:
         import torch
 
         try:
             return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
-        except Exception:  # a damaged archive
-            return None
+        except Exception:  # a truncated or damaged archive: no code found
+            return []
     names = _pickle_globals(Path(path).read_bytes())
     if names is None:
         return None

@@ -4,7 +4,8 @@
 called ``NAME`` is in place) the process sends itself ``SIGACTION`` (``INT``, ``KILL``, ``TERM``),
 or with ``pause:MARKER`` creates the file ``MARKER`` and waits until the test deletes it. Steps:
 ``written`` (fileio.atomic_output), ``commit`` (journal written, nothing moved yet), ``moved``
-(first file of a commit moved), ``locked`` (export directory locked). Unset, it does nothing.
+(first file of a commit moved), ``locked`` (export directory locked), ``startup`` (before the
+CLI and torch are imported). Unset, it does nothing.
 """
 from __future__ import annotations
 

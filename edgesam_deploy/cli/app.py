@@ -31,6 +31,8 @@ app.command("parity")(parity.parity)
 app.command("bench")(bench.bench)
 app.command("devices")(devices.devices)
 
+INTERRUPTED = 130
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit codes: 0 ok, 1 check failed (parity), 2 bad input or environment,
@@ -48,12 +50,11 @@ def _run(args: list[str], debug: bool) -> int:
     """The command's exit code; every failure is reported by ``_fail``."""
     try:
         rv = typer.main.get_command(app).main(args, prog_name="edgesam-deploy", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
+        code = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
-        return exc.exit_code
+        code = exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
-        print("edgesam-deploy: interrupted", file=sys.stderr)
-        return 130
+        code = INTERRUPTED
     except DeployError as exc:
         return _fail(str(exc), exc.exit_code, debug)
     except Exception as exc:  # the last line of defence: never a traceback without --debug
@@ -68,6 +69,9 @@ def _run(args: list[str], debug: bool) -> int:
             f"internal error: {exc.__class__.__name__}: {first_line(exc, 300)} "
             "(run with --debug for the traceback)", 3, debug,
         )
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without a word
+        print("edgesam-deploy: interrupted", file=sys.stderr)
+    return code
 
 
 def _fail(message: str, code: int, debug: bool) -> int:
