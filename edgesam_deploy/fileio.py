@@ -7,7 +7,7 @@ import json
 import os
 import re
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -75,7 +75,8 @@ def check_output_dir(path: Path) -> Path:
     except OSError as exc:
         raise output_error(path, exc) from exc
     finally:
-        probe.unlink(missing_ok=True)
+        with suppress(OSError):  # absent, or on a read-only mount
+            probe.unlink()
     return path
 
 
