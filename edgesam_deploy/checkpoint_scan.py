@@ -1,4 +1,5 @@
 """Why a checkpoint did not load, found without unpickling it: code it would run, or damage."""
+
 from __future__ import annotations
 
 import pickletools
@@ -6,7 +7,14 @@ from pathlib import Path
 
 # globals the weights-only loader accepts in a plain state_dict; anything else needs code
 _DATA_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
-_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"}
+_STRING_OPS = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "UNICODE",
+    "BINUNICODE8",
+    "SHORT_BINSTRING",
+    "BINSTRING",
+}
 
 
 def _pickle_globals(data: bytes) -> list[str] | None:
@@ -53,8 +61,10 @@ def load_failure(path: Path, exc: BaseException) -> str:
     code = unsafe_globals(path)
     if code:
         shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
-        return (f"{path}: refused: loading it would run code ({shown}); "
-                "a checkpoint must hold only tensors")
+        return (
+            f"{path}: refused: loading it would run code ({shown}); "
+            "a checkpoint must hold only tensors"
+        )
     if code is None:
         return f"{path}: not a PyTorch checkpoint (neither a torch.save archive nor a pickle)"
     detail = "" if "weights_only" in str(exc) else f": {first_line(exc, 160)}"

@@ -33,7 +33,7 @@ def require(module: str, extra: str):
 
 
 class OutputError(DeployError):
-    """An output location cannot be written: not a directory, read-only, full, or not a real disk."""
+    """An output location cannot be written: not a directory, read-only, full, or not a disk."""
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Callable
 
 from .checkpoints import ModelSource
-from .exporters import TARGETS, ExportContext, ExportOptions, get_exporter
 from .errors import DeployError
 from .exportdir import export_transaction
+from .exporters import TARGETS, ExportContext, ExportOptions, get_exporter
 from .manifest import MANIFEST_NAME, ArtifactRecord, Manifest, ManifestError
 from .modeling import EdgeSam
 from .parity import ArtifactParity, check_directory, reference_description
@@ -17,7 +17,8 @@ def resolve_targets(target: str) -> list[str]:
     """``all`` or a comma-separated list -> target names (validated, at least one)."""
     names = list(TARGETS) if target == "all" else [t.strip() for t in target.split(",") if t.strip()]
     if not names:
-        raise DeployError(f"--target {target!r} names no target; choose from {', '.join(TARGETS)} or all")
+        choices = ", ".join(TARGETS)
+        raise DeployError(f"--target {target!r} names no target; choose from {choices} or all")
     for name in names:
         get_exporter(name)  # raises DeployError for an unknown target
     return names
@@ -54,7 +55,9 @@ def run_export(
     out_dir = Path(out_dir)
     with export_transaction(out_dir) as txn:
         manifest = _existing_manifest(out_dir, source)
-        ctx = ExportContext(model=model, source=source, out_dir=txn.staging, options=options, progress=progress)
+        ctx = ExportContext(
+            model=model, source=source, out_dir=txn.staging, options=options, progress=progress
+        )
         new: list[ArtifactRecord] = []
         for exporter in exporters:
             progress(f"{exporter.target}: exporting")
@@ -63,7 +66,8 @@ def run_export(
         txn.commit(manifest, [r.file for r in new])
         results: list[ArtifactParity] = []
         if run_parity:
-            results = check_directory(out_dir, model, files=[r.file for r in new], progress=progress)
+            files = [r.file for r in new]
+            results = check_directory(out_dir, model, files=files, progress=progress)
             previous = {a["file"]: a for a in (manifest.parity or {}).get("artifacts", [])}
             previous.update({r.file: r.as_dict() for r in results})
             manifest.parity = {

@@ -10,6 +10,7 @@ the files present. One export at a time holds ``DIR/.edgesam-deploy.lock`` (floc
 refused with one line. Staging directories and partial files of dead processes are removed by the
 next export.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -21,7 +22,14 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import DeployError
-from .fileio import check_output_dir, output_error, pid_alive, remove, remove_stale_partials, write_json
+from .fileio import (
+    check_output_dir,
+    output_error,
+    pid_alive,
+    remove,
+    remove_stale_partials,
+    write_json,
+)
 from .manifest import MANIFEST_NAME, Manifest
 from .manifest_schema import inside
 from .testhook import hook
@@ -48,8 +56,10 @@ def locked(directory: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise BusyError(f"{directory} is being written by another export (pid {holder}); "
-                            "wait for it to finish or choose another --out") from None
+            raise BusyError(
+                f"{directory} is being written by another export (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         hook("locked")
@@ -62,7 +72,9 @@ def _journal_moves(directory: Path, journal: dict) -> list[str]:
     """The relative paths a journal moves, each checked to stay inside ``directory``."""
     moves = journal.get("files") if isinstance(journal, dict) else None
     if not isinstance(moves, list) or not all(isinstance(f, str) for f in moves):
-        raise DeployError(f"{directory / JOURNAL_NAME}: damaged commit journal; remove it and export again")
+        raise DeployError(
+            f"{directory / JOURNAL_NAME}: damaged commit journal; remove it and export again"
+        )
     for rel in moves:
         inside(directory, rel, str(directory / JOURNAL_NAME))
     return moves
@@ -91,7 +103,9 @@ def roll_forward(directory: Path) -> bool:
     try:
         journal = json.loads(journal_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DeployError(f"{journal_path}: damaged commit journal; remove it and export again") from exc
+        raise DeployError(
+            f"{journal_path}: damaged commit journal; remove it and export again"
+        ) from exc
     moves = _journal_moves(Path(directory), journal)
     staging = Path(directory) / str(journal.get("staging", ""))
     if not staging.name.startswith(STAGING_PREFIX) or staging.parent != Path(directory):
@@ -112,7 +126,7 @@ def settle(directory: Path) -> None:
 def _clean_stale(directory: Path) -> None:
     """Remove staging directories and partial files that dead processes left."""
     for staging in Path(directory).glob(f"{STAGING_PREFIX}*"):
-        pid = staging.name[len(STAGING_PREFIX):]
+        pid = staging.name[len(STAGING_PREFIX) :]
         if not pid.isdigit() or not pid_alive(int(pid)):
             remove(staging)
     remove_stale_partials(directory)
@@ -129,7 +143,9 @@ class Transaction:
         """Publish ``files`` (relative, written under ``staging``) with ``manifest`` describing the
         whole directory afterwards. The journal write is the commit point."""
         manifest.save(self.staging)
-        write_json(self.directory / JOURNAL_NAME, {"staging": self.staging.name, "files": list(files)})
+        write_json(
+            self.directory / JOURNAL_NAME, {"staging": self.staging.name, "files": list(files)}
+        )
         hook("commit")
         roll_forward(self.directory)
 

@@ -5,6 +5,7 @@ and other colour spaces are converted to RGB, 16-bit, palette and transparent im
 into 8-bit RGB (transparency composited over white, as a viewer on a white page shows it), and
 images over a pixel limit are refused before they are decoded (decompression bombs).
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ class Photo:
 
 @contextmanager
 def _own_pixel_limit() -> Iterator[None]:
-    """PIL's global bomb check off while ``read_photo`` applies its own (with an option to raise it)."""
+    """PIL's global bomb check off while ``read_photo`` applies its own (which can be raised)."""
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -61,7 +62,9 @@ def _to_rgb(im: Image.Image, source: str) -> np.ndarray:
     try:
         return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, palette
     except (ValueError, OSError) as exc:
-        raise ImageError(f"{source}: pixel format {im.mode} cannot be converted to RGB ({first_line(exc)})") from exc
+        raise ImageError(
+            f"{source}: pixel format {im.mode} cannot be converted to RGB ({first_line(exc)})"
+        ) from exc
 
 
 def read_photo(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Photo:
@@ -75,7 +78,8 @@ def read_photo(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS)
                     raise ImageError(
                         f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
                         f"{max_megapixels:g} (a guard against decompression bombs); "
-                        "raise it with --max-megapixels")
+                        "raise it with --max-megapixels"
+                    )
                 orientation = int(im.getexif().get(EXIF_ORIENTATION, 1))
                 mode = im.mode
                 im.load()
@@ -87,7 +91,9 @@ def read_photo(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS)
             raise ImageError(f"{path}: is a directory, not an image") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
-    return Photo(to_rgb_uint8(rgb, source=str(path)), orientation if orientation in range(1, 9) else 1, mode)
+    return Photo(
+        to_rgb_uint8(rgb, source=str(path)), orientation if orientation in range(1, 9) else 1, mode
+    )
 
 
 def load_image(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:

@@ -7,6 +7,7 @@ or with ``pause:MARKER`` creates the file ``MARKER`` and waits until the test de
 (first file of a commit moved), ``locked`` (export directory locked), ``startup`` (before the
 CLI and torch are imported). Unset, it does nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def hook(step: str, name: str = "") -> None:
     if want_step != step or (want_name and want_name != name):
         return
     if action.startswith("pause:"):
-        marker = Path(action[len("pause:"):])
+        marker = Path(action[len("pause:") :])
         marker.write_text(str(os.getpid()))
         deadline = time.monotonic() + PAUSE_LIMIT_S
         while marker.exists() and time.monotonic() < deadline:

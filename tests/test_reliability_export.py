@@ -5,6 +5,7 @@ directory are serialized, stale leftovers are removed, a full or read-only disk 
 Exports are ONNX fp32 of the seeded model without the parity run (the cheapest real export); the
 re-exports use ``--scores stability``, which changes the decoder's bytes, so old and new differ.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,32 @@ FIRST_GRAPH = "written=encoder.fp32.onnx"  # the encoder is the first graph an O
 
 def export_proc(out: Path, hook: str | None = None, *extra: str) -> subprocess.Popen:
     """``edgesam-deploy export`` of ONNX fp32 as a real process (the worktree on PYTHONPATH)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop(HOOK_ENV, None)
     if hook:
         env[HOOK_ENV] = hook
-    argv = [sys.executable, "-m", "edgesam_deploy", "export", "--target", "onnx", "--precision", "fp32",
-            "--out", str(out), "--random-weights", "0", "--no-parity", *extra]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "edgesam_deploy",
+        "export",
+        "--target",
+        "onnx",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+        "--random-weights",
+        "0",
+        "--no-parity",
+        *extra,
+    ]
+    return subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -48,13 +68,15 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
 
 def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
     """Every visible file -> (inode, size): a replaced file gets a new inode."""
-    return {str(p.relative_to(directory)): (p.stat().st_ino, p.stat().st_size)
-            for p in sorted(directory.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)}
+    return {
+        str(p.relative_to(directory)): (p.stat().st_ino, p.stat().st_size)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    }
 
 
 def assert_consistent(directory: Path) -> Manifest:
-    """The manifest lists exactly the artifact files present, each with its SHA-256; no leftovers."""
+    """The manifest lists exactly the artifact files present, with their SHA-256; no leftovers."""
     m = Manifest.load(directory)
     listed = {a.file for a in m.artifacts}
     present = {k for k in snapshot(directory) if k != "manifest.json"}
@@ -71,7 +93,9 @@ def base_export(tmp_path_factory, random_model) -> Path:
     """A finished export (scores iou), copied by each test that changes it."""
     out = tmp_path_factory.mktemp("base") / "export"
     _, source = load_model(random_seed=0)
-    run_export(random_model, source, ["onnx"], out, ExportOptions(precisions=["fp32"]), run_parity=False)
+    run_export(
+        random_model, source, ["onnx"], out, ExportOptions(precisions=["fp32"]), run_parity=False
+    )
     assert_consistent(out)
     return out
 
@@ -109,7 +133,10 @@ def test_kill_then_reexport_cleans_up_and_commits(existing):
     m = assert_consistent(existing)  # stale staging (22 MB) removed, manifest = files
     dec = next(a for a in m.artifacts if a.role == "decoder")
     assert dec.details["scores"] == "stability"
-    assert all(snapshot(existing)[f][0] != old[f][0] for f in ("onnx/encoder.fp32.onnx", "onnx/decoder.fp32.onnx"))
+    assert all(
+        snapshot(existing)[f][0] != old[f][0]
+        for f in ("onnx/encoder.fp32.onnx", "onnx/decoder.fp32.onnx")
+    )
 
 
 def test_kill_inside_commit_is_rolled_forward(existing, capsys):
@@ -118,7 +145,10 @@ def test_kill_inside_commit_is_rolled_forward(existing, capsys):
     code, _ = finish(export_proc(existing, "moved:KILL", "--scores", "stability"))
     assert code == -signal.SIGKILL
     assert (existing / JOURNAL_NAME).exists()  # past the commit point, before the manifest moved
-    assert json.loads((existing / "manifest.json").read_text())["artifacts"][1]["details"]["scores"] == "iou"
+    assert (
+        json.loads((existing / "manifest.json").read_text())["artifacts"][1]["details"]["scores"]
+        == "iou"
+    )
     # parity (and bench) settle the directory first; "--file nope" stops before loading a model
     assert main(["parity", str(existing), "--file", "nope"]) == 2
     assert "not in the manifest" in capsys.readouterr().err
@@ -137,13 +167,17 @@ def test_concurrent_export_is_refused_and_nothing_is_lost(tmp_path):
         assert code == 2
         assert err.strip().splitlines()[-1] == (
             f"edgesam-deploy: error: {out} is being written by another export (pid {first.pid}); "
-            "wait for it to finish or choose another --out")
+            "wait for it to finish or choose another --out"
+        )
     finally:
         marker.unlink(missing_ok=True)
     code, err = finish(first)
     assert code == 0, err
     m = assert_consistent(out)
-    assert sorted(a.file for a in m.artifacts) == ["onnx/decoder.fp32.onnx", "onnx/encoder.fp32.onnx"]
+    assert sorted(a.file for a in m.artifacts) == [
+        "onnx/decoder.fp32.onnx",
+        "onnx/encoder.fp32.onnx",
+    ]
 
 
 def test_stale_leftovers_of_dead_processes_are_removed(existing):
@@ -164,15 +198,20 @@ def test_stale_leftovers_of_dead_processes_are_removed(existing):
     assert_consistent(existing)
 
 
-@pytest.mark.parametrize("journal, expect", [
-    ({"staging": ".staging-1", "files": ["../../outside"]}, "not a relative path inside"),
-    ({"staging": "../x", "files": []}, "damaged commit journal"),
-    ("not json", "damaged commit journal"),
-])
+@pytest.mark.parametrize(
+    "journal, expect",
+    [
+        ({"staging": ".staging-1", "files": ["../../outside"]}, "not a relative path inside"),
+        ({"staging": "../x", "files": []}, "damaged commit journal"),
+        ("not json", "damaged commit journal"),
+    ],
+)
 def test_damaged_or_hostile_journal_is_one_line(existing, capsys, journal, expect):
     from edgesam_deploy.cli.app import main
 
-    (existing / JOURNAL_NAME).write_text(journal if isinstance(journal, str) else json.dumps(journal))
+    (existing / JOURNAL_NAME).write_text(
+        journal if isinstance(journal, str) else json.dumps(journal)
+    )
     assert main(["parity", str(existing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0]

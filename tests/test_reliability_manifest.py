@@ -1,5 +1,6 @@
 """Manifests are untrusted input: every path stays inside the export directory, every field is
 typed, and anything else is one line and exit 2 (parity and bench, before any model is loaded)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,18 @@ SHA = "0" * 64
 
 
 def _record(file: str, **over) -> dict:
-    return {"file": file, "target": "onnx", "role": "decoder", "precision": "fp32", "inputs": [],
-            "outputs": [], "size_bytes": 3, "sha256": SHA, "details": {}, **over}
+    return {
+        "file": file,
+        "target": "onnx",
+        "role": "decoder",
+        "precision": "fp32",
+        "inputs": [],
+        "outputs": [],
+        "size_bytes": 3,
+        "sha256": SHA,
+        "details": {},
+        **over,
+    }
 
 
 def _manifest(artifacts: list, **over) -> dict:
@@ -75,7 +86,11 @@ def test_parity_refuses_paths_outside(victim, capsys, file):
 def test_parity_refuses_symlinked_file_leaving(victim, capsys, link_to):
     export = _write(victim / "exp", _manifest([_record("onnx/decoder.fp32.onnx")]))
     (export / "onnx").mkdir()
-    target = link_to if link_to.startswith("/") else os.path.relpath(victim / "other/onnx/decoder.fp32.onnx", export / "onnx")
+    target = (
+        link_to
+        if link_to.startswith("/")
+        else os.path.relpath(victim / "other/onnx/decoder.fp32.onnx", export / "onnx")
+    )
     (export / "onnx" / "decoder.fp32.onnx").symlink_to(target)
     assert main(["parity", str(export)]) == 2
     assert "leads outside the export directory" in _one_line(capsys)
@@ -103,10 +118,22 @@ SCHEMA = [
     ({"artifacts": []}, "missing field model"),
     (_manifest([], evil=1), "unknown field evil"),
     (_manifest([], schema_version=2), "schema_version 2 is not supported"),
-    (_manifest([], model={"variant": "edgesam", "kind": "random", "seed": "0"}), "seed has the wrong type"),
-    (_manifest([], model={"variant": "edgesam", "kind": "random", "seed": -1}), "seed must be an integer"),
-    (_manifest([], model={"variant": "edgesam", "kind": "random", "seed": MAX_SEED + 1}), "seed must be an integer"),
-    (_manifest([], model={"variant": "edgesam", "kind": "random", "seed": True}), "seed has the wrong type"),
+    (
+        _manifest([], model={"variant": "edgesam", "kind": "random", "seed": "0"}),
+        "seed has the wrong type",
+    ),
+    (
+        _manifest([], model={"variant": "edgesam", "kind": "random", "seed": -1}),
+        "seed must be an integer",
+    ),
+    (
+        _manifest([], model={"variant": "edgesam", "kind": "random", "seed": MAX_SEED + 1}),
+        "seed must be an integer",
+    ),
+    (
+        _manifest([], model={"variant": "edgesam", "kind": "random", "seed": True}),
+        "seed has the wrong type",
+    ),
     (_manifest([], model={"variant": "edgesam", "kind": "pickle"}), "kind 'pickle' is not one of"),
     (_manifest([_record("a.onnx", target="evil")]), "target 'evil' is not one of"),
     (_manifest([_record("a.onnx", precision="int3")]), "precision 'int3' is not one of"),
@@ -126,12 +153,15 @@ def test_schema_violations_are_one_line(tmp_path, capsys, data, expect):
     assert expect in _one_line(capsys)
 
 
-@pytest.mark.parametrize("raw, expect", [
-    (b"\xff\xfe{not utf-8", "not valid JSON"),
-    (b"{", "not valid JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
-    (b"", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, expect",
+    [
+        (b"\xff\xfe{not utf-8", "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (b"", "not valid JSON"),
+    ],
+)
 def test_unreadable_manifest_bytes(tmp_path, capsys, raw, expect):
     (tmp_path / "manifest.json").write_bytes(raw)
     assert main(["parity", str(tmp_path)]) == 2

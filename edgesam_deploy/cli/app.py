@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: list[str], debug: bool) -> int:
     """The command's exit code; every failure is reported by ``_fail``."""
     try:
-        rv = typer.main.get_command(app).main(args, prog_name="edgesam-deploy", standalone_mode=False)
+        command = typer.main.get_command(app)
+        rv = command.main(args, prog_name="edgesam-deploy", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
