@@ -62,7 +62,7 @@ def load_failure(path: Path, exc: BaseException) -> str:
     if code:
         shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
         return (
-            f"{path}: refused: loading it would run code ({shown}); "
+            f"{path}: refused: it needs code to load ({shown}); "
             "a checkpoint must hold only tensors"
         )
     if code is None:

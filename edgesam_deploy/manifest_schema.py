@@ -73,7 +73,7 @@ def _choice(value: str, enum: type, where: str) -> None:
 
 def validate_model(model: dict, where: str) -> None:
     """The ``model`` section: which weights the export was made from."""
-    _fields(model, _MODEL, where, optional=("path", "sha256", "seed"))
+    _fields(model, _MODEL, where, optional=("variant", "path", "sha256", "seed"))
     if model["kind"] not in SOURCE_KINDS:
         raise ManifestError(
             f"{where}.kind '{model['kind']}' is not one of {', '.join(SOURCE_KINDS)}"
