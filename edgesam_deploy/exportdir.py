@@ -166,4 +166,6 @@ def export_transaction(directory: Path) -> Iterator[Transaction]:
         try:
             yield Transaction(directory, staging)
         finally:
+            if (directory / JOURNAL_NAME).exists():  # past the commit point: finish, even on Ctrl-C
+                roll_forward(directory)
             remove(staging)

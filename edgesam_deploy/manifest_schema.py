@@ -131,6 +131,8 @@ def inside(root: Path, file: str, where: str) -> Path:
     check_relative(file, where)
     base = Path(root).resolve()
     path = (base / file).resolve()
-    if path != base and base not in path.parents:
+    if base not in path.parents:
         raise ManifestError(f"{where}: file {file!r} leads outside the export directory (symlink)")
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise ManifestError(f"{where}: file {file!r} is not a regular file or directory")
     return base / file

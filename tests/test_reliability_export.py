@@ -156,6 +156,14 @@ def test_kill_inside_commit_is_rolled_forward(existing, capsys):
     assert next(a for a in m.artifacts if a.role == "decoder").details["scores"] == "stability"
 
 
+def test_ctrl_c_inside_commit_finishes_it(existing):
+    """Past the commit point an interrupt completes the commit before exiting 130."""
+    code, err = finish(export_proc(existing, "moved:INT", "--scores", "stability"))
+    assert code == 130 and "edgesam-deploy: interrupted" in err.splitlines(), err
+    m = assert_consistent(existing)
+    assert next(a for a in m.artifacts if a.role == "decoder").details["scores"] == "stability"
+
+
 def test_concurrent_export_is_refused_and_nothing_is_lost(tmp_path):
     out, marker = tmp_path / "export", tmp_path / "paused"
     first = export_proc(out, f"{FIRST_GRAPH}:pause:{marker}")

@@ -440,3 +440,13 @@ def test_export_running_out_of_space_midway(tmp_path, capsys):
         assert sorted(p.name for p in (mnt / "e").iterdir()) == [".edgesam-deploy.lock"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_segment_removes_partials_of_killed_runs(photo, tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".o.png.partial-{dead.pid}"
+    stale.write_bytes(b"\x89PNG half")
+    args = ["segment", str(photo), "--point", "5,5", "--out", str(tmp_path / "o.png"), "--random-weights", "0"]
+    assert main(args) == 0
+    assert not stale.exists() and (tmp_path / "o.png").is_file()

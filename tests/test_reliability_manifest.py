@@ -174,3 +174,29 @@ def test_records_resolve_in_one_place(tmp_path):
     m.artifacts[0].file = "../escape.onnx"  # a record changed after validation is still refused
     with pytest.raises(ManifestError, match="not a relative path"):
         m.artifact_path(m.artifacts[0])
+
+
+def test_fifo_or_device_is_refused_before_it_is_read(tmp_path, capsys):
+    export = _write(tmp_path / "exp", _manifest([_record("onnx/decoder.fp32.onnx")]))
+    (export / "onnx").mkdir()
+    os.mkfifo(export / "onnx" / "decoder.fp32.onnx")  # reading it would block the gate forever
+    assert main(["parity", str(export)]) == 2
+    assert "is not a regular file or directory" in _one_line(capsys)
+
+
+def test_link_to_the_directory_itself_is_refused(tmp_path, capsys):
+    export = _write(tmp_path / "exp", _manifest([_record("onnx/decoder.fp32.onnx")]))
+    (export / "onnx").mkdir()
+    (export / "onnx" / "decoder.fp32.onnx").symlink_to("..", target_is_directory=True)
+    assert main(["parity", str(export)]) == 2
+    assert "leads outside the export directory" in _one_line(capsys)
+
+
+def test_export_into_a_directory_with_a_hostile_manifest_writes_nothing(victim, capsys):
+    export = _write(victim / "exp", _manifest([_record("../other/onnx/decoder.fp32.onnx")]))
+    before = sorted(p.name for p in export.iterdir())
+    args = ["export", "--target", "onnx", "--precision", "fp32", "--random-weights", "0"]
+    assert main([*args, "--no-parity", "--out", str(export)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not a relative path inside" in err[-1] and "Traceback" not in "".join(err)
+    assert sorted(p.name for p in export.iterdir()) == sorted([*before, ".edgesam-deploy.lock"])
