@@ -1,7 +1,8 @@
 """Tests only: stop a real export at a named step with a real signal.
 
-``$EDGESAM_DEPLOY_TEST_HOOK`` = ``STEP[=NAME]:ACTION``. At ``STEP`` (for ``written``: once the file
-called ``NAME`` is in place) the process sends itself ``SIGACTION`` (``INT``, ``KILL``, ``TERM``),
+``$EDGESAM_DEPLOY_TEST_HOOK`` = ``STEP[=NAME]:ACTION``. The first time the process reaches
+``STEP`` (for ``written``: once the file called ``NAME`` is in place) it sends itself
+``SIGACTION`` (``INT``, ``KILL``, ``TERM``),
 or with ``pause:MARKER`` creates the file ``MARKER`` and waits until the test deletes it. Steps:
 ``written`` (fileio.atomic_output), ``commit`` (journal written, nothing moved yet), ``moved``
 (first file of a commit moved), ``locked`` (export directory locked), ``startup`` (before the
@@ -17,6 +18,7 @@ from pathlib import Path
 
 HOOK_ENV = "EDGESAM_DEPLOY_TEST_HOOK"
 PAUSE_LIMIT_S = 600.0
+_FIRED: set[str] = set()
 
 
 def hook(step: str, name: str = "") -> None:
@@ -26,8 +28,9 @@ def hook(step: str, name: str = "") -> None:
         return
     where, _, action = spec.partition(":")
     want_step, _, want_name = where.partition("=")
-    if want_step != step or (want_name and want_name != name):
+    if want_step != step or (want_name and want_name != name) or spec in _FIRED:
         return
+    _FIRED.add(spec)  # once per process: a commit finished after the signal passes the step again
     if action.startswith("pause:"):
         marker = Path(action[len("pause:") :])
         marker.write_text(str(os.getpid()))
