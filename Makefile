@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 THREADS ?= 2
 
-.PHONY: setup system-deps test demo bench clean
+.PHONY: setup system-deps lint test demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ setup: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: setup system-deps
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup system-deps lint
 	$(BIN)/python -m pytest tests
 
 demo: setup

@@ -14,18 +14,20 @@ import json
 import platform
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgesam_deploy.bench.metrics import timed_interleaved
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportContext, ExportOptions
-from edgesam_deploy.exporters.onnx import OnnxExporter
+from edgesam_deploy.exporters.onnx.convert import OnnxExporter
+from edgesam_deploy.exporters.onnx.options import OnnxOptions
 from edgesam_deploy.fileio import write_json
-from edgesam_deploy.graphs import ENCODER_INPUTS, ENCODER_OUTPUTS, EncoderGraph, example_inputs
+from edgesam_deploy.graphs import EncoderGraph, example_inputs
+from edgesam_deploy.vocabulary import ENCODER, Role
 from edgesam_deploy.manifest import Manifest, tool_versions
 from edgesam_deploy.parity import check_directory
 from edgesam_deploy.runtimes.onnxruntime import OrtSession
@@ -40,22 +42,14 @@ def export_official_style(model: torch.nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(EncoderGraph(model, fold=False).eval(), example_inputs()[0], str(path), dynamo=False,
-                          opset_version=11, input_names=[ENCODER_INPUTS[0].name], output_names=[ENCODER_OUTPUTS[0].name])
+        torch.onnx.export(EncoderGraph(model, fold=False).eval(), example_inputs(Role.ENCODER), str(path), dynamo=False,
+                          opset_version=11, input_names=list(ENCODER.input_names), output_names=list(ENCODER.output_names))
 
 
 def median_ms(sessions: dict[str, OrtSession], feeds: dict[str, np.ndarray], runs: int) -> dict[str, float]:
-    """Median latency of each session; runs are interleaved so that load on the shared machine
-    falls on every session alike and the ratios stay meaningful."""
-    for session in sessions.values():
-        session.run(feeds)  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(runs):
-        for key, session in sessions.items():
-            t = time.perf_counter()
-            session.run(feeds)
-            times[key].append(time.perf_counter() - t)
-    return {k: float(np.median(v) * 1000) for k, v in times.items()}
+    """Median latency of each session, runs interleaved (``bench.metrics.timed_interleaved``)."""
+    fns = {key: (lambda s=session: s.run(feeds)) for key, session in sessions.items()}
+    return {k: float(np.median(v)) for k, v in timed_interleaved(fns, runs, warmup=1).items()}
 
 
 def op_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3) -> dict[str, float]:
@@ -96,7 +90,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         out = Path(tmp)
-        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions(precisions=list(OnnxExporter.precisions), calibration_size=args.calibration_size),
+        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions.of(OnnxOptions(OnnxExporter.precisions), calibration_size=args.calibration_size),
                             progress=lambda m: print(m, file=sys.stderr))
         records = OnnxExporter().export(ctx)
         manifest = Manifest(model=source.as_dict())
@@ -121,40 +115,8 @@ def main() -> int:
         parity = {r.file: r for r in check_directory(out, model)}
         sizes = {r.file: r.size_bytes for r in records} | {OFFICIAL: (out / OFFICIAL).stat().st_size}
 
-    fp32 = lat["onnx/encoder.fp32.onnx"]
-    ratios = {
-        "encoder fp32 vs official-style (x faster)": lat[OFFICIAL] / fp32,
-        "encoder int8-static vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-static.onnx"],
-        "encoder int8-dynamic vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-dynamic.onnx"],
-        "encoder fp16 vs fp32 (x faster)": fp32 / lat["onnx/encoder.fp16.onnx"],
-        "decoder fp16 vs fp32 N=1 (x faster)": lat["onnx/decoder.fp32.onnx N=1"] / lat["onnx/decoder.fp16.onnx N=1"],
-    }
-    static = parity["onnx/encoder.int8-static.onnx"].metrics
-    targets = {
-        "int8-static encoder >= 1.6x faster than fp32": ratios["encoder int8-static vs fp32 (x faster)"] >= 1.6,
-        "int8-static embedding cosine >= 0.995": static["emb_cosine_min"] >= 0.995,
-        "int8-static mean mask IoU >= 0.95": static["mask_iou_mean"] >= 0.95,
-        "fp32 encoder at least as fast as official-style": ratios["encoder fp32 vs official-style (x faster)"] >= 1.0,
-    }
-    print(f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder {args.runs * 4})")
-    print(f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} {'IoU min':>8s} parity")
-    for key, ms in lat.items():
-        f = key.split(" ")[0]
-        p = parity.get(f)
-        m = p.metrics if p else {}
-        cells = [f"{m[k]:9.6f}" if k in m else f"{'':9s}" for k in ("emb_cosine_min",)]
-        d = m.get("emb_max_abs", m.get("logit_max_abs"))
-        print(f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cells[0]} {'' if d is None else format(d, '9.2e'):>9s} "
-              f"{m.get('mask_iou_mean', float('nan')):9.5f} {m.get('mask_iou_min', float('nan')):8.4f} "
-              f"{'' if p is None else ('pass' if p.passed else 'FAIL: ' + '; '.join(p.failures))}")
-    for name, value in ratios.items():
-        print(f"{name:45s} {value:6.2f}")
-    for f, per_op in profiles.items():
-        total = sum(per_op.values())
-        top = ", ".join(f"{op} {ms:.0f}" for op, ms in list(per_op.items())[:6])
-        print(f"where {f} spends {total:.0f} ms (ORT profile, per op type): {top}")
-    for name, met in targets.items():
-        print(f"target {name}: {'MET' if met else 'NOT MET'}")
+    ratios, targets = ratios_and_targets(lat, parity)
+    print_report(args, lat, sizes, parity, ratios, profiles, targets)
     write_json(args.out, {
         "device": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
         "tools": tool_versions(), "weights": source.as_dict(), "runs": args.runs,
@@ -164,6 +126,52 @@ def main() -> int:
     })
     print(f"wrote {args.out}")
     return 0
+
+
+def ratios_and_targets(lat: dict[str, float], parity: dict) -> tuple[dict[str, float], dict[str, bool]]:
+    """Speed ratios measured in this run, and the issue's targets judged on them."""
+    fp32 = lat["onnx/encoder.fp32.onnx"]
+    ratios = {
+        "encoder fp32 vs official-style (x faster)": lat[OFFICIAL] / fp32,
+        "encoder int8-static vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-static.onnx"],
+        "encoder int8-dynamic vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-dynamic.onnx"],
+        "encoder fp16 vs fp32 (x faster)": fp32 / lat["onnx/encoder.fp16.onnx"],
+        "decoder fp16 vs fp32 N=1 (x faster)": lat["onnx/decoder.fp32.onnx N=1"]
+        / lat["onnx/decoder.fp16.onnx N=1"],
+    }
+    static = parity["onnx/encoder.int8-static.onnx"].metrics
+    targets = {
+        "int8-static encoder >= 1.6x faster than fp32": ratios["encoder int8-static vs fp32 (x faster)"] >= 1.6,
+        "int8-static embedding cosine >= 0.995": static["emb_cosine_min"] >= 0.995,
+        "int8-static mean mask IoU >= 0.95": static["mask_iou_mean"] >= 0.95,
+        "fp32 encoder at least as fast as official-style": ratios["encoder fp32 vs official-style (x faster)"]
+        >= 1.0,
+    }
+    return ratios, targets
+
+
+def print_report(args, lat, sizes, parity, ratios, profiles, targets) -> None:
+    """The latency / size / parity table, the ratios, the op profiles and the targets."""
+    print(f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder {args.runs * 4})")
+    print(f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} "
+          f"{'IoU min':>8s} parity")
+    for key, ms in lat.items():
+        f = key.split(" ")[0]
+        p = parity.get(f)
+        m = p.metrics if p else {}
+        cos = f"{m['emb_cosine_min']:9.6f}" if "emb_cosine_min" in m else f"{'':9s}"
+        d = m.get("emb_max_abs", m.get("logit_max_abs"))
+        verdict = "" if p is None else ("pass" if p.passed else "FAIL: " + "; ".join(p.failures))
+        print(f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cos} {'' if d is None else format(d, '9.2e'):>9s} "
+              f"{m.get('mask_iou_mean', float('nan')):9.5f} {m.get('mask_iou_min', float('nan')):8.4f} {verdict}")
+    for name, value in ratios.items():
+        print(f"{name:45s} {value:6.2f}")
+    for f, per_op in profiles.items():
+        total = sum(per_op.values())
+        top = ", ".join(f"{op} {ms:.0f}" for op, ms in list(per_op.items())[:6])
+        print(f"where {f} spends {total:.0f} ms (ORT profile, per op type): {top}")
+    for name, met in targets.items():
+        print(f"target {name}: {'MET' if met else 'NOT MET'}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ class DeviceError(DeployError):
     """A device is missing, unreachable or disappeared mid-run."""
 
 
+def first_line(exc: BaseException | str, limit: int = 200) -> str:
+    """The first line of an exception's message (or of a tool's output), cut to ``limit``."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 def require(module: str, extra: str):
     """Import an optional module or raise MissingDependencyError naming the extra."""
     import importlib
@@ -35,9 +41,3 @@ def require(module: str, extra: str):
 class OutputError(DeployError):
     """An output location cannot be written: not a directory, read-only, full, or not a disk."""
 
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first non-empty line of ``exc``'s message, cut to ``limit`` characters; its class name
-    when the message is empty (one home for trimming third-party messages into one line)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:limit] if lines else exc.__class__.__name__

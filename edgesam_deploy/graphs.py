@@ -7,38 +7,14 @@ Decoder: ``image_embeddings`` [1, 256, 64, 64], ``point_coords`` [1, N, 2], ``po
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from .modeling import EdgeSam, reparameterize_encoder
 from .modeling.mask_decoder import stability_score
-
-ScoreKind = Literal["iou", "stability"]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape (None for a dynamic axis) and dtype of one graph input or output."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str = "float32"
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-ENCODER_INPUTS = (TensorSpec("image", (1, 3, 1024, 1024)),)
-ENCODER_OUTPUTS = (TensorSpec("image_embeddings", (1, 256, 64, 64)),)
-DECODER_INPUTS = (
-    TensorSpec("image_embeddings", (1, 256, 64, 64)),
-    TensorSpec("point_coords", (1, None, 2)),
-    TensorSpec("point_labels", (1, None)),
-)
-DECODER_OUTPUTS = (TensorSpec("scores", (1, 4)), TensorSpec("masks", (1, 4, 256, 256)))
+from .vocabulary import Role, ScoreKind, graph_spec
 
 
 class EncoderGraph(nn.Module):
@@ -55,32 +31,66 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder; labels selected arithmetically, dense PE a constant."""
+    """Prompt encoder + mask decoder; labels selected arithmetically, dense PE a constant.
 
-    def __init__(self, model: EdgeSam, scores: ScoreKind = "iou") -> None:
+    With ``mask_input`` the graph also takes ``mask_input`` [1, 1, 256, 256] (a previous answer's
+    low-res logits) and ``has_mask_input`` [1] (1 uses it, 0 gives today's decoder), as SAM's export.
+    """
+
+    def __init__(self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False) -> None:
         super().__init__()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
         self.mask_decoder = copy.deepcopy(model.mask_decoder).eval()
-        self.scores = scores
+        self.scores = ScoreKind(scores)
+        self.mask_input = mask_input
         with torch.no_grad():
             self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().clone())
 
     def forward(
-        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor | None = None,
+        has_mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
         dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        if mask_input is not None and has_mask_input is not None:
+            has = has_mask_input.reshape(1, 1, 1, 1)
+            dense = has * self.prompt_encoder.mask_downscaling(mask_input) + (1 - has) * dense
         masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
-        scores = stability_score(masks) if self.scores == "stability" else iou
+        scores = stability_score(masks) if self.scores == ScoreKind.STABILITY else iou
         return scores, masks
 
 
-def example_inputs(num_points: int = 2) -> tuple[tuple[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Deterministic example inputs (encoder, decoder) for tracing."""
+def build_graph(
+    model: EdgeSam, role: Role, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+) -> nn.Module:
+    """The deployable graph of ``role`` (folded encoder, or decoder with ``scores`` and, with
+    ``mask_input``, the previous-mask inputs), in eval mode."""
+    graph = EncoderGraph(model) if role == Role.ENCODER else DecoderGraph(model, scores, mask_input)
+    return graph.eval()
+
+
+def graph_outputs(role: Role, out: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    """A graph's forward result as NumPy arrays keyed by the official output names."""
+    tensors = (out,) if isinstance(out, torch.Tensor) else out
+    return {name: t.numpy() for name, t in zip(graph_spec(role).output_names, tensors)}
+
+
+def example_inputs(role: Role, num_points: int = 2, mask_input: bool = False) -> tuple[torch.Tensor, ...]:
+    """Deterministic example inputs of ``role``'s graph for tracing: encoder (image,), decoder
+    (embeddings [1, 256, 64, 64], coords [1, N, 2], labels [1, N] with a padding point last, and
+    with ``mask_input`` a mask [1, 1, 256, 256] and has_mask_input [1] = 1)."""
     g = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, 1024, 1024, generator=g)
+    if role == Role.ENCODER:
+        return (image,)
     emb = torch.randn(1, 256, 64, 64, generator=g)
     coords = torch.rand(1, num_points, 2, generator=g) * 1024
     labels = torch.ones(1, num_points)
     labels[0, -1] = -1
-    return (image,), (emb, coords, labels)
+    if mask_input:
+        return emb, coords, labels, torch.randn(1, 1, 256, 256, generator=g) * 4, torch.ones(1)
+    return emb, coords, labels

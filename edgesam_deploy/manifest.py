@@ -13,6 +13,7 @@ from .errors import first_line
 from .fileio import write_json
 from .manifest_schema import ManifestError, inside, validate_manifest
 from .processing import IMG_SIZE, MEAN_RGB, STD_RGB
+from .vocabulary import GraphSpec, graph_spec
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -65,6 +66,12 @@ class ArtifactRecord:
     sha256: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def graph(self) -> GraphSpec:
+        """The interface of this artifact's graph (the decoder variant with mask inputs where
+        ``details["mask_input"]``)."""
+        return graph_spec(self.role, bool(self.details.get("mask_input")))
+
 
 @dataclass
 class Manifest:
@@ -98,7 +105,7 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: Path) -> "Manifest":
-        """Read and validate ``directory``'s manifest (untrusted input: schema and paths checked)."""
+        """Read and validate ``directory``'s manifest (untrusted: schema and paths checked)."""
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ManifestError(f"{directory}: no {MANIFEST_NAME}; is this an export directory of edgesam-deploy?")

@@ -11,9 +11,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import DeployError
+from .vocabulary import IMG_SIZE
 
-IMG_SIZE = 1024
-LOWRES = 256
 MEAN_RGB = (123.675, 116.28, 103.53)  # on the 0..255 scale
 STD_RGB = (58.395, 57.12, 57.375)
 PIXEL_MEAN = np.array(MEAN_RGB, dtype=np.float32)

@@ -13,7 +13,8 @@ from edgesam_deploy.modeling import EdgeSam
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE_ENV = "EDGESAM_CONFORMANCE"
-DEFAULT_CONFORMANCE = REPO.parent / "shared" / "conformance" / "edgesam_seed0_coffee.npz"
+CONFORMANCE_DIR = REPO / "tests" / "data" / "conformance"  # copies of ../shared/conformance
+DEFAULT_CONFORMANCE = CONFORMANCE_DIR / "edgesam_seed0_coffee.npz"
 
 
 def conformance_path() -> Path:

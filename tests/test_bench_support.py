@@ -8,15 +8,16 @@ import torch
 
 from edgesam_deploy.checkpoints import ModelSource
 from edgesam_deploy.fileio import sha256_path, size_bytes
-from edgesam_deploy.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, DecoderGraph, EncoderGraph, example_inputs
+from edgesam_deploy.graphs import DecoderGraph, EncoderGraph, example_inputs
 from edgesam_deploy.manifest import ArtifactRecord, Manifest
 from edgesam_deploy.modeling import EdgeSam
+from edgesam_deploy.vocabulary import DECODER, ENCODER, Role
 
 
-def _record(root: Path, file: str, role: str, inputs, outputs, **details) -> ArtifactRecord:
+def _record(root: Path, file: str, spec, **details) -> ArtifactRecord:
     path = root / file
     return ArtifactRecord(
-        file, "onnx", role, "fp32", [s.as_dict() for s in inputs], [s.as_dict() for s in outputs],
+        file, "onnx", spec.role, "fp32", [s.as_dict() for s in spec.inputs], [s.as_dict() for s in spec.outputs],
         size_bytes(path), sha256_path(path), details,
     )
 
@@ -24,7 +25,7 @@ def _record(root: Path, file: str, role: str, inputs, outputs, **details) -> Art
 def make_onnx_export(root: Path, model: EdgeSam, seed: int = 0) -> Path:
     """Encoder and decoder as fp32 ONNX (opset 17, dynamic point count) with a manifest of a seeded model."""
     root.mkdir(parents=True, exist_ok=True)
-    (image,), decoder_args = example_inputs()
+    image, decoder_args = example_inputs(Role.ENCODER)[0], example_inputs(Role.DECODER)
     with torch.no_grad():
         torch.onnx.export(
             EncoderGraph(model).eval(), (image,), root / "encoder.onnx", input_names=["image"],
@@ -38,8 +39,8 @@ def make_onnx_export(root: Path, model: EdgeSam, seed: int = 0) -> Path:
         )
     manifest = Manifest(model=ModelSource("edgesam", "random", seed=seed).as_dict())
     manifest.add([
-        _record(root, "encoder.onnx", "encoder", ENCODER_INPUTS, ENCODER_OUTPUTS),
-        _record(root, "decoder.onnx", "decoder", DECODER_INPUTS, DECODER_OUTPUTS, scores="iou"),
+        _record(root, "encoder.onnx", ENCODER),
+        _record(root, "decoder.onnx", DECODER, scores="iou"),
     ])
     manifest.save(root)
     return root

@@ -16,16 +16,17 @@ import torch
 from coremltools.converters.mil.mil.scope import ScopeSource
 
 from edgesam_deploy.checkpoints import ModelSource
-from edgesam_deploy.coreml_checks import (
-    FP32_GROUPS, Fp16Emulation, activation_report, check_package, load_package, mil_op_selector,
-)
+from edgesam_deploy.exporters.coreml.checks import check_package, load_package
+from edgesam_deploy.runtimes.coreml_fp16 import FP32_GROUPS, Fp16Emulation, activation_report, mil_op_selector
 from edgesam_deploy.errors import DeployError
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter
 from edgesam_deploy.graphs import DecoderGraph, example_inputs
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.parity import Reference, check_directory, evaluate
 from edgesam_deploy.runtimes import open_session
-from edgesam_deploy.runtimes.coreml import COMPUTE_UNITS, EMULATION_NOTE, CoremlSession
+from edgesam_deploy.exporters.coreml.options import CoremlOptions
+from edgesam_deploy.runtimes.coreml import EMULATION_NOTE, CoremlSession
+from edgesam_deploy.vocabulary import ComputeUnit, Role
 
 PRECISIONS = ["fp16", "fp32", "int8-weight", "palette4"]
 MACOS = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS")
@@ -36,7 +37,7 @@ def exported(conformance_model, tmp_path_factory) -> tuple[Path, Manifest]:
     """Both graphs in PRECISIONS, exported once, with a saved manifest."""
     out = tmp_path_factory.mktemp("coreml_export")
     source = ModelSource(variant="edgesam", kind="conformance")
-    ctx = ExportContext(model=conformance_model, source=source, out_dir=out, options=ExportOptions(precisions=PRECISIONS))
+    ctx = ExportContext(model=conformance_model, source=source, out_dir=out, options=ExportOptions.of(CoremlOptions(tuple(PRECISIONS))))
     manifest = Manifest(model=source.as_dict())
     manifest.add(get_exporter("coreml").export(ctx))
     manifest.save(out)
@@ -54,7 +55,7 @@ def test_every_package_loads_back_with_official_io(exported):
     )
     assert not list((out / "coreml").glob(".*")), "temporary files left behind"
     for a in manifest.artifacts:
-        check = check_package(out / a.file, a.role, max_points=16)
+        check = check_package(out / a.file, a.graph, max_points=16)
         assert check["problems"] == [], a.file
         io = check["io"]
         if a.role == "encoder":
@@ -146,7 +147,7 @@ def test_fp32_groups_follow_the_measurement(conformance_model):
     graph = DecoderGraph(conformance_model).eval()
     with torch.no_grad():
         graph.mask_decoder.output_upscaling[0].weight.mul_(3000.0)
-    args = example_inputs()[1]
+    args = example_inputs(Role.DECODER)
     report = activation_report(graph, [args])
     assert "layer_norm" in report.groups_at_risk and report.fp32_ops == report.groups_at_risk
     with torch.no_grad():
@@ -179,15 +180,16 @@ def test_fp32_groups_follow_the_measurement(conformance_model):
     ],
 )
 def test_bad_options_raise_one_line_errors(options, message, random_model, tmp_path):
-    ctx = ExportContext(model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path, options=ExportOptions(**options))
+    source = ModelSource("edgesam", "random", seed=0)
     with pytest.raises(DeployError, match=message):
+        ctx = ExportContext(random_model, source, tmp_path, ExportOptions.of(CoremlOptions(**options)))
         get_exporter("coreml").export(ctx)
     assert not any(tmp_path.iterdir())
 
 
 def test_activation_quantization_is_macos_only(random_model, tmp_path):
     ctx = ExportContext(model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path,
-                        options=ExportOptions(precisions=["int8-full"], min_ios=16))
+                        options=ExportOptions.of(CoremlOptions(("int8-full",), min_ios=16)))
     with pytest.raises(DeployError, match="macOS" if sys.platform != "darwin" else "min-ios 17"):
         get_exporter("coreml").export(ctx)
 
@@ -204,7 +206,7 @@ def test_linux_session_is_an_emulation_or_refuses(exported):
 
 @MACOS
 @pytest.mark.macos
-@pytest.mark.parametrize("units", COMPUTE_UNITS)
+@pytest.mark.parametrize("units", list(ComputeUnit))
 def test_real_core_ml_parity(exported, conformance_model, units):
     out, manifest = exported
     reference = Reference(conformance_model)
@@ -221,7 +223,7 @@ def test_real_core_ml_parity(exported, conformance_model, units):
 def test_real_decoder_accepts_every_point_count(exported):
     out, manifest = exported
     session = open_session(_record(manifest, "decoder", "fp16"), out)
-    emb = example_inputs()[1][0].numpy()
+    emb = example_inputs(Role.DECODER)[0].numpy()
     for n in (1, 16):
         out_ = session.run({"image_embeddings": emb, "point_coords": np.zeros((1, n, 2), np.float32), "point_labels": np.ones((1, n), np.float32)})
         assert out_["masks"].shape == (1, 4, 256, 256) and out_["scores"].shape == (1, 4)

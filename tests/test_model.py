@@ -1,7 +1,6 @@
 """Re-parameterization and the seeded random default."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,7 +19,9 @@ def test_folded_encoder_equals_unfolded(random_model):
     enc = EncoderGraph(random_model, fold=False)
     folded = EncoderGraph(random_model, fold=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    n_conv = lambda m: sum(isinstance(x, nn.Conv2d) for x in m.modules())
+    def n_conv(m: nn.Module) -> int:
+        return sum(isinstance(x, nn.Conv2d) for x in m.modules())
+
     assert n_conv(folded) < n_conv(enc)
     x = torch.from_numpy(preprocess(load_photo("chelsea")).tensor)
     with torch.no_grad():

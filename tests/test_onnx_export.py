@@ -13,7 +13,9 @@ ort = pytest.importorskip("onnxruntime")
 from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
 from edgesam_deploy.errors import DeployError, MissingDependencyError  # noqa: E402
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter  # noqa: E402
-from edgesam_deploy.exporters.onnx import FORBIDDEN_DECODER_OPS, OnnxExporter, save_model  # noqa: E402
+from edgesam_deploy.exporters.onnx.checks import FORBIDDEN_DECODER_OPS  # noqa: E402
+from edgesam_deploy.exporters.onnx.convert import OnnxExporter, save_model  # noqa: E402
+from edgesam_deploy.exporters.onnx.options import OnnxOptions  # noqa: E402
 from edgesam_deploy.quantization.equalize import ALPHA_CANDIDATES  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
@@ -25,7 +27,7 @@ PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 
 def _export(model, out: Path, seed_source: ModelSource, precisions: list[str], calibration_size: int = 2) -> Manifest:
     ctx = ExportContext(model=model, source=seed_source, out_dir=out,
-                        options=ExportOptions(precisions=precisions, calibration_size=calibration_size))
+                        options=ExportOptions.of(OnnxOptions(tuple(precisions)), calibration_size=calibration_size))
     manifest = Manifest(model=seed_source.as_dict())
     manifest.add(OnnxExporter().export(ctx))
     manifest.save(out)
@@ -71,9 +73,11 @@ def test_files_names_shapes(exported):
             assert t.elem_type == onnx.TensorProto.FLOAT, (record.file, spec["name"])
             dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
             assert dims == spec["shape"], (record.file, spec["name"], dims)
-        for key in ("opset", "simplifier", "exporter"):
-            assert key in record.details
+        assert record.details["simplifier"] == "onnxslim" and record.details["runtime"] == "onnxruntime"
+        assert record.details["exporter"] == "torch.onnx legacy TorchScript exporter (dynamo=False)"
         assert record.details["opset"] == (20 if record.file == "onnx/encoder.int8-static.onnx" else 17)
+        default_domain = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+        assert default_domain == [record.details["opset"]]
     decoder = next(a for a in manifest.artifacts if a.file == "onnx/decoder.fp32.onnx")
     assert decoder.inputs[1]["shape"] == [1, None, 2] and decoder.inputs[2]["shape"] == [1, None]
 
@@ -189,6 +193,6 @@ def test_missing_onnxruntime_is_a_clear_error(monkeypatch, random_model, tmp_pat
 
 def test_unknown_precision_is_rejected(random_model, tmp_path):
     ctx = ExportContext(model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path,
-                        options=ExportOptions(precisions=["int4"]))
+                        options=ExportOptions.of(OnnxOptions(("int4",))))
     with pytest.raises(DeployError, match="no precision int4"):
         OnnxExporter().export(ctx)

@@ -11,8 +11,10 @@ from onnx import numpy_helper
 
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.cli.app import main
-from edgesam_deploy.export import run_export
 from edgesam_deploy.exporters import ExportOptions
+from edgesam_deploy.exporters.onnx.options import OnnxOptions
+from edgesam_deploy.exporters.pipeline import run_export
+from edgesam_deploy.vocabulary import Target
 from edgesam_deploy.manifest import Manifest, ManifestError
 
 
@@ -20,7 +22,7 @@ from edgesam_deploy.manifest import Manifest, ManifestError
 def export_dir(tmp_path_factory, random_model):
     out = tmp_path_factory.mktemp("gate")
     _, source = load_model(random_seed=0)
-    manifest, results = run_export(random_model, source, ["onnx"], out, ExportOptions(precisions=["fp32"]))
+    manifest, results = run_export(random_model, source, [Target.ONNX], out, ExportOptions.of(OnnxOptions(("fp32",))))
     assert results and all(r.passed for r in results)
     return out
 
@@ -77,7 +79,7 @@ def test_parity_cli_bad_input(tmp_path, capsys):
 def test_export_refuses_directory_of_another_model(export_dir, random_model):
     _, other = load_model(random_seed=1)
     with pytest.raises(ManifestError, match="another model"):
-        run_export(random_model, other, ["onnx"], export_dir, ExportOptions(precisions=["fp32"]), run_parity=False)
+        run_export(random_model, other, [Target.ONNX], export_dir, ExportOptions.of(OnnxOptions(("fp32",))), run_parity=False)
 
 
 def test_export_cli_input_errors(tmp_path, capsys):

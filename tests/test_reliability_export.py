@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 
 from edgesam_deploy.checkpoints import load_model
-from edgesam_deploy.export import run_export
 from edgesam_deploy.exportdir import JOURNAL_NAME, LOCK_NAME, export_transaction, settle
 from edgesam_deploy.exporters import ExportOptions
+from edgesam_deploy.exporters.onnx.options import OnnxOptions
+from edgesam_deploy.exporters.pipeline import run_export
 from edgesam_deploy.fileio import sha256_path
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.testhook import HOOK_ENV
+from edgesam_deploy.vocabulary import Target
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_GRAPH = "written=encoder.fp32.onnx"  # the encoder is the first graph an ONNX export writes
@@ -94,7 +96,12 @@ def base_export(tmp_path_factory, random_model) -> Path:
     out = tmp_path_factory.mktemp("base") / "export"
     _, source = load_model(random_seed=0)
     run_export(
-        random_model, source, ["onnx"], out, ExportOptions(precisions=["fp32"]), run_parity=False
+        random_model,
+        source,
+        [Target.ONNX],
+        out,
+        ExportOptions.of(OnnxOptions(("fp32",))),
+        run_parity=False,
     )
     assert_consistent(out)
     return out

@@ -17,14 +17,16 @@ pytest.importorskip("ai_edge_quantizer")
 
 from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
 from edgesam_deploy.errors import DeployError  # noqa: E402
-from edgesam_deploy.export import run_export  # noqa: E402
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter  # noqa: E402
-from edgesam_deploy.exporters.tflite import ENCODER_SIGNATURE, TfliteExporter, decoder_signature, point_counts  # noqa: E402
+from edgesam_deploy.exporters.pipeline import run_export  # noqa: E402
+from edgesam_deploy.exporters.tflite.convert import ENCODER_SIGNATURE, TfliteExporter, decoder_signature  # noqa: E402
+from edgesam_deploy.exporters.tflite.options import TfliteOptions  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
 from edgesam_deploy.processing import PromptError  # noqa: E402
 from edgesam_deploy.runtimes import open_session  # noqa: E402
-from edgesam_deploy.tflite_inspect import inspect_tflite  # noqa: E402
+from edgesam_deploy.exporters.tflite.inspection import inspect_tflite  # noqa: E402
+from edgesam_deploy.vocabulary import Target  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +39,8 @@ CONFORMANCE_CASES = ("one_point", "three_points", "box", "box_point")
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, random_model) -> Path:
     out = tmp_path_factory.mktemp("tflite")
-    options = ExportOptions(precisions=list(TfliteExporter.precisions), calibration_size=4, target_options={"point_counts": COUNTS})
-    run_export(random_model, ModelSource("edgesam", "random", seed=0), ["tflite"], out, options, run_parity=False)
+    options = ExportOptions.of(TfliteOptions(TfliteExporter.precisions, tuple(COUNTS)), calibration_size=4)
+    run_export(random_model, ModelSource("edgesam", "random", seed=0), [Target.TFLITE], out, options, run_parity=False)
     return out
 
 
@@ -144,11 +146,11 @@ def test_prompt_longer_than_the_signatures(export_dir, manifest):
 
 
 def test_point_count_options_are_validated():
-    assert point_counts(3, {}) == [1, 2, 3]
-    assert point_counts(16, {"point_counts": [4, 2, 2]}) == [2, 4]
-    for bad in ([0], ["x"], [65]):
+    assert TfliteOptions().point_counts == tuple(range(1, 17))
+    assert TfliteOptions(point_counts=(4, 2, 2)).point_counts == (2, 4)
+    for bad in ((0,), ("x",), (65,), ()):
         with pytest.raises(DeployError):
-            point_counts(16, {"point_counts": bad})
+            TfliteOptions(point_counts=bad)
     with pytest.raises(DeployError, match="no precision int4"):
         get_exporter("tflite").resolve_precisions(["int4"])
 
@@ -164,7 +166,7 @@ def test_xnnpack_report(export_dir, manifest):
 
 def test_conformance_fp32(tmp_path, conformance_model, conformance):
     """fp32 TFLite with the conformance weights against the official implementation's vectors."""
-    options = ExportOptions(precisions=["fp32"], target_options={"point_counts": [2, 3, 4]})
+    options = ExportOptions.of(TfliteOptions(("fp32",), (2, 3, 4)))
     ctx = ExportContext(conformance_model, ModelSource("edgesam", "random", seed=0), tmp_path, options)
     records = {r.role: r for r in get_exporter("tflite").export(ctx)}
     enc = open_session(records["encoder"], tmp_path)

@@ -23,13 +23,21 @@ _PROMPTS = {DECODER_1: "one_point", DECODER_16: "many_points"}
 
 def timed(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times; wall time of each run in ms."""
+    return timed_interleaved({"fn": fn}, runs, warmup)["fn"]
+
+
+def timed_interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Like ``timed`` for several functions whose runs are interleaved, so that load on a shared
+    machine falls on each alike and ratios between them stay meaningful. ms per run, by key."""
     for _ in range(warmup):
-        fn()
-    samples = []
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e3)
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - start) * 1e3)
     return samples
 
 
@@ -77,7 +85,7 @@ def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: in
         if not session.accepts_points(n):
             skipped[key] = f"the decoder has no input for {n} points (export with more --num-points)"
             continue
-        samples = timed(lambda: session.run(feeds), runs, warmup)
+        samples = timed(lambda feeds=feeds: session.run(feeds), runs, warmup)
         out[key] = Stats.from_samples(samples)
         if key == DECODER_1:
             clicks = len(samples) / (sum(samples) / 1e3)

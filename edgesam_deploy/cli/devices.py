@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..devices import PACKAGED, load_profiles
-from ..devices.reachability import reachability
+from ..bench.reachability import reachability
 from .options import out_console
 
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
+from ..vocabulary import Target
 
 PROFILES_ENV = "EDGESAM_DEPLOY_PROFILES"
 RUNNERS = ("local", "ssh", "adb", "xcode")
-TARGETS = ("onnx", "tflite", "coreml")
+TARGETS = tuple(str(t) for t in Target)
 PACKAGED = "packaged profiles.toml"
 _FIELDS = {"description", "runner", "target", "precision", "runtime", "delegate", "compute_units", "threads", "connection"}
 

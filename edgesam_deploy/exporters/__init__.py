@@ -1,25 +1,35 @@
-"""One module per target behind the ``Exporter`` interface; imported lazily so extras stay optional."""
+"""One sub-package per target behind the ``Exporter`` interface (after Hugging Face optimum's
+exporters): ``options.py`` (the target's options dataclass), ``convert.py`` (the exporter) and the
+target's own checks. Imported lazily so converters stay optional extras.
+"""
+
 from __future__ import annotations
 
-import importlib
+from ..registry import LazyRegistry
+from ..vocabulary import Target
+from .base import ExportContext, Exporter, ExportOptions, OptionsError, TargetOptions
 
-from ..errors import DeployError
-from .base import ExportContext, Exporter, ExportOptions
-
-_EXPORTERS = {
-    "onnx": "edgesam_deploy.exporters.onnx:OnnxExporter",
-    "tflite": "edgesam_deploy.exporters.tflite:TfliteExporter",
-    "coreml": "edgesam_deploy.exporters.coreml:CoremlExporter",
-}
-TARGETS = tuple(_EXPORTERS)
-
-
-def get_exporter(target: str) -> Exporter:
-    """Instantiate the exporter of ``target`` (onnx, tflite, coreml)."""
-    if target not in _EXPORTERS:
-        raise DeployError(f"unknown target '{target}'; choose from {', '.join(TARGETS)} or all")
-    module, cls = _EXPORTERS[target].split(":")
-    return getattr(importlib.import_module(module), cls)()
+EXPORTERS = LazyRegistry(
+    "target",
+    {
+        Target.ONNX: "edgesam_deploy.exporters.onnx.convert:OnnxExporter",
+        Target.TFLITE: "edgesam_deploy.exporters.tflite.convert:TfliteExporter",
+        Target.COREML: "edgesam_deploy.exporters.coreml.convert:CoremlExporter",
+    },
+)
 
 
-__all__ = ["ExportContext", "ExportOptions", "Exporter", "TARGETS", "get_exporter"]
+def get_exporter(target: Target | str) -> Exporter:
+    """Instantiate the exporter of ``target``; DeployError naming the choices for an unknown one."""
+    return EXPORTERS[target]()
+
+
+__all__ = [
+    "EXPORTERS",
+    "ExportContext",
+    "ExportOptions",
+    "Exporter",
+    "OptionsError",
+    "TargetOptions",
+    "get_exporter",
+]

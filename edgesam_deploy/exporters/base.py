@@ -14,48 +14,93 @@ import torch
 from ..checkpoints import ModelSource
 from ..errors import DeployError, require
 from ..fileio import sha256_path, size_bytes
-from ..graphs import DecoderGraph, EncoderGraph, ScoreKind, TensorSpec
+from ..graphs import DecoderGraph, EncoderGraph, build_graph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
+from ..samples import CALIBRATION_PHOTOS
+from ..vocabulary import GraphSpec, Precision, ProgressFn, Role, ScoreKind, Target, graph_spec
 
-ProgressFn = Callable[[str], None]
 T = TypeVar("T")
+
+
+class OptionsError(DeployError):
+    """An export option has a value its target cannot use."""
+
+
+@dataclass
+class TargetOptions:
+    """Options of one target; each exporter subclasses it with the fields only it reads."""
+
+    target: ClassVar[Target]
+    precisions: tuple[str, ...] | None = None  # precision names or aliases; None: the defaults
 
 
 @dataclass
 class ExportOptions:
-    """Options shared by all targets; a target ignores what does not apply to it."""
+    """Options every target shares, and each target's own (absent: that target's defaults)."""
 
-    precisions: list[str] | None = None  # None: the target's defaults
-    scores: ScoreKind = "iou"
+    scores: ScoreKind = ScoreKind.IOU
     calibration_dir: Path | None = None
     calibration_size: int = 8
-    num_points: int = 16  # largest N with its own decoder signature where N cannot be dynamic (TFLite)
-    max_points: int = 16  # upper bound of a flexible N (Core ML)
-    min_ios: int = 17
-    compute_units: str = "ALL"
-    target_options: dict[str, Any] = field(default_factory=dict)
+    mask_input: bool = False  # the decoder takes a previous mask (click-by-click refinement)
+    targets: dict[Target, TargetOptions] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, *per_target: TargetOptions, **shared: Any) -> ExportOptions:
+        """``ExportOptions.of(OnnxOptions((Precision.FP32,)), calibration_size=4)``."""
+        return cls(targets={o.target: o for o in per_target}, **shared)
 
 
 @dataclass
 class ExportContext:
-    """Everything an exporter needs; graphs are built once and shared by all targets."""
+    """Everything an exporter needs. One context serves every target of an export: the graphs,
+    the calibration data and the equalization search are computed once and shared."""
 
     model: EdgeSam
     source: ModelSource
     out_dir: Path
     options: ExportOptions = field(default_factory=ExportOptions)
     progress: ProgressFn = lambda msg: None
+    _graphs: dict[Role, Any] = field(default_factory=dict, repr=False)
     _equalized: dict[float, tuple[EncoderGraph, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
-    @cached_property
-    def encoder_graph(self) -> EncoderGraph:
-        """Re-parameterized, bilinear encoder (eval)."""
-        return EncoderGraph(self.model, fold=True).eval()
+    def graph(self, role: Role) -> Any:
+        """The deployable graph of ``role`` (folded bilinear encoder, or decoder), built once."""
+        if role not in self._graphs:
+            mask_input = self.options.mask_input
+            self._graphs[role] = build_graph(self.model, role, self.options.scores, mask_input)
+        return self._graphs[role]
 
-    @cached_property
+    def spec(self, role: Role) -> GraphSpec:
+        """The interface of ``role``'s graph in this export."""
+        return graph_spec(role, self.options.mask_input)
+
+    def stem(self, role: Role) -> str:
+        """File stem of ``role``'s artifacts: ``encoder``, ``decoder`` or ``decoder-mask-input``."""
+        return "decoder-mask-input" if role == Role.DECODER and self.options.mask_input else str(role)
+
+    @property
+    def encoder_graph(self) -> EncoderGraph:
+        return self.graph(Role.ENCODER)
+
+    @property
     def decoder_graph(self) -> DecoderGraph:
-        return DecoderGraph(self.model, scores=self.options.scores).eval()
+        return self.graph(Role.DECODER)
+
+    def target_options(self, target: Target, kind: type[TargetOptions]) -> Any:
+        """The options of ``target`` (an instance of ``kind``), its defaults when none were given."""
+        options = self.options.targets.get(target) or kind()
+        if not isinstance(options, kind):
+            raise DeployError(f"{target} options must be {kind.__name__}, got {type(options).__name__}")
+        return options
+
+    def calibration_source(self) -> dict[str, Any]:
+        """Where the calibration images came from (recorded with every calibrated artifact)."""
+        count = len(self.calibration_images)
+        if self.options.calibration_dir is not None:
+            return {"source": str(self.options.calibration_dir), "images": count}
+        photos = list(CALIBRATION_PHOTOS)[:count]
+        return {"source": "scikit-image sample photos", "photos": photos, "images": count}
 
     @cached_property
     def calibration_images(self) -> list[np.ndarray]:
@@ -87,81 +132,93 @@ class ExportContext:
             self._equalized[alpha] = (graph, equalize_(graph.encoder, self.stream_peaks, alpha))
         return self._equalized[alpha]
 
-    def best_equalized(self, build: Callable[[EncoderGraph, float], T],
-                       embed: Callable[[T, list[np.ndarray]], list[np.ndarray]]) -> tuple[T, dict[str, Any]]:
-        """Build an int8 encoder from the encoder equalized with each of ``ALPHA_CANDIDATES`` and keep
-        the one whose embeddings of the calibration images are closest to the float encoder's
-        (highest lowest cosine). ``embed(artifact, images)`` runs it. Returns it and its record."""
-        from ..parity.metrics import cosine
-        from ..quantization.equalize import ALPHA_CANDIDATES
+    def best_equalized(
+        self,
+        build: Callable[[EncoderGraph, float], T],
+        embed: Callable[[T, list[np.ndarray]], list[np.ndarray]],
+    ) -> tuple[T, dict[str, Any]]:
+        """The int8 encoder built from the best-equalized encoder (``quantization.equalize``'s
+        search on the calibration images) and its record."""
+        from ..quantization.equalize import search_equalization
 
-        best: tuple[float, T, dict[str, Any]] | None = None
-        trials = {}
-        for alpha in ALPHA_CANDIDATES:
-            graph, record = self.equalized_encoder(alpha)
-            artifact = build(graph, alpha)
-            outputs = embed(artifact, self.calibration_images)
-            score = min(cosine(ref, out) for ref, out in zip(self.calibration_embeddings, outputs))
-            trials[str(alpha)] = round(score, 6)
-            if best is None or score > best[0]:
-                best = (score, artifact, record)
-        assert best is not None
-        return best[1], {**best[2], "images": len(self.calibration_images), "calibration_cosine_by_alpha": trials}
+        return search_equalization(
+            self.equalized_encoder, build, embed, self.calibration_images, self.calibration_embeddings
+        )
 
     @cached_property
     def calibration_decoder_feeds(self) -> list[dict[str, np.ndarray]]:
         """Decoder calibration feeds from the calibration images (embeddings + varied prompts)."""
-        from ..quantization.calibration import decoder_calibration_feeds
+        from ..quantization.calibration import decoder_calibration_feeds, with_previous_masks
 
-        return decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
+        feeds = decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
+        if self.options.mask_input:
+            plain = build_graph(self.model, Role.DECODER, self.options.scores)
+            feeds = with_previous_masks(plain, feeds)
+        return feeds
 
 
 class Exporter(ABC):
     """Writes the encoder and decoder graphs of one target in each requested precision."""
 
-    target: ClassVar[str]
+    target: ClassVar[Target]
     extra: ClassVar[str]
     required_modules: ClassVar[tuple[str, ...]]
-    precisions: ClassVar[tuple[str, ...]]
-    default_precisions: ClassVar[tuple[str, ...]]
+    precisions: ClassVar[tuple[Precision, ...]]
+    default_precisions: ClassVar[tuple[Precision, ...]]
+    options_class: ClassVar[type[TargetOptions]] = TargetOptions
+    # names a user can guess ("int8") -> this target's recommended variant of that kind
+    aliases: ClassVar[dict[str, Precision]] = {}
 
     def check_dependencies(self) -> None:
         """Raise MissingDependencyError naming the pip extra if a converter is missing."""
         for module in self.required_modules:
             require(module, self.extra)
 
-    def resolve_precisions(self, requested: list[str] | None) -> list[str]:
-        chosen = list(requested) if requested else list(self.default_precisions)
-        unknown = [p for p in chosen if p not in self.precisions]
+    def options(self, ctx: ExportContext) -> Any:
+        """This target's options in ``ctx`` (an ``options_class``)."""
+        return ctx.target_options(self.target, self.options_class)
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is one of this target's precisions or aliases."""
+        return name in self.precisions or name in self.aliases
+
+    def resolve_precisions(self, requested: tuple[str, ...] | None) -> list[Precision]:
+        """The requested precisions (aliases resolved, validated, in order, no repeats), or this
+        target's defaults."""
+        names = list(requested) if requested else list(self.default_precisions)
+        unknown = [str(p) for p in names if not self.knows(p)]
         if unknown:
-            raise DeployError(
-                f"{self.target} has no precision {', '.join(unknown)}; choose from {', '.join(self.precisions)}"
-            )
-        return chosen
+            choices = ", ".join([*self.precisions, *self.aliases])
+            raise DeployError(f"{self.target} has no precision {', '.join(unknown)}; choose from {choices}")
+        return list(dict.fromkeys(Precision(self.aliases.get(p, p)) for p in names))
+
+    def alias_of(self, ctx: ExportContext, precision: Precision) -> str | None:
+        """The alias the user asked for that resolved to ``precision``, if any."""
+        requested = self.options(ctx).precisions or ()
+        return next((a for a in requested if self.aliases.get(a) == precision), None)
 
     @abstractmethod
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         """Write the artifacts under ``ctx.out_dir`` (atomically) and describe them."""
 
     def make_record(
-        self,
-        ctx: ExportContext,
-        path: Path,
-        role: str,
-        precision: str,
-        inputs: tuple[TensorSpec, ...] | list[TensorSpec],
-        outputs: tuple[TensorSpec, ...] | list[TensorSpec],
-        **details: Any,
+        self, ctx: ExportContext, path: Path, role: Role, precision: Precision, **details: Any
     ) -> ArtifactRecord:
         """Manifest record of a finished artifact (size and SHA-256 read from disk)."""
+        spec = ctx.spec(role)
+        if role == Role.DECODER:
+            details = {"scores": ctx.options.scores, "mask_input": ctx.options.mask_input, **details}
+        alias = self.alias_of(ctx, precision)
+        if alias:
+            details = {"requested_as": alias, **details}
         return ArtifactRecord(
             file=str(Path(path).relative_to(ctx.out_dir)),
             target=self.target,
             role=role,
             precision=precision,
-            inputs=[s.as_dict() for s in inputs],
-            outputs=[s.as_dict() for s in outputs],
+            inputs=[s.as_dict() for s in spec.inputs],
+            outputs=[s.as_dict() for s in spec.outputs],
             size_bytes=size_bytes(path),
             sha256=sha256_path(path),
-            details={"scores": ctx.options.scores, **details} if role == "decoder" else details,
+            details=details,
         )

@@ -131,8 +131,6 @@ class OpSequential(nn.Module):
 class RepViTEncoder(nn.Module):
     """EdgeSAM image encoder: B x 3 x 1024 x 1024 -> B x 256 x 64 x 64."""
 
-    img_size = 1024
-
     def __init__(self, upsample_mode: UpsampleMode = "bicubic", embed_dim: int = 256) -> None:
         super().__init__()
         stem = nn.Sequential(Conv2d_BN(3, 24, 3, 2, 1), nn.GELU(), Conv2d_BN(24, 48, 3, 2, 1))
@@ -150,10 +148,6 @@ class RepViTEncoder(nn.Module):
             nn.Conv2d(embed_dim, embed_dim, 3, padding=1, bias=False),
             LayerNorm2d(embed_dim),
         )
-
-    @property
-    def upsample_mode(self) -> str:
-        return self.fuse_stage3.op_list[1].mode
 
     def set_upsample_mode(self, mode: UpsampleMode) -> None:
         """Switch the stage-3 upsampling (same weights for both modes)."""

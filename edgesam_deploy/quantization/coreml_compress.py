@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeployError, first_line, require
+from ..vocabulary import Precision
 
-WEIGHT_COMPRESSIONS = ("int8-weight", "palette8", "palette6", "palette4")
-ACTIVATION_COMPRESSIONS = ("int8-full",)
+WEIGHT_COMPRESSIONS = (Precision.INT8_WEIGHT, Precision.PALETTE8, Precision.PALETTE6, Precision.PALETTE4)
+ACTIVATION_COMPRESSIONS = (Precision.INT8_FULL,)
 COMPRESSED_OP_TYPES = ("conv", "linear", "conv_transpose")
 WEIGHT_THRESHOLD = 2048
-PALETTE_BITS = {"palette8": 8, "palette6": 6, "palette4": 4}
+PALETTE_BITS = {Precision.PALETTE8: 8, Precision.PALETTE6: 6, Precision.PALETTE4: 4}
 # bits per compressed weight vs 16 for fp16 (look-up tables and scales come on top)
-BITS_PER_WEIGHT = {"int8-weight": 8, "int8-full": 8, "palette8": 8, "palette6": 6, "palette4": 4}
+BITS_PER_WEIGHT = {Precision.INT8_WEIGHT: 8, Precision.INT8_FULL: 8, **PALETTE_BITS}
 _SUFFIXES = re.compile(r"(_to_fp16)?(_palettized|_quantized)?$")
 
 
-def _weight_config(precision: str) -> Any:
+def _weight_config(precision: Precision) -> Any:
     """OptimizationConfig of a weight compression, restricted to COMPRESSED_OP_TYPES."""
     oc = require("coremltools.optimize.coreml", "coreml")
     if precision in PALETTE_BITS:
@@ -39,7 +40,7 @@ def _weight_config(precision: str) -> Any:
             mode="kmeans", nbits=PALETTE_BITS[precision], granularity="per_tensor",
             weight_threshold=WEIGHT_THRESHOLD,  # one k-means worker: forked workers deadlock after torch ran
         )
-    elif precision in ("int8-weight", "int8-full"):
+    elif precision in (Precision.INT8_WEIGHT, Precision.INT8_FULL):
         op_config = oc.OpLinearQuantizerConfig(
             mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD,
         )
@@ -48,7 +49,7 @@ def _weight_config(precision: str) -> Any:
     return oc.OptimizationConfig(op_type_configs={t: op_config for t in COMPRESSED_OP_TYPES})
 
 
-def compress_weights(mlmodel: Any, precision: str) -> Any:
+def compress_weights(mlmodel: Any, precision: Precision) -> Any:
     """fp16 ML program -> a copy with compressed weights (``precision`` in WEIGHT_COMPRESSIONS)."""
     oc = require("coremltools.optimize.coreml", "coreml")
     if precision in PALETTE_BITS:
@@ -56,7 +57,7 @@ def compress_weights(mlmodel: Any, precision: str) -> Any:
     return oc.linear_quantize_weights(mlmodel, _weight_config(precision))
 
 
-def check_activation_quantization_supported(precision: str) -> None:
+def check_activation_quantization_supported(precision: Precision) -> None:
     """DeployError unless this machine can calibrate activations (macOS: Core ML predictions)."""
     if precision in ACTIVATION_COMPRESSIONS and sys.platform != "darwin":
         raise DeployError(
@@ -67,11 +68,11 @@ def check_activation_quantization_supported(precision: str) -> None:
 
 def quantize_activations(mlmodel: Any, sample_data: list[dict[str, np.ndarray]]) -> Any:
     """fp16 ML program -> int8 activations (calibrated on ``sample_data``) and int8 weights. macOS only."""
-    check_activation_quantization_supported("int8-full")
+    check_activation_quantization_supported(Precision.INT8_FULL)
     oc = require("coremltools.optimize.coreml", "coreml")
     config = oc.OptimizationConfig(global_config=oc.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
     with_activations = oc.linear_quantize_activations(mlmodel, config, sample_data)
-    return oc.linear_quantize_weights(with_activations, _weight_config("int8-full"))
+    return oc.linear_quantize_weights(with_activations, _weight_config(Precision.INT8_FULL))
 
 
 def sanitize(name: str) -> str:
@@ -82,7 +83,7 @@ def sanitize(name: str) -> str:
 def decompressed_weights(path: Path) -> dict[str, np.ndarray]:
     """The compressed weights of a saved package, decompressed: {sanitized torch name: float32 array}."""
     oc = require("coremltools.optimize.coreml", "coreml")
-    from ..coreml_checks import load_package
+    from ..exporters.coreml.checks import load_package
 
     mlmodel = load_package(path)
     try:

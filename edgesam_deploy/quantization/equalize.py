@@ -12,7 +12,7 @@ the function unchanged (float32 rounding only) while evening out the channel ran
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from ..modeling.image_encoder import RepViTEncoder, SqueezeExcite, STAGE2_INDEX
 # float encoder on the calibration images wins (ExportContext.best_equalized). Measured with ONNX
 # Runtime on the seeded weights, embedding cosine moves unevenly with alpha (docs/onnx.md)
 ALPHA_CANDIDATES = (0.4, 0.5, 0.6, 0.7)
+T = TypeVar("T")
 
 
 @dataclass
@@ -132,3 +133,31 @@ def equalize_(encoder: RepViTEncoder, peaks: list[torch.Tensor], alpha: float) -
         ratios.append({"channels": seg.channels, "peak_over_median_before": round(float(p.max() / p.median()), 2),
                        "peak_over_median_after": round(float(after.max() / after.median()), 2)})
     return {"alpha": alpha, "streams": ratios}
+
+
+def search_equalization(
+    equalized: Callable[[float], tuple[Any, dict[str, Any]]],
+    build: Callable[[Any, float], T],
+    embed: Callable[[T, list[np.ndarray]], list[np.ndarray]],
+    images: list[np.ndarray],
+    reference: list[np.ndarray],
+) -> tuple[T, dict[str, Any]]:
+    """Build an int8 encoder from the encoder equalized with each of ``ALPHA_CANDIDATES`` and keep
+    the one whose embeddings of the calibration ``images`` are closest to the float encoder's
+    ``reference`` embeddings (highest lowest cosine). ``equalized(alpha)`` gives (graph, record);
+    ``embed(artifact, images)`` runs an artifact. Returns the best artifact and its record."""
+    from ..parity.metrics import cosine
+
+    best: tuple[float, T, dict[str, Any]] | None = None
+    trials = {}
+    for alpha in ALPHA_CANDIDATES:
+        graph, record = equalized(alpha)
+        artifact = build(graph, alpha)
+        outputs = embed(artifact, images)
+        score = min(cosine(ref, out) for ref, out in zip(reference, outputs))
+        trials[str(alpha)] = round(score, 6)
+        if best is None or score > best[0]:
+            best = (score, artifact, record)
+    if best is None:
+        raise ValueError("no equalization strength to try")
+    return best[1], {**best[2], "images": len(images), "calibration_cosine_by_alpha": trials}

@@ -24,8 +24,8 @@ from onnxruntime.quantization.calibrate import create_calibrator
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 from ..errors import DeployError, first_line
+from . import FP16_MAX
 
-FP16_MAX = 65504.0
 
 Feeds = Iterable[dict[str, np.ndarray]]
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DeployError, require
 from ..processing import PAD_LABEL
+from ..vocabulary import Precision, Role
 
 EXTRA = "tflite"
 _WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
@@ -57,31 +58,31 @@ class FloatKept:
 
 
 # Chosen by measurement on the parity photos (docs/tflite.md, "int8-full: what stays float").
-FULL_INT8_FLOAT_KEPT: dict[str, FloatKept] = {
-    "encoder": FloatKept(
+FULL_INT8_FLOAT_KEPT: dict[Role, FloatKept] = {
+    Role.ENCODER: FloatKept(
         scope=".*",
         ops=("MEAN", "SUB", "SQRT", "DIV", "GELU", "LOGISTIC"),
         reason="LayerNorm2d of the neck and the squeeze-excite means stay float for accuracy; GELU and "
-        "sigmoid because int8 there made the encoder 1.8x slower and no more accurate",
+        "sigmoid because int8 there made the encoder slower and no more accurate (docs/tflite.md)",
     ),
-    "decoder": FloatKept(
+    Role.DECODER: FloatKept(
         scope="TwoWayAttentionBlock|final_attn",
         ops=("SOFTMAX", "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "SQRT", "DIV", "BATCH_MATMUL", "GELU",
              "ADD", "MUL", "RESHAPE", "TRANSPOSE", "CONCATENATION", "SLICE"),
-        reason="only the attention/MLP fully-connected layers are int8: int8 on the whole decoder gave mask IoU "
-        "0.73 (logits off by 2.0), on the attention blocks 0.81; the prompt encoder, output upscaling and "
+        reason="only the attention/MLP fully-connected layers are int8: int8 on the whole decoder or on the "
+        "attention blocks lost too much mask IoU (docs/tflite.md); the prompt encoder, output upscaling and "
         "hypernetwork MLPs stay float, and XNNPACK has no int8 BATCH_MATMUL (it fell back)",
     ),
 }
 
 
-def recipe_for(precision: str, role: str) -> list[dict[str, Any]]:
-    """The AEQ recipe (a JSON-able list) of a quantized precision for ``role`` (encoder | decoder)."""
-    if precision == "fp16":
+def recipe_for(precision: Precision, role: Role) -> list[dict[str, Any]]:
+    """The AEQ recipe (a JSON-able list) of a quantized precision for ``role``."""
+    if precision == Precision.FP16:
         return [{"regex": ".*", "operation": op, "algorithm_key": "float_casting", "op_config": _FP16_WEIGHTS} for op in _WEIGHT_OPS]
-    if precision == "int8-dynamic":
+    if precision == Precision.INT8_DYNAMIC:
         return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": _DYNAMIC_INT8}]
-    if precision == "int8-full":
+    if precision == Precision.INT8_FULL:
         kept = FULL_INT8_FLOAT_KEPT[role]
         return [{"regex": kept.scope, "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": _STATIC_INT8}] + [
             {"regex": kept.scope, "operation": op, "algorithm_key": "no_quantize"} for op in kept.ops

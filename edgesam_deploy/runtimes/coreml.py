@@ -16,36 +16,34 @@ import torch
 from torch import nn
 
 from ..errors import DeployError, first_line, require
-from ..graphs import DecoderGraph, EncoderGraph
+from ..graphs import build_graph, graph_outputs
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
+from ..vocabulary import ComputeUnit, Precision, ScoreKind, graph_spec
 from .base import GraphSession
 
-COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY")
 EMULATION_NOTE = "fp16 emulation on CPU, not Core ML"
 
 
-def check_compute_units(units: str) -> str:
-    """Validate a compute-unit name (DeployError otherwise)."""
-    if units not in COMPUTE_UNITS:
-        raise DeployError(f"unknown Core ML compute units '{units}'; choose from {', '.join(COMPUTE_UNITS)}")
-    return units
-
-
-def _input_names(role: str) -> tuple[str, ...]:
-    return ("image",) if role == "encoder" else ("image_embeddings", "point_coords", "point_labels")
+def compute_unit(units: str) -> ComputeUnit:
+    """A compute-unit name as ``ComputeUnit`` (DeployError naming the choices otherwise)."""
+    try:
+        return ComputeUnit(units)
+    except ValueError:
+        choices = ", ".join(ComputeUnit)
+        raise DeployError(f"unknown Core ML compute units '{units}'; choose from {choices}") from None
 
 
 class CoremlSession(GraphSession):
-    """A package run by Core ML (macOS): ``compute_units`` one of COMPUTE_UNITS, default the
-    preference recorded at export."""
+    """A package run by Core ML (macOS) on ``compute_units`` (default: the preference recorded
+    at export)."""
 
     runtime = "coreml"
 
     def __init__(self, record: ArtifactRecord, path: Path, compute_units: str | None = None) -> None:
         super().__init__(record, path)
         ct = require("coremltools", "coreml")
-        self.compute_units = check_compute_units(compute_units or record.details.get("compute_units", "ALL"))
+        self.compute_units = compute_unit(compute_units or record.details.get("compute_units", "ALL"))
         try:
             self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, self.compute_units))
         except Exception as exc:  # Core ML reports compile errors as plain exceptions
@@ -62,7 +60,8 @@ class CoremlSession(GraphSession):
         return CoremlEmulationSession(record, path, model)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.model.predict({k: np.ascontiguousarray(feeds[k], dtype=np.float32) for k in _input_names(self.record.role)})
+        names = graph_spec(self.record.role).input_names
+        out = self.model.predict({k: np.ascontiguousarray(feeds[k], dtype=np.float32) for k in names})
         return {k: np.asarray(out[k], dtype=np.float32) for k in self._outputs}
 
     def describe(self) -> dict:
@@ -98,7 +97,7 @@ class CoremlEmulationSession(GraphSession):
 
     The graph is the exported one (folded encoder / decoder with the recorded score kind); its
     weights come from the package (decompressed for int8 / palettized variants); ops outside the
-    recorded fp32 groups are rounded to fp16 (``coreml_checks.Fp16Emulation``). Not emulated: Core ML's
+    recorded fp32 groups are rounded to fp16 (``coreml_fp16.Fp16Emulation``). Not emulated: Core ML's
     own kernels and accumulation order, the Neural Engine's fp16 accumulation, and int8 activations.
     """
 
@@ -106,39 +105,37 @@ class CoremlEmulationSession(GraphSession):
 
     def __init__(self, record: ArtifactRecord, path: Path, model: EdgeSam) -> None:
         super().__init__(record, path)
-        from ..coreml_checks import validate_groups
+        from .coreml_fp16 import validate_groups
 
-        self.graph: nn.Module = (
-            EncoderGraph(model, fold=True) if record.role == "encoder" else DecoderGraph(model, record.details.get("scores", "iou"))
-        ).eval()
-        self.fp16 = record.precision != "fp32"
+        scores = ScoreKind(record.details.get("scores", ScoreKind.IOU))
+        self.graph: nn.Module = build_graph(model, record.role, scores)
+        self.fp16 = record.precision != Precision.FP32
         self.fp32_ops = validate_groups(record.details.get("fp32_ops", []))
         self.weights_from_package, unmatched = _load_package_weights(self.graph, path)
         notes = [EMULATION_NOTE if self.fp16 else "fp32 PyTorch on CPU, not Core ML"]
         notes.append(f"{self.weights_from_package} weight tensors read from the package")
         if unmatched:
             notes.append(f"{len(unmatched)} package constants not emulated ({', '.join(unmatched[:3])})")
-        if record.precision == "int8-full":
+        if record.precision == Precision.INT8_FULL:
             notes.append("int8 activations not emulated (weights only)")
         self.note = "; ".join(notes)
         self.runtime = f"coreml-emulation ({notes[0]})"
 
     @torch.no_grad()
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..coreml_checks import Fp16Emulation
+        from .coreml_fp16 import Fp16Emulation
 
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[k], dtype=np.float32)) for k in _input_names(self.record.role)]
+        spec = graph_spec(self.record.role)
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[k], dtype=np.float32)) for k in spec.input_names]
         if self.fp16:
             with Fp16Emulation(self.graph, self.fp32_ops):
                 out = self.graph(*args)
         else:
             out = self.graph(*args)
-        if self.record.role == "encoder":
-            return {"image_embeddings": out.numpy()}
-        return {"scores": out[0].numpy(), "masks": out[1].numpy()}
+        return graph_outputs(self.record.role, out)
 
     def describe(self) -> dict:
         return {"runtime": self.runtime, "emulation": True, "note": self.note, "fp32_ops": self.fp32_ops}
 
 
-__all__ = ["COMPUTE_UNITS", "EMULATION_NOTE", "CoremlEmulationSession", "CoremlSession", "check_compute_units"]
+__all__ = ["EMULATION_NOTE", "CoremlEmulationSession", "CoremlSession", "compute_unit"]

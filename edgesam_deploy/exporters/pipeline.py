@@ -2,26 +2,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-from .checkpoints import ModelSource
-from .errors import DeployError
-from .exportdir import export_transaction
-from .exporters import TARGETS, ExportContext, ExportOptions, get_exporter
-from .manifest import MANIFEST_NAME, ArtifactRecord, Manifest, ManifestError
-from .modeling import EdgeSam
-from .parity import ArtifactParity, check_directory, reference_description
+from ..checkpoints import ModelSource
+from ..errors import DeployError
+from ..exportdir import export_transaction
+from ..manifest import MANIFEST_NAME, ArtifactRecord, Manifest, ManifestError
+from ..modeling import EdgeSam
+from ..parity import ArtifactParity, check_directory, reference_description
+from ..vocabulary import ProgressFn, Target
+from . import EXPORTERS, get_exporter
+from .base import ExportContext, ExportOptions
+
+ALL_TARGETS = "all"
 
 
-def resolve_targets(target: str) -> list[str]:
-    """``all`` or a comma-separated list -> target names (validated, at least one)."""
-    names = list(TARGETS) if target == "all" else [t.strip() for t in target.split(",") if t.strip()]
+def resolve_targets(target: str) -> list[Target]:
+    """``all`` or a comma-separated list -> targets (validated, at least one)."""
+    if target.strip() == ALL_TARGETS:
+        return [Target(t) for t in EXPORTERS]
+    names = [t.strip() for t in target.split(",") if t.strip()]
     if not names:
-        choices = ", ".join(TARGETS)
-        raise DeployError(f"--target {target!r} names no target; choose from {choices} or all")
-    for name in names:
-        get_exporter(name)  # raises DeployError for an unknown target
-    return names
+        raise DeployError(f"--target: name at least one of {', '.join(EXPORTERS)} or {ALL_TARGETS}")
+    unknown = [n for n in names if n not in EXPORTERS]
+    if unknown:
+        choices = ", ".join(EXPORTERS)
+        raise DeployError(f"unknown target '{unknown[0]}'; choose from {choices} or {ALL_TARGETS}")
+    return [Target(n) for n in dict.fromkeys(names)]
 
 
 def _existing_manifest(out_dir: Path, source: ModelSource) -> Manifest:
@@ -30,23 +36,25 @@ def _existing_manifest(out_dir: Path, source: ModelSource) -> Manifest:
         return Manifest(model=source.as_dict())
     manifest = Manifest.load(out_dir)
     if manifest.model != source.as_dict():
-        raise ManifestError(f"{out_dir} holds an export of another model; choose an empty --out directory")
+        raise ManifestError(
+            f"{out_dir} holds an export of another model; choose an empty --out directory"
+        )
     return manifest
 
 
 def run_export(
     model: EdgeSam,
     source: ModelSource,
-    targets: list[str],
+    targets: list[Target],
     out_dir: Path,
     options: ExportOptions,
     run_parity: bool = True,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: ProgressFn = lambda m: None,
 ) -> tuple[Manifest, list[ArtifactParity]]:
-    """Export ``targets`` into ``out_dir`` and record them (and their parity) in its manifest.
-
-    Dependencies of every target are checked before anything is written. The export is one
-    transaction (``exportdir``): it commits completely or leaves the directory as it was; an
+    """Export ``targets`` into ``out_dir`` against one ``ExportContext`` (graphs, calibration data
+    and the equalization search are computed once) and record them, with their parity, in its
+    manifest. Dependencies of every target are checked before anything is written. The export is
+    one transaction (``exportdir``): it commits completely or leaves the directory as it was; an
     existing manifest of the same model is extended, one of another model is refused.
     """
     exporters = [get_exporter(t) for t in targets]
@@ -79,4 +87,4 @@ def run_export(
     return manifest, results
 
 
-__all__ = ["resolve_targets", "run_export"]
+__all__ = ["ALL_TARGETS", "resolve_targets", "run_export"]

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DeployError, require
+from ...errors import DeployError, require
 
 FLEX_PREFIX = "Flex"  # TF-select ops are custom ops named "Flex<TfOpName>"
 
@@ -26,16 +26,14 @@ class SignatureInfo:
 
 @dataclass
 class TfliteSummary:
-    """What a flatbuffer holds. ``op_counts`` sums the operators of every subgraph;
-    ``op_counts_first`` those of the first signature's subgraph (one signature's graph)."""
+    """What a flatbuffer holds. ``op_counts_first``: the operators of the first signature's
+    subgraph (one signature's graph)."""
 
-    op_counts: Counter = field(default_factory=Counter)
     op_counts_first: Counter = field(default_factory=Counter)
     custom_ops: list[str] = field(default_factory=list)
     signatures: list[SignatureInfo] = field(default_factory=list)
     input_types: dict[str, str] = field(default_factory=dict)  # "<signature>/<input>" -> tensor type
     tensor_types: Counter = field(default_factory=Counter)  # type name -> number of tensors (all subgraphs)
-    num_subgraphs: int = 0
 
     @property
     def flex_ops(self) -> list[str]:
@@ -83,13 +81,12 @@ def inspect_tflite(path: Path) -> TfliteSummary:
             custom.add(name)
         codes.append(name)
 
-    out = TfliteSummary(num_subgraphs=model.SubgraphsLength(), custom_ops=sorted(custom))
+    out = TfliteSummary(custom_ops=sorted(custom))
     per_subgraph: list[Counter] = []
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         counts = Counter(codes[sg.Operators(i).OpcodeIndex()] for i in range(sg.OperatorsLength()))
         per_subgraph.append(counts)
-        out.op_counts.update(counts)
         for t in range(sg.TensorsLength()):
             out.tensor_types[type_names.get(sg.Tensors(t).Type(), "?")] += 1
 

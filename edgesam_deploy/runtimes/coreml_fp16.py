@@ -1,26 +1,23 @@
-"""Core ML checks that run without macOS, and the fp16 emulation the Linux parity gate relies on.
+"""Core ML fp16 emulation, the stand-in for Core ML's predictions where Core ML cannot run (Linux).
 
 - ``Fp16Emulation``: runs a PyTorch graph in fp32 but rounds every op's inputs and outputs to fp16,
   except the ops of the fp32 groups, as Core ML's ``add_fp16_cast`` pass arranges them. Groups are
   predicates over (module types, torch function): the same predicate selects MIL ops through their
   TorchScript scopes (``mil_op_selector``), so the package and its emulation keep the same ops in fp32.
 - ``activation_report``: per-op fp32 magnitudes (overflow risk) and per-layer fp16 error.
-- ``load_package``, ``io_summary``, ``op_census``: read a saved ``.mlpackage`` back (no predictions).
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import DeployError, first_line, require
+from ..errors import DeployError
+from ..quantization import FP16_MAX
 
-FP16_MAX = 65504.0
 HEADROOM = 8.0  # an op whose fp32 magnitude comes within 8x of the fp16 maximum is an overflow risk
 PRECISION_FLAG = 1e-2  # relative L2 error of a layer's fp16 output that is reported as imprecise
 
@@ -36,25 +33,6 @@ FP32_GROUPS: dict[str, GroupPredicate] = {
 
 _FN_ALIASES = {"truediv": "div", "rtruediv": "div", "itruediv": "div"}
 _METADATA_FNS = frozenset({"get", "size", "dim", "numel", "is_floating_point"})  # no arithmetic: never rounded
-
-# ops a converted graph may contain (weight compression adds constexpr_* ops)
-EXPECTED_OPS: dict[str, frozenset[str]] = {
-    "encoder": frozenset({
-        "const", "cast", "conv", "gelu", "relu", "sigmoid", "mul", "add", "sub", "pow", "sqrt",
-        "real_div", "reduce_mean", "batch_norm", "upsample_bilinear",
-    }),
-    "decoder": frozenset({
-        "const", "cast", "add", "mul", "sub", "linear", "sin", "cos", "concat", "expand_dims",
-        "abs", "reshape", "transpose", "matmul", "softmax", "layer_norm", "relu",
-        "slice_by_index", "conv_transpose", "reduce_mean", "pow", "sqrt", "real_div", "batch_norm",
-        "gelu", "stack", "greater", "reduce_sum", "shape", "gather", "squeeze", "tile",
-    }),
-}
-COMPRESSION_OPS = frozenset({
-    "constexpr_affine_dequantize", "constexpr_lut_to_dense", "constexpr_blockwise_shift_scale",
-    "constexpr_sparse_to_dense", "quantize", "dequantize",
-})
-
 
 def function_name(func: Callable) -> str:
     """Torch function -> the aten-style name TorchScript scopes carry (``__truediv__`` -> ``div``)."""
@@ -243,106 +221,3 @@ def activation_report(
         groups_at_risk=at_risk,
         worst_layers=errors[:top],
     )
-
-
-# ---------------------------------------------------------------- saved packages (no predictions)
-
-def load_package(path: Path) -> Any:
-    """Load a saved ``.mlpackage`` without compiling it (works on Linux); DeployError if unreadable."""
-    ct = require("coremltools", "coreml")
-    path = Path(path)
-    if not path.exists():
-        raise DeployError(f"{path}: no such Core ML package")
-    try:
-        return ct.models.MLModel(str(path), skip_model_load=True)
-    except Exception as exc:  # coremltools raises bare Exceptions for corrupt packages
-        raise DeployError(f"{path}: not a readable Core ML package ({first_line(exc)})") from exc
-
-
-def _feature(f: Any) -> dict:
-    arr = f.type.multiArrayType
-    ranges = [[int(r.lowerBound), int(r.upperBound)] for r in arr.shapeRange.sizeRanges]
-    from coremltools.proto import FeatureTypes_pb2
-
-    return {
-        "name": f.name,
-        "shape": [int(d) for d in arr.shape],
-        "range": ranges or [[int(d), int(d)] for d in arr.shape],
-        "dtype": FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(arr.dataType).lower(),
-        "description": f.shortDescription,
-    }
-
-
-def io_summary(mlmodel: Any) -> dict[str, list[dict]]:
-    """Inputs and outputs of a package: name, default shape, [min, max] per dim, dtype, description.
-    A flexible dim has min < max; an output's shape is empty when Core ML leaves it to run time."""
-    desc = mlmodel.get_spec().description
-    return {"inputs": [_feature(f) for f in desc.input], "outputs": [_feature(f) for f in desc.output]}
-
-
-def _walk_ops(block: Any) -> Iterable[Any]:
-    for op in block.operations:
-        yield op
-        for inner in op.blocks:
-            yield from _walk_ops(inner)
-
-
-def op_census(mlmodel: Any) -> dict[str, Any]:
-    """Op types of the ML program and the precision each computes in (its first output's dtype).
-
-    -> {"opset", "ops": {type: n}, "fp16": {type: n}, "fp32": {type: n}} (consts excluded from the
-    precision counts; a cast is counted by what it produces).
-    """
-    from coremltools.proto import MIL_pb2
-
-    spec = mlmodel.get_spec()
-    if spec.WhichOneof("Type") != "mlProgram":
-        raise DeployError("not an ML program (neuralnetwork packages are not produced by this tool)")
-    main = spec.mlProgram.functions["main"]
-    ops: Counter[str] = Counter()
-    by_dtype: dict[str, Counter[str]] = {"fp16": Counter(), "fp32": Counter()}
-    for op in _walk_ops(main.block_specializations[main.opset]):
-        ops[op.type] += 1
-        if op.type == "const" or not op.outputs:
-            continue
-        dtype = MIL_pb2.DataType.Name(op.outputs[0].type.tensorType.dataType)
-        key = {"FLOAT16": "fp16", "FLOAT32": "fp32"}.get(dtype)
-        if key:
-            by_dtype[key][op.type] += 1
-    return {"opset": main.opset, "ops": dict(ops), "fp16": dict(by_dtype["fp16"]), "fp32": dict(by_dtype["fp32"])}
-
-
-def unexpected_ops(census: dict[str, Any], role: str) -> set[str]:
-    """Op types a converted ``role`` graph should not contain (e.g. a bicubic resize, gathers)."""
-    return set(census["ops"]) - EXPECTED_OPS[role] - COMPRESSION_OPS
-
-
-def check_package(path: Path, role: str, max_points: int) -> dict[str, Any]:
-    """All Linux checks of one package: loads back, official names and shapes, flexible N,
-    op census. -> {"io", "census", "problems": [str]} (empty problems: it passes)."""
-    from .graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
-
-    mlmodel = load_package(path)
-    io = io_summary(mlmodel)
-    census = op_census(mlmodel)
-    specs = {"encoder": (ENCODER_INPUTS, ENCODER_OUTPUTS), "decoder": (DECODER_INPUTS, DECODER_OUTPUTS)}[role]
-    problems = []
-    for kind, expected in zip(("inputs", "outputs"), specs):
-        names = [f["name"] for f in io[kind]]
-        if names != [s.name for s in expected]:
-            problems.append(f"{kind} {names} != {[s.name for s in expected]}")
-    for feat, spec in zip(io["inputs"], specs[0]):
-        want = [[1, max_points] if d is None else [d, d] for d in spec.shape]
-        if feat["range"] != want:
-            problems.append(f"input {feat['name']} range {feat['range']} != {want}")
-    bad = unexpected_ops(census, role)
-    if bad:
-        problems.append(f"unexpected ops {sorted(bad)}")
-    return {"io": io, "census": census, "problems": problems}
-
-
-__all__ = [
-    "FP16_MAX", "FP32_GROUPS", "ActivationReport", "Fp16Emulation", "activation_report", "check_package",
-    "in_fp32_groups", "io_summary", "load_package", "mil_op_selector", "op_census", "unexpected_ops",
-    "validate_groups",
-]

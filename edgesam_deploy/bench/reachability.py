@@ -1,9 +1,9 @@
 """Whether a profile's device can be reached now (for `edgesam-deploy devices`)."""
 from __future__ import annotations
 
-from ..bench.runners import RunnerOptions, get_runner
+from ..devices.profiles import DeviceProfile
+from .runners import RunnerOptions, get_runner
 from ..errors import DeployError
-from .profiles import DeviceProfile
 
 
 def reachability(profile: DeviceProfile, options: RunnerOptions | None = None) -> tuple[bool, str]:

@@ -1,0 +1,1 @@
+"""The coreml target: options, exporter and checks."""

@@ -1,0 +1,1 @@
+"""The onnx target: options, exporter and checks."""

@@ -1,0 +1,187 @@
+"""ONNX target: fp32, fp16, int8-dynamic and int8-static graphs of the official export contract.
+
+Tracing uses the legacy TorchScript exporter at opset 17 (the dynamo exporter turns 17 into 18 and
+writes external weights); int8 encoders are traced at opset 20 from the equalized encoder; graphs are
+simplified with onnxslim. Reasons and measurements: docs/onnx.md.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import DeployError, first_line
+from ...fileio import atomic_output
+from ...graphs import example_inputs
+from ...manifest import ArtifactRecord
+from ...vocabulary import GraphSpec, Precision, Role, Target
+from ..base import ExportContext, Exporter
+from .checks import check_static_decoder, opset_of
+from .options import OnnxOptions
+
+OPSET = 17
+INT8_OPSET = 20  # int8 encoders: GELU as one Gelu node, so ORT's QDQ fusion matches (docs/onnx.md)
+SIMPLIFIER = "onnxslim"
+EXPORTER = "torch.onnx legacy TorchScript exporter (dynamo=False)"
+FP16_INPUT_POLICY_REASON = (
+    "the prompt encoding (coords + 0.5) / 1024 -> Fourier features -> sin/cos: in fp16 a coordinate near 1024 "
+    "moves in 0.5 px steps and sin/cos of large phases lose digits; it is N x 256 values, free in fp32"
+)
+
+
+def _policies() -> dict[str, Any]:
+    """The measured precision policies per role (see docs/onnx.md)."""
+    from ...quantization.onnx_quant import Fp16Policy, Int8Policy
+
+    fp16 = Fp16Policy(
+        keep_ops={
+            "LayerNormalization": "mean/variance over 256 channels of 4096 tokens; fp32 lowers the decoder's "
+                                  "logit error and raises its min mask IoU (docs/onnx.md)",
+            "ReduceSum": "stability-score pixel counts reach 65536 > fp16 max; fp16 sums of ones stall at 2048",
+        },
+        fp32_inputs=("point_coords", "point_labels"),
+        fp32_inputs_reason=FP16_INPUT_POLICY_REASON,
+    )
+    encoder_int8 = Int8Policy(
+        op_types=("Conv",),
+        exclude_scopes={
+            "/encoder/features.0/features.0.0/": "first conv on the raw normalized image (3 channels)",
+            **{f"/encoder/features.{i}/": LATE_BLOCK_REASON for i in range(20, 24)},
+            "/encoder/fuse_stage": "multi-scale fusion feeding the neck",
+            "/encoder/neck": "convs and LayerNorm2d producing the embeddings",
+        },
+        reduce_range="on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in 16 bits, "
+                     "which 8-bit weights can saturate; 7-bit weights raise the embedding cosine (docs/onnx.md)",
+    )
+    return {"fp16": fp16, "encoder_int8": encoder_int8}
+
+
+LATE_BLOCK_REASON = (
+    "last four blocks of the 192-channel stage, read directly by the fusion: kept float for embedding "
+    "cosine and mask IoU at the cost of float convolutions (measurements: docs/onnx.md)"
+)
+DECODER_INT8_NOTE = (
+    "decoder kept float32: every int8 decoder measured (dynamic and static QDQ, MatMul/Gemm quantized, with the "
+    "prompt path, mask head or whole transformer excluded) stayed below the int8 gate's mean mask IoU and was not "
+    "faster on CPU (docs/onnx.md); the int8 variant is an int8 encoder beside this fp32 decoder"
+)
+
+
+class OnnxExporter(Exporter):
+    target = Target.ONNX
+    extra = "onnx"
+    required_modules = ("onnx", "onnxruntime", "onnxslim")
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
+    default_precisions = (Precision.FP32, Precision.FP16)  # int8 on request (docs/onnx.md)
+    options_class = OnnxOptions
+    aliases = {"int8": Precision.INT8_STATIC}  # calibrated QDQ: the faster and more accurate int8
+
+    def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
+        """Write ``onnx/{encoder,decoder}.<precision>.onnx`` under ``ctx.out_dir``."""
+        self.check_dependencies()  # onnxslim's shape inference silently degrades without onnxruntime
+        precisions = self.resolve_precisions(self.options(ctx).precisions)
+        records = []
+        for role in Role:
+            ctx.progress(f"onnx: tracing the {role} (opset {OPSET}) and simplifying with {SIMPLIFIER}")
+            fp32 = self._trace(ctx.graph(role), ctx.spec(role), OPSET)
+            if role == Role.DECODER:
+                check_static_decoder(fp32)
+            for precision in precisions:
+                ctx.progress(f"onnx: {role} {precision}")
+                model, details = self._variant(ctx, role, precision, fp32)
+                path = ctx.out_dir / "onnx" / f"{ctx.stem(role)}.{precision}.onnx"
+                save_model(model, path)
+                common = {
+                    "opset": opset_of(model),
+                    "simplifier": SIMPLIFIER,
+                    "exporter": EXPORTER,
+                    "runtime": "onnxruntime",
+                }
+                records.append(self.make_record(ctx, path, role, precision, **common, **details))
+        return records
+
+    @staticmethod
+    def _trace(graph: torch.nn.Module, spec: GraphSpec, opset: int) -> Any:
+        """Trace ``graph`` (the graph of ``spec``) to an in-memory ONNX model and simplify it."""
+        import onnx
+        import onnxslim
+
+        dynamic = {
+            s.name: {i: "num_points" for i, d in enumerate(s.shape) if d is None} for s in spec.inputs
+        }
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings on Python-side shape arithmetic
+            torch.onnx.export(
+                graph,
+                example_inputs(spec.role, 3, mask_input=len(spec.inputs) > 3),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(spec.input_names),
+                output_names=list(spec.output_names),
+                dynamic_axes={k: v for k, v in dynamic.items() if v} or None,
+                do_constant_folding=True,
+            )
+        model = onnxslim.slim(onnx.load_from_string(buf.getvalue()))
+        model.producer_name = "edgesam-deploy"
+        return model
+
+    def _variant(
+        self, ctx: ExportContext, role: Role, precision: Precision, fp32: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        """The ``precision`` version of the simplified fp32 model and its record details."""
+        from ...quantization import onnx_quant as Q
+
+        if precision == Precision.FP32:
+            return fp32, {}
+        policies = _policies()
+        if precision == Precision.FP16:
+            return Q.to_fp16(fp32, policies["fp16"], self._feeds(ctx, role)[:2])
+        if role == Role.DECODER:
+            return fp32, {"weights": "float32", "int8_decoder": DECODER_INT8_NOTE}
+        if precision == Precision.INT8_DYNAMIC:
+            return Q.quantize_int8_dynamic(fp32, policies["encoder_int8"])
+        model, details = self._int8_static_encoder(ctx, policies["encoder_int8"])
+        return model, {**details, "calibration": ctx.calibration_source()}
+
+    def _int8_static_encoder(self, ctx: ExportContext, policy: Any) -> tuple[Any, dict[str, Any]]:
+        """The equalized encoder traced at INT8_OPSET and quantized on the calibration images, with the
+        equalization strength that keeps it closest to the float encoder."""
+        from ...quantization import onnx_quant as Q
+
+        feeds = self._feeds(ctx, Role.ENCODER)
+        details: dict[float, dict[str, Any]] = {}
+
+        def build(graph: Any, alpha: float) -> Any:
+            ctx.progress(f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} images")
+            source, pools = Q.spatial_means_to_global_pool(self._trace(graph, ctx.spec(Role.ENCODER), INT8_OPSET))
+            model, details[alpha] = Q.quantize_int8_static(source, policy, feeds)
+            details[alpha]["squeeze_excite_means_as_global_average_pool"] = pools
+            return model
+
+        model, equalization = ctx.best_equalized(build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images]))
+        return model, {**details[equalization["alpha"]], "equalization": equalization}
+
+    @staticmethod
+    def _feeds(ctx: ExportContext, role: Role) -> list[dict]:
+        if role == Role.ENCODER:
+            return [{"image": img} for img in ctx.calibration_images]
+        return ctx.calibration_decoder_feeds
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Validate and write a single-file ONNX model atomically (weights embedded)."""
+    import onnx
+
+    if model.ByteSize() >= 2**31:
+        raise DeployError(f"{path.name}: over 2 GB, cannot be a single-file ONNX model")
+    with atomic_output(path) as tmp:
+        onnx.save_model(model, str(tmp))
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise DeployError(f"{path.name}: invalid ONNX ({first_line(exc)})") from exc

@@ -1,0 +1,1 @@
+"""The tflite target: options, exporter and checks."""
