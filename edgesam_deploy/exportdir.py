@@ -155,6 +155,10 @@ def export_transaction(directory: Path) -> Iterator[Transaction]:
     """Lock ``directory``, finish or clean what earlier exports left, and yield a Transaction; an
     exception or signal before ``commit`` leaves the directory as it was."""
     directory = check_output_dir(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(directory, exc) from exc
     with locked(directory):
         roll_forward(directory)
         _clean_stale(directory)

@@ -61,14 +61,15 @@ def remove_stale_partials(directory: Path, name: str | None = None) -> list[Path
 
 
 def check_output_dir(path: Path) -> Path:
-    """Create ``path`` if needed and prove it is a writable directory with room for a small file,
-    before any work starts (a file, a read-only mount, /proc or a full disk: OutputError)."""
+    """Prove that ``path`` is, or can be created as, a writable directory with room for a small
+    file, before any work starts and without creating it (a file, a read-only mount, /proc or a
+    full disk: OutputError). The probe is written in ``path`` or its nearest existing parent."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: exists and is not a directory")
-    probe = path / f".edgesam-deploy.probe-{os.getpid()}"
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: exists and is not a directory")
+    probe = existing / f".edgesam-deploy.probe-{os.getpid()}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as fh:
             fh.write(b"\0" * PROBE_BYTES)
             fh.flush()
