@@ -14,6 +14,7 @@ from ..bench.runners.emulated import DEFAULT_PHOTOS as EMULATED_PHOTOS
 from ..checkpoints import load_model, load_model_for_source
 from ..devices import get_profile
 from ..errors import DeployError
+from ..exportdir import settle
 from ..manifest import Manifest
 from ..modeling import EdgeSam
 from .options import RandomWeightsOpt, err_console, out_console
@@ -71,6 +72,8 @@ def bench(
 
     Artifacts of DIR that the device cannot run are listed as not measured, with the reason.
     """
+    if not timeout > 0:  # also refuses NaN
+        raise DeployError(f"--timeout {timeout:g}: must be more than 0 seconds")
     profile = get_profile(device, profiles)
     if emulate:
         profile = profile.emulated()
@@ -84,6 +87,7 @@ def bench(
         raise DeployError("--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy export)")
     if not artifacts.is_dir():
         raise DeployError(f"{artifacts}: not a directory")
+    settle(artifacts)
     photos = [p.strip() for p in parity_photos.split(",") if p.strip()] if parity_photos else None
     if emulate and photos is None:
         photos = list(EMULATED_PHOTOS)  # a full-size encoder takes minutes per photo emulated
