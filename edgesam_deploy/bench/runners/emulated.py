@@ -88,8 +88,9 @@ class EmulatedRunner(Runner):
             else blank_result(r, self.not_emulated(r) or "")
             for r in request.artifacts
         ]
-        versions = {"emulator": QEMU, **(twin.info["wheels"] if twin else {})}
-        return RunOutcome(self._device(twin), results, [], versions)
+        details = twin.describe(self.cpu) if twin else {"cpu_model": self.cpu}
+        versions = {"emulator": details.get("emulator", QEMU), **details.get("wheels", {})}
+        return RunOutcome(self._device(details), results, [], versions)
 
     def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
         """The device side of the parity protocol, in the twin."""
@@ -135,8 +136,7 @@ class EmulatedRunner(Runner):
         result.extra = {"timings_measured_on": LABEL}
         return result
 
-    def _device(self, twin: Twin | None) -> DeviceInfo:
-        details = twin.describe(self.cpu) if twin else {"cpu_model": self.cpu}
+    def _device(self, details: dict[str, Any]) -> DeviceInfo:
         return DeviceInfo(
             name=f"{self.profile.name} ({LABEL})",
             runner=self.kind,
