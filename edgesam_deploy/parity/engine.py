@@ -89,9 +89,16 @@ class ArtifactParity:
     passed: bool
     runtime: str
     note: str = ""
+    measured: bool = True  # False: the runtime cannot run here; checked structurally at export
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def not_measured(cls, record: ArtifactRecord, reason: str) -> ArtifactParity:
+        """The row of an artifact this machine cannot run: no metrics, no verdict on drift."""
+        return cls(record.file, record.target, record.role, record.precision, {}, {}, [], True,
+                   "not measured here", reason, measured=False)
 
 
 def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, scores: np.ndarray, kind: str, acc: dict[str, list]) -> None:

@@ -7,10 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import DeployError
 from ..manifest import ArtifactRecord
 
 if TYPE_CHECKING:
     from ..modeling import EdgeSam
+
+
+class NotRunnableHere(DeployError):
+    """A valid artifact whose runtime cannot execute on this machine (e.g. an Apple-only delegate
+    on Linux): reports say "not measured here" and why, instead of failing."""
 
 
 class GraphSession(ABC):

@@ -1,0 +1,150 @@
+"""ExecuTorch target: ``executorch/{encoder,decoder}.<precision>.pte`` from ``torch.export``.
+
+- ``fp32``: XNNPACK delegate. ``int8-static``: pt2e with the XNNPACK quantizer (per-channel,
+  calibrated on the shared calibration images, from the best-equalized encoder), XNNPACK delegate.
+- ``fp16``: a ``.half()`` graph on XNNPACK with every LayerNorm computed in fp32 and GELU in its
+  tanh form (XNNPACK has no fp16 GELU), exported only because it passes the fp16 gate.
+- ``coreml-fp16``: the Core ML delegate (fp16 ML program); lowers on Linux, runs on Apple only.
+
+Every graph goes through ``rewrites.delegable`` first (same function, fewer partitions) except
+the Core ML one, which lowers LayerNorm and attention natively. Measurements: docs/executorch.md.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import DeployError, require
+from ...fileio import atomic_output
+from ...manifest import ArtifactRecord, package_versions
+from ...vocabulary import Precision, Role, Target, graph_spec
+from ..base import ExportContext, Exporter
+from .checks import Census, check_program
+from .lowering import Fp16Graph, coreml_partitioner, export_graph, lower, xnnpack_partitioner
+from .options import ExecutorchOptions
+from .quantize import quantize_int8, quantizer_record, run_quantized
+from .rewrites import delegable, norms_in_fp32, tanh_gelu
+
+_VERSIONED = ("executorch", "torch", "torchao", "coremltools")
+DECODER_INT8_NOTE = (
+    "decoder kept float32 (XNNPACK delegate), as in the ONNX target: the int8 variant is an "
+    "int8 encoder beside this decoder (docs/executorch.md)"
+)
+
+
+class ExecutorchExporter(Exporter):
+    """Encoder and decoder as ExecuTorch programs for XNNPACK (fp32, fp16, int8) and Core ML."""
+
+    target = Target.EXECUTORCH
+    extra = "executorch"
+    required_modules = ("executorch.exir", "executorch.runtime", "torchao")
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8_STATIC, Precision.COREML_FP16)
+    default_precisions = (Precision.FP32, Precision.FP16)
+    options_class = ExecutorchOptions
+
+    def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
+        """Write ``executorch/{encoder,decoder}.<precision>.pte`` under ``ctx.out_dir``."""
+        opts: ExecutorchOptions = self.options(ctx)
+        precisions = self.resolve_precisions(opts.precisions)
+        if Precision.COREML_FP16 in precisions:
+            require("coremltools", "coreml")
+        records = []
+        for role in Role:
+            graph, rewritten = delegable(ctx.graph(role))
+            for precision in precisions:
+                ctx.progress(f"executorch: {role} {precision}, lowering")
+                data, census, details = self._program(ctx, opts, role, precision, graph)
+                if precision != Precision.COREML_FP16:
+                    details["rewrites"] = {"modules_replaced": rewritten, "see": "rewrites.py"}
+                records.append(self._write(ctx, opts, role, precision, data, census, details))
+        return records
+
+    def _program(
+        self,
+        ctx: ExportContext,
+        opts: ExecutorchOptions,
+        role: Role,
+        precision: Precision,
+        graph: nn.Module,
+    ) -> tuple[bytes, Census, dict[str, Any]]:
+        """The ``.pte`` bytes of one variant, its census and record details."""
+        points = opts.max_points
+        if precision == Precision.FP32:
+            return *lower(export_graph(graph, role, points), xnnpack_partitioner()), {}
+        if precision == Precision.FP16:
+            half = Fp16Graph(copy.deepcopy(graph))
+            kept = {
+                "layer_norm_fp32": norms_in_fp32(half.graph),
+                "gelu_tanh": tanh_gelu(half.graph),
+            }
+            return *lower(export_graph(half, role, points), xnnpack_partitioner()), {"fp16": kept}
+        if precision == Precision.COREML_FP16:
+            program = export_graph(ctx.graph(role), role, points)
+            return *lower(program, coreml_partitioner()), {
+                "delegate": "Core ML, fp16 compute, iOS 17"
+            }
+        if role == Role.DECODER:
+            return *lower(export_graph(graph, role, points), xnnpack_partitioner()), {
+                "weights": "float32",
+                "int8_decoder": DECODER_INT8_NOTE,
+            }
+        return self._int8_encoder(ctx, opts)
+
+    @staticmethod
+    def _int8_encoder(
+        ctx: ExportContext, opts: ExecutorchOptions
+    ) -> tuple[bytes, Census, dict[str, Any]]:
+        """The best-equalized encoder quantized by pt2e, lowered to XNNPACK."""
+        feeds = [(torch.from_numpy(x),) for x in ctx.calibration_images]
+
+        def build(encoder: nn.Module, alpha: float) -> nn.Module:
+            ctx.progress(
+                f"executorch: int8 encoder, equalization alpha {alpha}, {len(feeds)} images"
+            )
+            rewritten, _ = delegable(encoder)
+            return quantize_int8(rewritten, Role.ENCODER, feeds, opts.max_points)
+
+        def embed(module: nn.Module, images: list[np.ndarray]) -> list[np.ndarray]:
+            return run_quantized(module, images)
+
+        module, equalization = ctx.best_equalized(build, embed)
+        ctx.progress(f"executorch: int8 encoder, lowering alpha {equalization['alpha']}")
+        program = export_graph(module, Role.ENCODER, opts.max_points)
+        data, census = lower(program, xnnpack_partitioner())
+        quantization = {**quantizer_record(), "calibration": ctx.calibration_source()}
+        return data, census, {"quantization": quantization, "equalization": equalization}
+
+    def _write(
+        self,
+        ctx: ExportContext,
+        opts: ExecutorchOptions,
+        role: Role,
+        precision: Precision,
+        data: bytes,
+        census: Census,
+        details: dict[str, Any],
+    ) -> ArtifactRecord:
+        """Write the ``.pte`` atomically, check it against the contract and describe it."""
+        path = Path(ctx.out_dir) / "executorch" / f"{role}.{precision}.pte"
+        points = opts.max_points if role == Role.DECODER else 0
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(data)
+            problems = check_program(tmp, role, opts.max_points)
+            if problems:
+                raise DeployError(f"{path.name}: {'; '.join(problems)}")
+        spec = graph_spec(role)
+        facts = {
+            "versions": package_versions(_VERSIONED),
+            "io_order": {"inputs": list(spec.input_names), "outputs": list(spec.output_names)},
+            "partitions": census.partitions,
+            "total_partitions": census.total_partitions,
+            "outside_delegate": census.outside,
+            **({"max_points": points, "point_padding": "none: N is dynamic"} if points else {}),
+        }
+        return self.make_record(ctx, path, role, precision, **facts, **details)

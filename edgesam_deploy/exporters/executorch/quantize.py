@@ -1,0 +1,59 @@
+"""int8 through PyTorch's pt2e flow with ExecuTorch's XNNPACK quantizer: symmetric int8
+activations (calibrated), per-channel int8 weights, on the ``torch.export`` graph.
+
+The quantized module (quantize / dequantize nodes around float ops) runs in PyTorch, so the
+equalization search can judge each candidate before one of them is lowered to a ``.pte``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...graphs import example_inputs
+from ...vocabulary import Role
+from .lowering import EXAMPLE_POINTS, dynamic_shapes
+
+QUANTIZER = "XNNPACKQuantizer, symmetric, per-channel weights, static activations (pt2e)"
+
+
+def quantize_int8(
+    graph: nn.Module, role: Role, feeds: list[tuple[torch.Tensor, ...]], max_points: int
+) -> nn.Module:
+    """``graph`` quantized by pt2e and calibrated on ``feeds`` (positional inputs of ``role``)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True)
+    )
+    inputs = example_inputs(role, min(EXAMPLE_POINTS, max_points))
+    shapes = dynamic_shapes(role, max_points)
+    with torch.no_grad():
+        captured = torch.export.export(graph.eval(), inputs, dynamic_shapes=shapes).module()
+        prepared = prepare_pt2e(captured, quantizer)
+        for feed in feeds:
+            prepared(*feed)
+        return convert_pt2e(prepared)
+
+
+def run_quantized(module: nn.Module, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Embeddings (1 x 256 x 64 x 64) of a quantized encoder module, one per image."""
+    with torch.no_grad():
+        return [module(torch.from_numpy(x)).numpy() for x in images]
+
+
+def quantizer_record() -> dict[str, Any]:
+    """What the int8 variant is, for the manifest."""
+    return {
+        "tool": "torchao pt2e",
+        "quantizer": QUANTIZER,
+        "float_kept": "ops the quantizer "
+        "does not annotate (GELU, LayerNorm arithmetic) run in float between dequantize / quantize",
+    }
