@@ -44,7 +44,7 @@ CONFORMANCE = (
 )
 P = Precision
 OTHERS = {Target.ONNX: (P.FP32, P.INT8_STATIC), Target.TFLITE: (P.FP32, P.INT8_DYNAMIC)}
-ALL = {Target.EXECUTORCH: ExecutorchExporter.precisions, **OTHERS}
+ALL = {**OTHERS, Target.EXECUTORCH: ExecutorchExporter.precisions}  # others first: reused
 
 
 def conformance_model() -> tuple[EdgeSam, ModelSource]:

@@ -96,3 +96,11 @@ class ExecutorchSession(GraphSession):
             "partitions": details.get("partitions", {}),
             "outside_delegate": details.get("outside_delegate", {}),
         }
+
+
+def program_outputs(data: bytes, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Embeddings (1 x 256 x 64 x 64) of an encoder ``.pte`` held in memory, one per image."""
+    runtime = require("executorch.runtime", "executorch").Runtime.get()
+    method = runtime.load_program(data).load_method("forward")
+    with torch.no_grad():
+        return [method.execute([torch.from_numpy(x)])[0].numpy() for x in images]

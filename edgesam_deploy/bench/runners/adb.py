@@ -12,6 +12,10 @@ from ..schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, DeviceInfo,
 from .base import BenchRequest, Runner, RunOutcome, blank_result, summed_pipelines
 
 DEVICE_DIR = "/data/local/tmp/edgesam"
+NOT_RUN = {
+    "executorch": "not measured: a .pte needs ExecuTorch's executor_runner built for Android arm64 with "
+    "the XNNPACK backend (the executorch wheel ships no benchmark binary)",
+}
 DELEGATE_FLAGS = {
     "gpu": ["--use_gpu=true"],
     "nnapi": ["--use_nnapi=true"],
@@ -106,7 +110,7 @@ class AdbRunner(Runner):
         results = []
         for record in request.artifacts:
             if record.target != "tflite":
-                results.append(blank_result(record, "benchmark_model runs .tflite artifacts only"))
+                results.append(blank_result(record, NOT_RUN.get(record.target, "benchmark_model runs .tflite artifacts only")))
                 continue
             graph = f"{DEVICE_DIR}/{record.file.replace('/', '_')}"
             request.progress(f"{serial}: {record.file} ({delegate})")

@@ -19,6 +19,10 @@ from ..schema import ArtifactResult, DeviceInfo, Stats
 from .base import BenchRequest, Runner, RunOutcome, blank_result, summed_pipelines
 
 RESULT_PREFIX = "EDGESAM_BENCH "
+NOT_RUN = {
+    "executorch": "not measured: the benchmark app runs Core ML packages; a .pte needs an app linking "
+    "ExecuTorch's runtime with the Core ML or XNNPACK backend",
+}
 
 
 def paired_devices(devicectl_json: dict[str, Any]) -> list[dict[str, str]]:
@@ -96,7 +100,7 @@ class XcodeRunner(Runner):
         with tempfile.TemporaryDirectory(prefix="edgesam-xcode-") as tmp:
             for record in request.artifacts:
                 if record.target != "coreml":
-                    results.append(blank_result(record, "the iPhone runs Core ML artifacts only"))
+                    results.append(blank_result(record, NOT_RUN.get(record.target, "the iPhone runs Core ML artifacts only")))
                     continue
                 request.progress(f"{phone['name']}: {record.file}")
                 self.execute(["xcrun", "coremlcompiler", "compile", str(request.export_dir / record.file), tmp], f"compiling {record.file}")

@@ -28,6 +28,7 @@ class Fp16Graph(nn.Module):
     def __init__(self, graph: nn.Module) -> None:
         super().__init__()
         self.graph = graph.half()
+        self.eval()
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         out = self.graph(*(x.half() for x in inputs))
@@ -47,13 +48,14 @@ def dynamic_shapes(role: Role, max_points: int) -> tuple[Any, ...] | None:
 
 
 def export_graph(graph: nn.Module, role: Role, max_points: int) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``graph`` (or an ``Fp16Graph``) with the official positional inputs."""
+    """``torch.export`` of ``graph`` (in eval mode; or an ``Fp16Graph``) with the official
+    positional inputs."""
     inputs = example_inputs(role, min(EXAMPLE_POINTS, max_points))
     shapes = dynamic_shapes(role, max_points)
     if isinstance(graph, Fp16Graph) and shapes is not None:
         shapes = (shapes,)  # *inputs is one positional pytree
     with torch.no_grad():
-        return torch.export.export(graph.eval(), inputs, dynamic_shapes=shapes)
+        return torch.export.export(graph, inputs, dynamic_shapes=shapes)
 
 
 def lower(program: torch.export.ExportedProgram, partitioner: Any) -> tuple[bytes, Census]:
