@@ -54,7 +54,7 @@ from edgesam_deploy.processing import PromptError  # noqa: E402
 from edgesam_deploy.runtimes import open_session  # noqa: E402
 from edgesam_deploy.runtimes.base import NotRunnableHere  # noqa: E402
 from edgesam_deploy.runtimes.executorch import program_outputs  # noqa: E402
-from edgesam_deploy.vocabulary import Precision, Role, Target  # noqa: E402
+from edgesam_deploy.vocabulary import ENCODER, Precision, Role, Target  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -228,16 +228,16 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def _written(data: bytes, tmp_path: Path) -> Path:
     path = tmp_path / "encoder.pte"
     path.write_bytes(data)
-    assert check_program(path, Role.ENCODER, MAX_POINTS) == []
+    assert check_program(path, ENCODER, MAX_POINTS) == []
     return path
 
 
 def test_int8_path_quantizes_into_xnnpack(tiny, tmp_path):
     graph, images, reference = tiny
-    fp32, _ = lower(export_graph(graph, Role.ENCODER, MAX_POINTS), xnnpack_partitioner())
+    fp32, _ = lower(export_graph(graph, ENCODER, MAX_POINTS), xnnpack_partitioner())
     feeds = [(torch.from_numpy(x),) for x in images]
-    quantized = quantize_int8(graph, Role.ENCODER, feeds, MAX_POINTS)
-    data, census = lower(export_graph(quantized, Role.ENCODER, MAX_POINTS), xnnpack_partitioner())
+    quantized = quantize_int8(graph, ENCODER, feeds, MAX_POINTS)
+    data, census = lower(export_graph(quantized, ENCODER, MAX_POINTS), xnnpack_partitioner())
     _written(data, tmp_path)
     assert set(census.partitions) == {"XnnpackBackend"}
     assert not [op for op in census.outside if "quantize" in op], census.outside
@@ -249,7 +249,7 @@ def test_fp16_path_keeps_norms_fp32_and_gelu_in_the_delegate(tiny, tmp_path):
     graph, images, reference = tiny
     half = Fp16Graph(copy.deepcopy(graph))
     assert norms_in_fp32(half.graph) == 1 and tanh_gelu(half.graph) == 1
-    data, census = lower(export_graph(half, Role.ENCODER, MAX_POINTS), xnnpack_partitioner())
+    data, census = lower(export_graph(half, ENCODER, MAX_POINTS), xnnpack_partitioner())
     _written(data, tmp_path)
     assert "aten.gelu.default" not in census.outside and "aten.gelu" not in census.outside
     assert _cosine(reference, program_outputs(data, images[:1])[0]) > 0.999
@@ -257,7 +257,7 @@ def test_fp16_path_keeps_norms_fp32_and_gelu_in_the_delegate(tiny, tmp_path):
 
 def test_coreml_delegate_is_structural_only_on_linux(tiny, tmp_path, random_model):
     graph, _, _ = tiny
-    data, census = lower(export_graph(graph, Role.ENCODER, MAX_POINTS), coreml_partitioner())
+    data, census = lower(export_graph(graph, ENCODER, MAX_POINTS), coreml_partitioner())
     assert census.partitions == {"CoreMLBackend": 1} and not census.outside
     (tmp_path / "executorch").mkdir()
     path = _written(data, tmp_path / "executorch")
@@ -282,3 +282,8 @@ def test_coreml_delegate_is_structural_only_on_linux(tiny, tmp_path, random_mode
     console = Console(record=True, width=200)
     console.print(table([result]))
     assert "not measured here" in console.export_text()
+
+
+def test_int8_alias_is_the_static_variant():
+    exporter = get_exporter(Target.EXECUTORCH)
+    assert exporter.resolve_precisions(("int8", "fp32")) == [Precision.INT8_STATIC, Precision.FP32]

@@ -21,7 +21,7 @@ import torch
 from ..errors import DeployError, first_line, require
 from ..manifest import ArtifactRecord
 from ..processing import PromptError
-from ..vocabulary import Role, graph_spec
+from ..vocabulary import Role, TensorSpec, graph_spec
 from .base import GraphSession, NotRunnableHere
 
 _POOL: dict[str, int] = {}  # "threads" once a session of this process has set the pool
@@ -67,7 +67,7 @@ class ExecutorchSession(GraphSession):
             self.method = runtime.load_program(Path(path)).load_method("forward")
         except (RuntimeError, ValueError) as exc:
             raise DeployError(f"{path}: ExecuTorch cannot load it ({first_line(exc)})") from exc
-        self.spec = graph_spec(record.role)
+        self.spec = graph_spec(record.role, bool(record.details.get("mask_input")))
 
     def accepts_points(self, n: int) -> bool:
         return self.record.role == Role.DECODER and 1 <= n <= self.max_points
@@ -80,13 +80,18 @@ class ExecutorchSession(GraphSession):
                     f"prompt has {n} points with padding; {self.path.name} takes N in "
                     f"1..{self.max_points} (export with a larger --max-points)"
                 )
-        inputs = [
-            torch.from_numpy(np.ascontiguousarray(feeds[k], dtype=np.float32))
-            for k in self.spec.input_names
-        ]
+        inputs = [torch.from_numpy(self._feed(feeds, spec)) for spec in self.spec.inputs]
         out = self.method.execute(inputs)
         names = self.spec.output_names
         return {k: np.asarray(t, dtype=np.float32) for k, t in zip(names, out, strict=True)}
+
+    @staticmethod
+    def _feed(feeds: dict[str, np.ndarray], spec: TensorSpec) -> np.ndarray:
+        """The input ``spec`` from ``feeds``; an absent previous mask is zeros (has_mask_input 0:
+        the decoder without a previous mask)."""
+        if spec.name not in feeds and spec.name in ("mask_input", "has_mask_input"):
+            return np.zeros(spec.shape, dtype=np.float32)
+        return np.ascontiguousarray(feeds[spec.name], dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         details = self.record.details

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeployError, first_line, require
-from ...vocabulary import Role, graph_spec
+from ...vocabulary import GraphSpec
 
 DELEGATE_CALL = "executorch_call_delegate"
 FLOAT32 = 6  # ExecuTorch ScalarType::Float
@@ -76,11 +76,10 @@ def program_io(path: Path) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def check_program(path: Path, role: Role, max_points: int) -> list[str]:
-    """Problems of a written ``.pte`` against the official contract of ``role`` (empty: none):
-    input / output count, shapes (dynamic N at its upper bound ``max_points``), float32 IO."""
+def check_program(path: Path, spec: GraphSpec, max_points: int) -> list[str]:
+    """Problems of a written ``.pte`` against the contract ``spec`` (empty: none): input /
+    output count, shapes (dynamic N at its upper bound ``max_points``), float32 IO."""
     io = program_io(path)
-    spec = graph_spec(role)
     problems = []
     for kind, expected in (("inputs", spec.inputs), ("outputs", spec.outputs)):
         found = io[kind]

@@ -25,7 +25,7 @@ from ...errors import DeployError, require
 from ...fileio import atomic_output
 from ...manifest import ArtifactRecord, package_versions
 from ...runtimes.executorch import program_outputs
-from ...vocabulary import Precision, Role, Target, graph_spec
+from ...vocabulary import Precision, Role, Target
 from ..base import ExportContext, Exporter
 from .checks import Census, check_program
 from .lowering import Fp16Graph, coreml_partitioner, export_graph, lower, xnnpack_partitioner
@@ -52,6 +52,7 @@ class ExecutorchExporter(Exporter):
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8_STATIC, Precision.COREML_FP16)
     default_precisions = (Precision.FP32, Precision.FP16)
     options_class = ExecutorchOptions
+    aliases = {"int8": Precision.INT8_STATIC}  # the only int8 here
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         """Write ``executorch/{encoder,decoder}.<precision>.pte`` under ``ctx.out_dir``."""
@@ -64,7 +65,7 @@ class ExecutorchExporter(Exporter):
             graph, rewritten = delegable(ctx.graph(role))
             fp32 = cache(
                 lambda g=graph, r=role: lower(
-                    export_graph(g, r, opts.max_points), xnnpack_partitioner()
+                    export_graph(g, ctx.spec(r), opts.max_points), xnnpack_partitioner()
                 )
             )
             for precision in precisions:
@@ -95,9 +96,11 @@ class ExecutorchExporter(Exporter):
                 "layer_norm_fp32": norms_in_fp32(half.graph),
                 "gelu_tanh": tanh_gelu(half.graph),
             }
-            return *lower(export_graph(half, role, points), xnnpack_partitioner()), {"fp16": kept}
+            return *lower(export_graph(half, ctx.spec(role), points), xnnpack_partitioner()), {
+                "fp16": kept
+            }
         if precision == Precision.COREML_FP16:
-            program = export_graph(ctx.graph(role), role, points)
+            program = export_graph(ctx.graph(role), ctx.spec(role), points)
             return *lower(program, coreml_partitioner()), {"delegate": "Core ML, fp16, iOS 17"}
         if role == Role.DECODER:
             return *fp32(), {"weights": "float32", "int8_decoder": DECODER_INT8_NOTE}
@@ -114,9 +117,10 @@ class ExecutorchExporter(Exporter):
 
         def build(encoder: nn.Module, alpha: float) -> bytes:
             ctx.progress(f"executorch: int8 encoder, alpha {alpha}, {len(feeds)} images")
-            quantized = quantize_int8(delegable(encoder)[0], Role.ENCODER, feeds, opts.max_points)
+            spec = ctx.spec(Role.ENCODER)
+            quantized = quantize_int8(delegable(encoder)[0], spec, feeds, opts.max_points)
             data, censuses[alpha] = lower(
-                export_graph(quantized, Role.ENCODER, opts.max_points), xnnpack_partitioner()
+                export_graph(quantized, spec, opts.max_points), xnnpack_partitioner()
             )
             return data
 
@@ -136,14 +140,14 @@ class ExecutorchExporter(Exporter):
         details: dict[str, Any],
     ) -> ArtifactRecord:
         """Write the ``.pte`` atomically, check it against the contract and describe it."""
-        path = Path(ctx.out_dir) / "executorch" / f"{role}.{precision}.pte"
+        path = Path(ctx.out_dir) / "executorch" / f"{ctx.stem(role)}.{precision}.pte"
         points = opts.max_points if role == Role.DECODER else 0
         with atomic_output(path) as tmp:
             tmp.write_bytes(data)
-            problems = check_program(tmp, role, opts.max_points)
+            problems = check_program(tmp, ctx.spec(role), opts.max_points)
             if problems:
                 raise DeployError(f"{path.name}: {'; '.join(problems)}")
-        spec = graph_spec(role)
+        spec = ctx.spec(role)
         facts = {
             "versions": package_versions(_VERSIONED),
             "io_order": {"inputs": list(spec.input_names), "outputs": list(spec.output_names)},

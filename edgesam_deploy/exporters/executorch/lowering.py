@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ...graphs import example_inputs
-from ...vocabulary import Role, graph_spec
+from ...vocabulary import DECODER_MASK_INPUT, GraphSpec
 from .checks import Census, census
 
 EXAMPLE_POINTS = (
@@ -35,10 +35,15 @@ class Fp16Graph(nn.Module):
         return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
-def dynamic_shapes(role: Role, max_points: int) -> tuple[Any, ...] | None:
-    """Positional dynamic-shape spec of ``role``'s inputs (None: all static, the encoder's, or
+def example_feeds(spec: GraphSpec, max_points: int) -> tuple[torch.Tensor, ...]:
+    """Example positional inputs of the graph ``spec`` describes, with N = EXAMPLE_POINTS."""
+    mask_input = spec == DECODER_MASK_INPUT
+    return example_inputs(spec.role, min(EXAMPLE_POINTS, max_points), mask_input=mask_input)
+
+
+def dynamic_shapes(spec: GraphSpec, max_points: int) -> tuple[Any, ...] | None:
+    """Positional dynamic-shape spec of ``spec``'s inputs (None: all static, the encoder's, or
     a decoder bounded to one point)."""
-    spec = graph_spec(role)
     if max_points == 1 or all(None not in s.shape for s in spec.inputs):
         return None
     points = torch.export.Dim("num_points", min=1, max=max_points)
@@ -47,11 +52,13 @@ def dynamic_shapes(role: Role, max_points: int) -> tuple[Any, ...] | None:
     )
 
 
-def export_graph(graph: nn.Module, role: Role, max_points: int) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``graph`` (in eval mode; or an ``Fp16Graph``) with the official
-    positional inputs."""
-    inputs = example_inputs(role, min(EXAMPLE_POINTS, max_points))
-    shapes = dynamic_shapes(role, max_points)
+def export_graph(
+    graph: nn.Module, spec: GraphSpec, max_points: int
+) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``graph`` (in eval mode; or an ``Fp16Graph``) with the positional
+    inputs of ``spec``."""
+    inputs = example_feeds(spec, max_points)
+    shapes = dynamic_shapes(spec, max_points)
     if isinstance(graph, Fp16Graph) and shapes is not None:
         shapes = (shapes,)  # *inputs is one positional pytree
     with torch.no_grad():

@@ -13,17 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...graphs import example_inputs
-from ...vocabulary import Role
-from .lowering import EXAMPLE_POINTS, dynamic_shapes
+from ...vocabulary import GraphSpec
+from .lowering import dynamic_shapes, example_feeds
 
 QUANTIZER = "XNNPACKQuantizer, symmetric, per-channel weights, static activations (pt2e)"
 
 
 def quantize_int8(
-    graph: nn.Module, role: Role, feeds: list[tuple[torch.Tensor, ...]], max_points: int
+    graph: nn.Module, spec: GraphSpec, feeds: list[tuple[torch.Tensor, ...]], max_points: int
 ) -> nn.Module:
-    """``graph`` quantized by pt2e and calibrated on ``feeds`` (positional inputs of ``role``)."""
+    """``graph`` quantized by pt2e and calibrated on ``feeds`` (positional inputs of ``spec``)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -33,8 +32,8 @@ def quantize_int8(
     quantizer = XNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=True)
     )
-    inputs = example_inputs(role, min(EXAMPLE_POINTS, max_points))
-    shapes = dynamic_shapes(role, max_points)
+    inputs = example_feeds(spec, max_points)
+    shapes = dynamic_shapes(spec, max_points)
     with torch.no_grad():
         captured = torch.export.export(graph.eval(), inputs, dynamic_shapes=shapes).module()
         prepared = prepare_pt2e(captured, quantizer)
