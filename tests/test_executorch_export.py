@@ -248,7 +248,7 @@ def test_int8_path_quantizes_into_xnnpack(tiny, tmp_path):
 def test_fp16_path_keeps_norms_fp32_and_gelu_in_the_delegate(tiny, tmp_path):
     graph, images, reference = tiny
     half = Fp16Graph(copy.deepcopy(graph))
-    assert norms_in_fp32(half.graph) == 1 and tanh_gelu(half.graph) == 1
+    assert norms_in_fp32(half.net) == 1 and tanh_gelu(half.net) == 1
     data, census = lower(export_graph(half, ENCODER, MAX_POINTS), xnnpack_partitioner())
     _written(data, tmp_path)
     assert "aten.gelu.default" not in census.outside and "aten.gelu" not in census.outside

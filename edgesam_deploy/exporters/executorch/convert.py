@@ -93,8 +93,8 @@ class ExecutorchExporter(Exporter):
         if precision == Precision.FP16:
             half = Fp16Graph(copy.deepcopy(graph))
             kept = {
-                "layer_norm_fp32": norms_in_fp32(half.graph),
-                "gelu_tanh": tanh_gelu(half.graph),
+                "layer_norm_fp32": norms_in_fp32(half.net),
+                "gelu_tanh": tanh_gelu(half.net),
             }
             return *lower(export_graph(half, ctx.spec(role), points), xnnpack_partitioner()), {
                 "fp16": kept

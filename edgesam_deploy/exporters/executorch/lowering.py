@@ -27,11 +27,11 @@ class Fp16Graph(nn.Module):
 
     def __init__(self, graph: nn.Module) -> None:
         super().__init__()
-        self.graph = graph.half()
+        self.net = graph.half()  # not "graph": a GraphModule has one
         self.eval()
 
     def forward(self, *inputs: torch.Tensor) -> Any:
-        out = self.graph(*(x.half() for x in inputs))
+        out = self.net(*(x.half() for x in inputs))
         return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
