@@ -42,7 +42,7 @@ def check_directory(
             results.append(ArtifactParity.not_measured(record, str(exc)))
             continue
         result = evaluate(session, reference, progress)
-        if sha256_path(Path(export_dir) / record.file) != record.sha256:
+        if sha256_path(manifest.artifact_path(record)) != record.sha256:
             result.failures.append("sha256 differs from the manifest: the file changed after export")
             result.passed = False
         results.append(result)
