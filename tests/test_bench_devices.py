@@ -27,7 +27,7 @@ def onnx_dir(tmp_path) -> Path:
 def test_packaged_profiles_name_format_runtime_and_runner():
     profiles = load_profiles()
     assert set(PACKAGED) <= set(profiles)
-    assert profiles["iphone14"].targets == ("coreml", "executorch") and profiles["iphone14"].compute_units == "CPU_AND_NE"
+    assert profiles["iphone14"].targets == ("coreml",) and profiles["iphone14"].compute_units == "CPU_AND_NE"
     assert profiles["pixel8"].runner == "adb" and profiles["pixel8"].delegate == "gpu"
     assert profiles["jetson-orin-nano"].runtime == "tensorrt" and profiles["jetson-orin-nano"].env_hint("host")
     assert profiles["host"].targets == () and profiles["host"].runner == "local"
