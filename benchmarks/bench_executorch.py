@@ -61,7 +61,7 @@ def conformance_model() -> tuple[EdgeSam, ModelSource]:
     model = EdgeSam("bilinear")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     load_state_dict_strict(model, state, str(CONFORMANCE))
-    return model.eval(), ModelSource("edgesam", "conformance", path=str(CONFORMANCE))
+    return model.eval(), ModelSource("edgesam", "checkpoint", path=str(CONFORMANCE))
 
 
 def records(export_dir: Path) -> dict[tuple[str, str, str], ArtifactRecord]:
@@ -123,10 +123,11 @@ def latencies(sessions: dict[str, object], role: Role, repeats: int) -> dict[str
     out: dict[str, dict[str, float]] = {key: {} for key in sessions}
     for label, feed in feeds.items():
         runs = repeats if role == Role.ENCODER else repeats * 5
+        points = None if role == Role.ENCODER else feed["point_labels"].shape[1]
         fns = {
             key: (lambda s=s, f=feed: s.run(f))
             for key, s in sessions.items()
-            if s.accepts_points(feed["point_labels"].shape[1]) or role == Role.ENCODER
+            if points is None or s.accepts_points(points)
         }
         for key, samples in timed_interleaved(fns, runs, warmup=2).items():
             out[key][label or "encoder"] = round(median(samples), 2)

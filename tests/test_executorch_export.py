@@ -19,6 +19,8 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from conftest import conformance_path
+
 pytest.importorskip("executorch")
 
 from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
@@ -66,7 +68,7 @@ MAX_POINTS = 16
 def export_dir(tmp_path_factory, conformance_model) -> Path:
     out = tmp_path_factory.mktemp("executorch")
     options = ExportOptions.of(ExecutorchOptions(PRECISIONS, MAX_POINTS))
-    source = ModelSource("edgesam", "conformance", seed=0)
+    source = ModelSource("edgesam", "checkpoint", path=str(conformance_path()))
     run_export(conformance_model, source, [Target.EXECUTORCH], out, options, run_parity=False)
     return out
 
