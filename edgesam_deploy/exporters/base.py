@@ -139,11 +139,16 @@ class ExportContext:
         alphas: tuple[float, ...] | None = None,
     ) -> tuple[T, dict[str, Any]]:
         """The int8 encoder built from the best-equalized encoder (``quantization.equalize``'s
-        search on the calibration images, over ``alphas`` or its default strengths) and its record."""
+        search on the calibration images, over ``alphas`` or its default strengths) and its
+        record."""
         from ..quantization.equalize import ALPHA_CANDIDATES, search_equalization
 
         return search_equalization(
-            self.equalized_encoder, build, embed, self.calibration_images, self.calibration_embeddings,
+            self.equalized_encoder,
+            build,
+            embed,
+            self.calibration_images,
+            self.calibration_embeddings,
             alphas or ALPHA_CANDIDATES,
         )
 
