@@ -45,24 +45,31 @@ def attach_host_parity(
     """Fill ``result.host_parity`` of the exported artifacts in ``results``: the recorded figure of
     any of them; with ``compute`` (rows measured on another device), a figure computed here for
     measured rows without a record (``reference`` is called only then). Artifacts that cannot be
-    checked here say why in ``extra``."""
+    checked here say why in ``extra``. Each file is judged once, whatever its number of rows (one
+    per compute-unit setting on an iPhone)."""
     listed = {a.file: a for a in manifest.artifacts}
-    recorded = _recorded(manifest, export_dir)
+    known: dict[str, ParitySummary | None] = dict(_recorded(manifest, export_dir))
     for result in results:
         if result.file not in listed:
             continue
-        host = recorded.get(result.file)
-        if host is None and compute and result.measured:
-            progress(f"{result.file}: parity on this host")
-            try:
-                model = reference()
-                (res,) = check_directory(
-                    export_dir, model.model, files=[result.file], reference=model
-                )
-                host = summary_of(res)
-            except (
-                DeployError,
-                ImportError,
-            ) as exc:  # e.g. no runtime for this target on this machine
-                result.extra["parity_error"] = f"parity not checked here: {exc}"
-        result.host_parity = host
+        if result.file not in known and compute and result.measured:
+            known[result.file] = _host_summary(result, export_dir, reference, progress)
+        result.host_parity = known.get(result.file)
+
+
+def _host_summary(
+    result: ArtifactResult,
+    export_dir: Path,
+    reference: Callable[[], Reference],
+    progress: Callable[[str], None],
+) -> ParitySummary | None:
+    """Parity of ``result``'s artifact judged on this host (None, with the reason in ``extra``,
+    where it cannot run here)."""
+    progress(f"{result.file}: parity on this host")
+    try:
+        model = reference()
+        (res,) = check_directory(export_dir, model.model, files=[result.file], reference=model)
+        return summary_of(res)
+    except (DeployError, ImportError) as exc:  # e.g. no runtime for this target on this machine
+        result.extra["parity_error"] = f"parity not checked here: {exc}"
+        return None
