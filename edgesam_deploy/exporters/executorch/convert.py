@@ -40,8 +40,8 @@ _VERSIONED = ("executorch", "torch", "torchao", "coremltools")
 INT8_ALPHAS = (0.0, 0.5)
 FP16_DECODER_NOTE = (
     "decoder kept float32: the fp16 XNNPACK decoder failed the fp16 gate on the conformance "
-    "weights even with LayerNorm in fp32 (mask IoU mean 0.948, logits 0.76, docs/executorch.md); "
-    "the fp16 variant is an fp16 encoder beside this decoder"
+    "weights even with LayerNorm in fp32 (measurements: docs/executorch.md); the fp16 variant "
+    "is an fp16 encoder beside this decoder"
 )
 DECODER_INT8_NOTE = (
     "decoder kept float32 (XNNPACK delegate), as in the ONNX target: the int8 variant is an "
