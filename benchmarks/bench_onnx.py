@@ -6,6 +6,7 @@ Exports every precision (random weights, seed 0), adds an official-style encoder
 opset 11, no simplifier), times median latencies, runs the parity engine on the artifacts and
 checks the issue's targets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,12 @@ from edgesam_deploy.exporters.onnx.convert import OnnxExporter
 from edgesam_deploy.exporters.onnx.options import OnnxOptions
 from edgesam_deploy.fileio import write_json
 from edgesam_deploy.graphs import EncoderGraph, example_inputs
-from edgesam_deploy.vocabulary import ENCODER, Role
 from edgesam_deploy.manifest import Manifest, tool_versions
 from edgesam_deploy.parity import check_directory
+from edgesam_deploy.processing import preprocess
 from edgesam_deploy.runtimes.onnxruntime import OrtSession
 from edgesam_deploy.samples import load_photo
-from edgesam_deploy.processing import preprocess
+from edgesam_deploy.vocabulary import ENCODER, Role
 
 OFFICIAL = "onnx/encoder.official-style.onnx"
 
@@ -42,17 +43,28 @@ def export_official_style(model: torch.nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(EncoderGraph(model, fold=False).eval(), example_inputs(Role.ENCODER), str(path), dynamo=False,
-                          opset_version=11, input_names=list(ENCODER.input_names), output_names=list(ENCODER.output_names))
+        torch.onnx.export(
+            EncoderGraph(model, fold=False).eval(),
+            example_inputs(Role.ENCODER),
+            str(path),
+            dynamo=False,
+            opset_version=11,
+            input_names=list(ENCODER.input_names),
+            output_names=list(ENCODER.output_names),
+        )
 
 
-def median_ms(sessions: dict[str, OrtSession], feeds: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+def median_ms(
+    sessions: dict[str, OrtSession], feeds: dict[str, np.ndarray], runs: int
+) -> dict[str, float]:
     """Median latency of each session, runs interleaved (``bench.metrics.timed_interleaved``)."""
     fns = {key: (lambda s=session: s.run(feeds)) for key, session in sessions.items()}
     return {k: float(np.median(v)) for k, v in timed_interleaved(fns, runs, warmup=1).items()}
 
 
-def op_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3) -> dict[str, float]:
+def op_profile(
+    path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3
+) -> dict[str, float]:
     """ONNX Runtime's own profile: mean ms per run spent in each op type (after its graph fusions)."""
     import onnxruntime as ort
 
@@ -75,7 +87,11 @@ def decoder_feeds(embeddings: np.ndarray, n: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(n)
     labels = np.ones((1, n), np.float32)
     labels[0, -1] = -1
-    return {"image_embeddings": embeddings, "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32), "point_labels": labels}
+    return {
+        "image_embeddings": embeddings,
+        "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
+        "point_labels": labels,
+    }
 
 
 def main() -> int:
@@ -90,8 +106,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         out = Path(tmp)
-        ctx = ExportContext(model=model, source=source, out_dir=out, options=ExportOptions.of(OnnxOptions(OnnxExporter.precisions), calibration_size=args.calibration_size),
-                            progress=lambda m: print(m, file=sys.stderr))
+        ctx = ExportContext(
+            model=model,
+            source=source,
+            out_dir=out,
+            options=ExportOptions.of(
+                OnnxOptions(OnnxExporter.precisions), calibration_size=args.calibration_size
+            ),
+            progress=lambda m: print(m, file=sys.stderr),
+        )
         records = OnnxExporter().export(ctx)
         manifest = Manifest(model=source.as_dict())
         manifest.add(records)
@@ -102,33 +125,71 @@ def main() -> int:
         emb = ctx.encoder_graph(torch.from_numpy(image["image"])).detach().numpy()
         by_file = {r.file: r for r in records}
         official_record = by_file["onnx/encoder.fp32.onnx"]
-        encoders = {f"onnx/encoder.{p}.onnx": by_file[f"onnx/encoder.{p}.onnx"] for p in ("fp32", "fp16", "int8-static", "int8-dynamic")}
+        encoders = {
+            f"onnx/encoder.{p}.onnx": by_file[f"onnx/encoder.{p}.onnx"]
+            for p in ("fp32", "fp16", "int8-static", "int8-dynamic")
+        }
         encoders[OFFICIAL] = official_record
-        lat = median_ms({f: OrtSession(r, out / f, threads=args.threads) for f, r in encoders.items()}, image, args.runs)
-        decoders = {f"onnx/decoder.{p}.onnx": OrtSession(by_file[f"onnx/decoder.{p}.onnx"], out / f"onnx/decoder.{p}.onnx",
-                                                          threads=args.threads) for p in ("fp32", "fp16")}
+        lat = median_ms(
+            {f: OrtSession(r, out / f, threads=args.threads) for f, r in encoders.items()},
+            image,
+            args.runs,
+        )
+        decoders = {
+            f"onnx/decoder.{p}.onnx": OrtSession(
+                by_file[f"onnx/decoder.{p}.onnx"],
+                out / f"onnx/decoder.{p}.onnx",
+                threads=args.threads,
+            )
+            for p in ("fp32", "fp16")
+        }
         for n in (1, 16):
-            lat.update({f"{f} N={n}": ms for f, ms in median_ms(decoders, decoder_feeds(emb, n), args.runs * 4).items()})
+            lat.update(
+                {
+                    f"{f} N={n}": ms
+                    for f, ms in median_ms(decoders, decoder_feeds(emb, n), args.runs * 4).items()
+                }
+            )
         print("op profiles ...", file=sys.stderr)
-        profiles = {f: op_profile(out / f, image, args.threads) for f in ("onnx/encoder.fp32.onnx", "onnx/encoder.int8-static.onnx")}
+        profiles = {
+            f: op_profile(out / f, image, args.threads)
+            for f in ("onnx/encoder.fp32.onnx", "onnx/encoder.int8-static.onnx")
+        }
         print("parity ...", file=sys.stderr)
         parity = {r.file: r for r in check_directory(out, model)}
-        sizes = {r.file: r.size_bytes for r in records} | {OFFICIAL: (out / OFFICIAL).stat().st_size}
+        sizes = {r.file: r.size_bytes for r in records} | {
+            OFFICIAL: (out / OFFICIAL).stat().st_size
+        }
 
     ratios, targets = ratios_and_targets(lat, parity)
     print_report(args, lat, sizes, parity, ratios, profiles, targets)
-    write_json(args.out, {
-        "device": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
-        "tools": tool_versions(), "weights": source.as_dict(), "runs": args.runs,
-        "latency_ms": lat, "size_bytes": sizes, "ratios": ratios, "targets": targets, "op_profile_ms": profiles,
-        "int8_static_encoder": by_file["onnx/encoder.int8-static.onnx"].details,
-        "parity": {f: p.as_dict() for f, p in parity.items()},
-    })
+    write_json(
+        args.out,
+        {
+            "device": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "threads": args.threads,
+            },
+            "tools": tool_versions(),
+            "weights": source.as_dict(),
+            "runs": args.runs,
+            "latency_ms": lat,
+            "size_bytes": sizes,
+            "ratios": ratios,
+            "targets": targets,
+            "op_profile_ms": profiles,
+            "int8_static_encoder": by_file["onnx/encoder.int8-static.onnx"].details,
+            "parity": {f: p.as_dict() for f, p in parity.items()},
+        },
+    )
     print(f"wrote {args.out}")
     return 0
 
 
-def ratios_and_targets(lat: dict[str, float], parity: dict) -> tuple[dict[str, float], dict[str, bool]]:
+def ratios_and_targets(
+    lat: dict[str, float], parity: dict
+) -> tuple[dict[str, float], dict[str, bool]]:
     """Speed ratios measured in this run, and the issue's targets judged on them."""
     fp32 = lat["onnx/encoder.fp32.onnx"]
     ratios = {
@@ -141,10 +202,15 @@ def ratios_and_targets(lat: dict[str, float], parity: dict) -> tuple[dict[str, f
     }
     static = parity["onnx/encoder.int8-static.onnx"].metrics
     targets = {
-        "int8-static encoder >= 1.6x faster than fp32": ratios["encoder int8-static vs fp32 (x faster)"] >= 1.6,
+        "int8-static encoder >= 1.6x faster than fp32": ratios[
+            "encoder int8-static vs fp32 (x faster)"
+        ]
+        >= 1.6,
         "int8-static embedding cosine >= 0.995": static["emb_cosine_min"] >= 0.995,
         "int8-static mean mask IoU >= 0.95": static["mask_iou_mean"] >= 0.95,
-        "fp32 encoder at least as fast as official-style": ratios["encoder fp32 vs official-style (x faster)"]
+        "fp32 encoder at least as fast as official-style": ratios[
+            "encoder fp32 vs official-style (x faster)"
+        ]
         >= 1.0,
     }
     return ratios, targets
@@ -152,9 +218,14 @@ def ratios_and_targets(lat: dict[str, float], parity: dict) -> tuple[dict[str, f
 
 def print_report(args, lat, sizes, parity, ratios, profiles, targets) -> None:
     """The latency / size / parity table, the ratios, the op profiles and the targets."""
-    print(f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder {args.runs * 4})")
-    print(f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} "
-          f"{'IoU min':>8s} parity")
+    print(
+        f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder "
+        f"{args.runs * 4})"
+    )
+    print(
+        f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} "
+        f"{'IoU min':>8s} parity"
+    )
     for key, ms in lat.items():
         f = key.split(" ")[0]
         p = parity.get(f)
@@ -162,8 +233,12 @@ def print_report(args, lat, sizes, parity, ratios, profiles, targets) -> None:
         cos = f"{m['emb_cosine_min']:9.6f}" if "emb_cosine_min" in m else f"{'':9s}"
         d = m.get("emb_max_abs", m.get("logit_max_abs"))
         verdict = "" if p is None else ("pass" if p.passed else "FAIL: " + "; ".join(p.failures))
-        print(f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cos} {'' if d is None else format(d, '9.2e'):>9s} "
-              f"{m.get('mask_iou_mean', float('nan')):9.5f} {m.get('mask_iou_min', float('nan')):8.4f} {verdict}")
+        print(
+            f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cos} "
+            f"{'' if d is None else format(d, '9.2e'):>9s} "
+            f"{m.get('mask_iou_mean', float('nan')):9.5f} "
+            f"{m.get('mask_iou_min', float('nan')):8.4f} {verdict}"
+        )
     for name, value in ratios.items():
         print(f"{name:45s} {value:6.2f}")
     for f, per_op in profiles.items():

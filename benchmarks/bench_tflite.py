@@ -7,6 +7,7 @@ then in one run: encoder latency (median), decoder latency per click with 1 and 
 (N = 2 and 16 with the padding point), sizes and size ratios, parity metrics, XNNPACK delegation.
 Not a test: timings depend on the machine; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,18 +25,20 @@ from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.pipeline import run_export
 from edgesam_deploy.exporters.tflite.convert import TfliteExporter
 from edgesam_deploy.exporters.tflite.options import TfliteOptions
-from edgesam_deploy.vocabulary import Role, Target
 from edgesam_deploy.fileio import write_json
 from edgesam_deploy.manifest import ArtifactRecord, Manifest, ManifestError
 from edgesam_deploy.parity import Reference, evaluate
 from edgesam_deploy.runtimes import open_session
 from edgesam_deploy.runtimes.base import GraphSession
+from edgesam_deploy.vocabulary import Role, Target
 
 PRECISIONS = TfliteExporter.precisions
 CLICKS = {"1 point": 2, "16 points": 16}  # decoder N: one click + the padding point; 16 points
 
 
-def median_ms(session: GraphSession, feeds: dict[str, np.ndarray], repeats: int, warmup: int = 2) -> float:
+def median_ms(
+    session: GraphSession, feeds: dict[str, np.ndarray], repeats: int, warmup: int = 2
+) -> float:
     """Median wall time of ``session.run(feeds)`` in milliseconds."""
     return median(timed(lambda: session.run(feeds), repeats, warmup))
 
@@ -68,7 +71,9 @@ def main() -> None:
         row = {"precision": precision}
         for role in Role:
             session = open_session(records[(role, precision)], export_dir, threads=args.threads)
-            row[role] = measure(session, records[(role, precision)], reference, feeds[role], args.repeats)
+            row[role] = measure(
+                session, records[(role, precision)], reference, feeds[role], args.repeats
+            )
         rows.append(row)
         enc, dec = row[Role.ENCODER]["latency_ms"], row[Role.DECODER]["latency_ms"]
         print(f"{precision}: encoder {enc} ms, decoder {dec} ms", flush=True)
@@ -78,7 +83,10 @@ def main() -> None:
         "benchmark": "tflite",
         "runtime": "ai-edge-litert interpreter, XNNPACK",
         "threads": args.threads,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
         "model": source.as_dict(),
         "image": case.name,
         "rows": rows,
@@ -94,8 +102,15 @@ def exported_records(model, source, export_dir: Path) -> dict[tuple[str, str], A
     if set(records) != {(r, p) for r in Role for p in PRECISIONS}:
         print(f"exporting to {export_dir} ...", flush=True)
         options = ExportOptions.of(TfliteOptions(PRECISIONS))
-        run_export(model, source, [Target.TFLITE], export_dir, options, run_parity=False,
-                   progress=lambda m: print(f"  {m}", flush=True))
+        run_export(
+            model,
+            source,
+            [Target.TFLITE],
+            export_dir,
+            options,
+            run_parity=False,
+            progress=lambda m: print(f"  {m}", flush=True),
+        )
         records = tflite_records(export_dir)
     return records
 
@@ -107,21 +122,30 @@ def benchmark_feeds(case) -> dict[Role, dict[str, dict[str, np.ndarray]]]:
         label: {
             "image_embeddings": case.ref_embeddings,
             "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
-            "point_labels": np.concatenate([np.ones((1, n - 1)), -np.ones((1, 1))], axis=1).astype(np.float32),
+            "point_labels": np.concatenate([np.ones((1, n - 1)), -np.ones((1, 1))], axis=1).astype(
+                np.float32
+            ),
         }
         for label, n in CLICKS.items()
     }
     return {Role.ENCODER: {"image": {"image": case.tensor}}, Role.DECODER: decoder}
 
 
-def measure(session: GraphSession, record: ArtifactRecord, reference: Reference,
-            feeds: dict[str, dict[str, np.ndarray]], repeats: int) -> dict:
+def measure(
+    session: GraphSession,
+    record: ArtifactRecord,
+    reference: Reference,
+    feeds: dict[str, dict[str, np.ndarray]],
+    repeats: int,
+) -> dict:
     """Size, XNNPACK delegation, parity and median latency of one artifact."""
     info = session.describe()
     parity = evaluate(session, reference)
     keys = ("delegated", "fallback", "partitions", "fallback_ops")
-    latency = {label: round(median_ms(session, f, repeats * (1 if label == "image" else 5)), 2)
-               for label, f in feeds.items()}
+    latency = {
+        label: round(median_ms(session, f, repeats * (1 if label == "image" else 5)), 2)
+        for label, f in feeds.items()
+    }
     return {
         "file": record.file,
         "size_mb": round(record.size_bytes / 1e6, 2),
@@ -142,19 +166,27 @@ def add_ratios(rows: list[dict]) -> None:
         enc, dec = row[Role.ENCODER], row[Role.DECODER]
         enc["speedup_vs_fp32"] = round(base[Role.ENCODER]["latency_ms"] / enc["latency_ms"], 2)
         base_dec = base[Role.DECODER]["latency_ms"]
-        dec["speedup_vs_fp32"] = {k: round(base_dec[k] / v, 2) for k, v in dec["latency_ms"].items()}
+        dec["speedup_vs_fp32"] = {
+            k: round(base_dec[k] / v, 2) for k, v in dec["latency_ms"].items()
+        }
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'precision':13} {'enc MB':>7} {'ratio':>6} {'enc ms':>8} {'x fp32':>7} {'emb cos':>9} "
-          f"{'emb max|d|':>10} {'IoU(enc)':>9} | {'dec MB':>7} {'N=2 ms':>7} {'N=16 ms':>8} {'IoU(dec)':>9}")
+    print(
+        f"{'precision':13} {'enc MB':>7} {'ratio':>6} {'enc ms':>8} {'x fp32':>7} {'emb cos':>9} "
+        f"{'emb max|d|':>10} {'IoU(enc)':>9} | {'dec MB':>7} {'N=2 ms':>7} {'N=16 ms':>8} "
+        f"{'IoU(dec)':>9}"
+    )
     for r in rows:
         e, d = r[Role.ENCODER], r[Role.DECODER]
         ep, lat = e["parity"], d["latency_ms"]
-        print(f"{r['precision']:13} {e['size_mb']:7.2f} {e['size_ratio']:6.3f} {e['latency_ms']:8.1f} "
-              f"{e['speedup_vs_fp32']:7.2f} {ep['emb_cosine_min']:9.6f} {ep['emb_max_abs']:10.2e} "
-              f"{ep['mask_iou_mean']:9.5f} | {d['size_mb']:7.2f} {lat['1 point']:7.2f} "
-              f"{lat['16 points']:8.2f} {d['parity']['mask_iou_mean']:9.5f}")
+        print(
+            f"{r['precision']:13} {e['size_mb']:7.2f} {e['size_ratio']:6.3f} "
+            f"{e['latency_ms']:8.1f} "
+            f"{e['speedup_vs_fp32']:7.2f} {ep['emb_cosine_min']:9.6f} {ep['emb_max_abs']:10.2e} "
+            f"{ep['mask_iou_mean']:9.5f} | {d['size_mb']:7.2f} {lat['1 point']:7.2f} "
+            f"{lat['16 points']:8.2f} {d['parity']['mask_iou_mean']:9.5f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,2 +1,3 @@
 """EdgeSAM deployment toolchain."""
+
 __version__ = "0.1.0"

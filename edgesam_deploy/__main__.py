@@ -1,4 +1,5 @@
 """``python -m edgesam_deploy`` and the console script: Ctrl-C while torch loads is one line too."""
+
 import sys
 
 

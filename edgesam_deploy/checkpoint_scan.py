@@ -62,8 +62,7 @@ def load_failure(path: Path, exc: BaseException) -> str:
     if code:
         shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
         return (
-            f"{path}: refused: it needs code to load ({shown}); "
-            "a checkpoint must hold only tensors"
+            f"{path}: refused: it needs code to load ({shown}); a checkpoint must hold only tensors"
         )
     if code is None:
         return f"{path}: not a PyTorch checkpoint (neither a torch.save archive nor a pickle)"

@@ -1,4 +1,5 @@
 """Model registry, checkpoint download/cache and strict loading, and the seeded random default."""
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,13 @@ class ModelSource:
         return f"{self.variant} from {self.path} (sha256 {self.sha256[:12]}...)"
 
     def as_dict(self) -> dict:
-        return {"variant": self.variant, "kind": self.kind, "path": self.path, "sha256": self.sha256, "seed": self.seed}
+        return {
+            "variant": self.variant,
+            "kind": self.kind,
+            "path": self.path,
+            "sha256": self.sha256,
+            "seed": self.seed,
+        }
 
 
 def cache_dir() -> Path:
@@ -89,7 +96,9 @@ def cached_path(variant: Variant) -> Path | None:
         return None
     rec = _record_path(path)
     if rec.exists() and json.loads(rec.read_text())["sha256"] != sha256_file(path):
-        raise CheckpointError(f"{path} does not match the SHA-256 recorded at download; delete it and download again")
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 recorded at download; delete it and download again"
+        )
     return path
 
 
@@ -105,8 +114,10 @@ def download(variant: Variant, timeout: float = 30.0) -> Path:
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         part.unlink(missing_ok=True)
         raise CheckpointError(
-            f"could not download {variant.url} ({exc.__class__.__name__}: {exc}); download it by hand to "
-            f"{dest}, or pass --checkpoint PATH, or --random-weights SEED to run on seeded random weights"
+            f"could not download {variant.url} ({exc.__class__.__name__}: {exc}); download it by "
+            "hand to "
+            f"{dest}, or pass --checkpoint PATH, or --random-weights SEED to run on seeded random "
+            "weights"
         ) from exc
     digest = sha256_file(part)
     part.replace(dest)
@@ -120,26 +131,40 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, EOFError ...)
+    except (
+        Exception
+    ) as exc:  # torch raises many types for damaged files (RuntimeError, EOFError ...)
         raise CheckpointError(load_failure(path, exc)) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state_dict (name -> tensor), got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a state_dict (name -> tensor), got {type(obj).__name__}"
+        )
     return obj
 
 
-def load_state_dict_strict(model: EdgeSam, state_dict: dict[str, torch.Tensor], origin: str) -> None:
+def load_state_dict_strict(
+    model: EdgeSam, state_dict: dict[str, torch.Tensor], origin: str
+) -> None:
     """Strict load that lists every missing, unexpected and mis-shaped key in one error."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
+    shapes = sorted(
+        k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape
+    )
     if missing or unexpected or shapes:
         parts = []
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", shapes),
+        ):
             if keys:
-                shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
+                shown = ", ".join(keys[:5]) + (
+                    f", ... ({len(keys)} in all)" if len(keys) > 5 else ""
+                )
                 parts.append(f"{title}: {shown}")
         raise CheckpointError(f"{origin} is not an EdgeSAM checkpoint; " + "; ".join(parts))
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()}, strict=True)
@@ -160,7 +185,9 @@ def load_model(
         if checkpoint is not None:
             raise CheckpointError("give either --checkpoint or --random-weights, not both")
         if not 0 <= random_seed <= MAX_SEED:
-            raise CheckpointError(f"--random-weights {random_seed}: a seed is an integer from 0 to {MAX_SEED}")
+            raise CheckpointError(
+                f"--random-weights {random_seed}: a seed is an integer from 0 to {MAX_SEED}"
+            )
         randomize_(model, random_seed)
         return model, ModelSource(variant, "random", seed=random_seed)
     if checkpoint is None:
@@ -168,16 +195,21 @@ def load_model(
         if checkpoint is None:
             if not allow_download:
                 raise CheckpointError(
-                    f"no checkpoint for {variant}: download {REGISTRY[variant].url} to {cache_dir()}, "
+                    f"no checkpoint for {variant}: download {REGISTRY[variant].url} to "
+                    f"{cache_dir()}, "
                     "or pass --checkpoint PATH, or --random-weights SEED"
                 )
             checkpoint = download(REGISTRY[variant])
     checkpoint = Path(checkpoint)
     load_state_dict_strict(model, read_state_dict(checkpoint), str(checkpoint))
-    return model.eval(), ModelSource(variant, "checkpoint", path=str(checkpoint), sha256=sha256_file(checkpoint))
+    return model.eval(), ModelSource(
+        variant, "checkpoint", path=str(checkpoint), sha256=sha256_file(checkpoint)
+    )
 
 
-def load_model_for_source(source: dict, checkpoint: Path | None = None, upsample_mode: UpsampleMode = "bilinear") -> tuple[EdgeSam, ModelSource]:
+def load_model_for_source(
+    source: dict, checkpoint: Path | None = None, upsample_mode: UpsampleMode = "bilinear"
+) -> tuple[EdgeSam, ModelSource]:
     """Rebuild the model a manifest names (seeded random or checkpoint, SHA-256 checked);
     ``checkpoint`` overrides the recorded path."""
     variant = source.get("variant", "edgesam")
@@ -185,10 +217,15 @@ def load_model_for_source(source: dict, checkpoint: Path | None = None, upsample
         return load_model(variant, random_seed=int(source["seed"]), upsample_mode=upsample_mode)
     path = Path(checkpoint or source.get("path") or "")
     if not path.is_file():
-        raise CheckpointError(f"the export was made from {source.get('path')}, which is not here; pass --checkpoint PATH")
+        raise CheckpointError(
+            f"the export was made from {source.get('path')}, which is not here; pass --checkpoint "
+            "PATH"
+        )
     model, loaded = load_model(variant, checkpoint=path, upsample_mode=upsample_mode)
     if source.get("sha256") and loaded.sha256 != source["sha256"]:
-        raise CheckpointError(f"{path} is not the checkpoint this export was made from (SHA-256 differs)")
+        raise CheckpointError(
+            f"{path} is not the checkpoint this export was made from (SHA-256 differs)"
+        )
     return model, loaded
 
 

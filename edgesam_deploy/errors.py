@@ -1,4 +1,5 @@
 """Errors the CLI turns into one line on stderr and a non-zero exit code."""
+
 from __future__ import annotations
 
 
@@ -40,4 +41,3 @@ def require(module: str, extra: str):
 
 class OutputError(DeployError):
     """An output location cannot be written: not a directory, read-only, full, or not a disk."""
-

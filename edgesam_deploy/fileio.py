@@ -1,4 +1,5 @@
 """Atomic writes and content hashes for files and directory artifacts (.mlpackage)."""
+
 from __future__ import annotations
 
 import errno

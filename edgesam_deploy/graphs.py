@@ -4,6 +4,7 @@ Encoder: ``image`` [1, 3, 1024, 1024] float32 -> ``image_embeddings`` [1, 256, 6
 Decoder: ``image_embeddings`` [1, 256, 64, 64], ``point_coords`` [1, N, 2], ``point_labels`` [1, N]
 -> ``scores`` [1, 4], ``masks`` [1, 4, 256, 256] (low-res logits).
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,7 +38,9 @@ class DecoderGraph(nn.Module):
     low-res logits) and ``has_mask_input`` [1] (1 uses it, 0 gives today's decoder), as SAM's export.
     """
 
-    def __init__(self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False) -> None:
+    def __init__(
+        self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+    ) -> None:
         super().__init__()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
         self.mask_decoder = copy.deepcopy(model.mask_decoder).eval()
@@ -73,13 +76,17 @@ def build_graph(
     return graph.eval()
 
 
-def graph_outputs(role: Role, out: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+def graph_outputs(
+    role: Role, out: torch.Tensor | tuple[torch.Tensor, ...]
+) -> dict[str, np.ndarray]:
     """A graph's forward result as NumPy arrays keyed by the official output names."""
     tensors = (out,) if isinstance(out, torch.Tensor) else out
     return {name: t.numpy() for name, t in zip(graph_spec(role).output_names, tensors)}
 
 
-def example_inputs(role: Role, num_points: int = 2, mask_input: bool = False) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    role: Role, num_points: int = 2, mask_input: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Deterministic example inputs of ``role``'s graph for tracing: encoder (image,), decoder
     (embeddings [1, 256, 64, 64], coords [1, N, 2], labels [1, N] with a padding point last, and
     with ``mask_input`` a mask [1, 1, 256, 256] and has_mask_input [1] = 1)."""

@@ -1,4 +1,5 @@
 """``manifest.json``: what an export directory holds, where it came from and how it was verified."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -18,8 +19,17 @@ from .vocabulary import GraphSpec, graph_spec
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 TOOL_PACKAGES = (
-    "torch", "numpy", "onnx", "onnxruntime", "onnxsim", "onnxslim", "coremltools",
-    "ai-edge-litert", "litert-torch", "ai-edge-quantizer", "scikit-image",
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxsim",
+    "onnxslim",
+    "coremltools",
+    "ai-edge-litert",
+    "litert-torch",
+    "ai-edge-quantizer",
+    "scikit-image",
 )
 
 PREPROCESSING = {
@@ -49,7 +59,11 @@ def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
 
 def tool_versions() -> dict[str, str]:
     """Python, this package, and the installed packages an export may use."""
-    return {"python": platform.python_version(), "edgesam-deploy": __version__, **package_versions(TOOL_PACKAGES)}
+    return {
+        "python": platform.python_version(),
+        "edgesam-deploy": __version__,
+        **package_versions(TOOL_PACKAGES),
+    }
 
 
 @dataclass
@@ -104,11 +118,13 @@ class Manifest:
         return inside(self.root, record.file, f"{self.root / MANIFEST_NAME}")
 
     @classmethod
-    def load(cls, directory: Path) -> "Manifest":
+    def load(cls, directory: Path) -> Manifest:
         """Read and validate ``directory``'s manifest (untrusted: schema and paths checked)."""
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
-            raise ManifestError(f"{directory}: no {MANIFEST_NAME}; is this an export directory of edgesam-deploy?")
+            raise ManifestError(
+                f"{directory}: no {MANIFEST_NAME}; is this an export directory of edgesam-deploy?"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

@@ -3,6 +3,7 @@
 Shared by the PyTorch reference, the exporters' parity checks and every runner, so that all of them
 feed artifacts exactly what the official pipeline would.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "image") -> np.ndarray:
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ImageError(f"{source}: expected a gray, RGB or RGBA image, got an array of shape {arr.shape}")
+        raise ImageError(
+            f"{source}: expected a gray, RGB or RGBA image, got an array of shape {arr.shape}"
+        )
     arr = arr[..., :3]
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ImageError(f"{source}: image of {arr.shape[1]}x{arr.shape[0]} pixels is too small")
@@ -105,10 +108,14 @@ class Prompt:
         if self.box is not None:
             x1, y1, x2, y2 = self.box
             if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
-                raise PromptError(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not a box inside the {w}x{h} image")
+                raise PromptError(
+                    f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not a box inside the {w}x{h} image"
+                )
 
 
-def decoder_inputs(prompt: Prompt, original_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def decoder_inputs(
+    prompt: Prompt, original_size: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Prompt -> (point_coords 1 x N x 2, point_labels 1 x N) float32 in the 1024 frame.
 
     Points first, then the box as two points labelled 2 and 3; without a box one padding point
@@ -152,7 +159,9 @@ def resize_bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return my @ x.astype(np.float32) @ mx.T
 
 
-def postprocess_logits(lowres: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]) -> np.ndarray:
+def postprocess_logits(
+    lowres: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> np.ndarray:
     """Low-res logits ... x 256 x 256 -> 1024 -> crop to input_size -> ... x H x W logits."""
     up = resize_bilinear(lowres, IMG_SIZE, IMG_SIZE)
     up = up[..., : input_size[0], : input_size[1]]
@@ -179,7 +188,8 @@ def load_mask_input(path: Path) -> np.ndarray:
         raise PromptError(f"--mask-input {path}: logits must be floating point, got {kind}")
     if array.size != 256 * 256 or array.shape[-2:] != (256, 256):
         raise PromptError(
-            f"--mask-input {path}: shape {list(array.shape)}; expected [1, 256, 256] low-res logits "
+            f"--mask-input {path}: shape {list(array.shape)}; expected [1, 256, 256] low-res "
+            "logits "
             "(as --logits-out writes them) or [256, 256]"
         )
     if not np.all(np.isfinite(array)):

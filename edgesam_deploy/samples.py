@@ -3,9 +3,10 @@
 Parity and calibration use disjoint photos, so quantization is never judged on its own
 calibration data.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -36,7 +37,18 @@ PARITY_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 }
 CALIBRATION_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     name: _skimage(name)
-    for name in ("astronaut", "immunohistochemistry", "hubble_deep_field", "retina", "coins", "moon", "brick", "gravel", "colorwheel", "grass")
+    for name in (
+        "astronaut",
+        "immunohistochemistry",
+        "hubble_deep_field",
+        "retina",
+        "coins",
+        "moon",
+        "brick",
+        "gravel",
+        "colorwheel",
+        "grass",
+    )
 }
 
 
@@ -49,6 +61,7 @@ def load_photo(name: str) -> np.ndarray:
 def standard_prompts(h: int, w: int) -> dict[str, Prompt]:
     """The five prompt cases on an H x W image: one point, points with background, box, box + point,
     and 15 points (16 decoder slots with the padding point: Core ML's default maximum)."""
+
     def p(fx: float, fy: float) -> tuple[float, float]:
         return (round(fx * (w - 1), 1), round(fy * (h - 1), 1))
 

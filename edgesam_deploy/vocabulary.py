@@ -7,9 +7,9 @@ them as choices. This module imports neither torch nor PIL: the device side uses
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable
 
 IMG_SIZE = 1024  # side of the square encoder input
 ProgressFn = Callable[[str], None]  # receives one line per step of a long job

@@ -1,7 +1,10 @@
 """Shared fixtures: the conformance vectors (never skipped) and seeded models built once per session."""
+
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,10 @@ def conformance() -> dict[str, np.ndarray]:
     """The official implementation's vectors; a missing file FAILS the tests (CI must not skip them)."""
     path = conformance_path()
     if not path.is_file():
-        pytest.fail(f"conformance vectors not found at {path}; set {CONFORMANCE_ENV} to their path", pytrace=False)
+        pytest.fail(
+            f"conformance vectors not found at {path}; set {CONFORMANCE_ENV} to their path",
+            pytrace=False,
+        )
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
@@ -37,7 +43,7 @@ def state_dict_from(conformance: dict[str, np.ndarray]) -> dict[str, torch.Tenso
     for k, v in conformance.items():
         if k.startswith("state_dict/"):
             t = torch.from_numpy(v)
-            out[k[len("state_dict/"):]] = t.float() if t.is_floating_point() else t
+            out[k[len("state_dict/") :]] = t.float() if t.is_floating_point() else t
     return out
 
 
@@ -53,3 +59,14 @@ def conformance_model(conformance) -> EdgeSam:
 def random_model() -> EdgeSam:
     """The embedded default: seeded random weights of realistic scale (seed 0)."""
     return load_model(random_seed=0)[0]
+
+
+@pytest.fixture
+def private_adb_server(monkeypatch):
+    """Point adb at a server of its own on a free port, and stop that server afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", port)
+    yield port
+    subprocess.run(["adb", "-P", port, "kill-server"], capture_output=True)

@@ -1,4 +1,5 @@
 """`bench --device host` on a small ONNX export: every metric, JSON, Markdown report and plot."""
+
 from __future__ import annotations
 
 import json
@@ -8,39 +9,70 @@ import pytest
 
 from edgesam_deploy.bench.schema import BenchReport, Stats
 from edgesam_deploy.cli.app import main
+
 from test_bench_support import make_onnx_export
 
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, random_model) -> Path:
     root = make_onnx_export(tmp_path_factory.mktemp("onnx-export"), random_model)
-    (root / "encoder.mlpackage").write_bytes(b"not measured here")  # a target without a session here
+    (root / "encoder.mlpackage").write_bytes(
+        b"not measured here"
+    )  # a target without a session here
     from edgesam_deploy.manifest import ArtifactRecord, Manifest
 
     manifest = Manifest.load(root)
-    manifest.add([ArtifactRecord("encoder.mlpackage", "coreml", "encoder", "fp16", [], [], 17, "0" * 64)])
+    manifest.add(
+        [ArtifactRecord("encoder.mlpackage", "coreml", "encoder", "fp16", [], [], 17, "0" * 64)]
+    )
     manifest.save(root)
     return root
 
 
 def test_host_bench_measures_every_artifact_and_writes_reports(export_dir, tmp_path, capsys):
     out, md = tmp_path / "bench.json", tmp_path / "report" / "report.md"
-    code = main([
-        "bench", "--artifacts", str(export_dir), "--runs", "2", "--warmup", "1", "--threads", "2",
-        "--json", str(out), "--report", str(md), "--no-reference",
-    ])
+    code = main(
+        [
+            "bench",
+            "--artifacts",
+            str(export_dir),
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+            str(out),
+            "--report",
+            str(md),
+            "--no-reference",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = BenchReport.from_dict(json.loads(out.read_text()))
-    assert report.device.name == "host" and report.device.runner == "local" and report.settings["runs"] == 2
+    assert (
+        report.device.name == "host"
+        and report.device.runner == "local"
+        and report.settings["runs"] == 2
+    )
     assert report.model["kind"] == "random" and "onnxruntime" in report.versions
     by_file = {a.file: a for a in report.artifacts}
     enc, dec, other = by_file["encoder.onnx"], by_file["decoder.onnx"], by_file["encoder.mlpackage"]
     assert enc.measured and dec.measured and not other.measured and "macOS" in other.reason
-    assert enc.latency["encoder"].runs == 2 and enc.latency["encoder"].min <= enc.latency["encoder"].p50
+    assert (
+        enc.latency["encoder"].runs == 2
+        and enc.latency["encoder"].min <= enc.latency["encoder"].p50
+    )
     assert set(dec.latency) == {"decoder_1_click", "decoder_16_points"} and dec.clicks_per_s > 0
     for a in (enc, dec):
-        assert a.load_ms > 0 and a.peak_rss_mib > 0 and a.size_bytes > 0 and a.runtime_details["threads"] == 2
+        assert (
+            a.load_ms > 0
+            and a.peak_rss_mib > 0
+            and a.size_bytes > 0
+            and a.runtime_details["threads"] == 2
+        )
         assert a.parity is not None and a.parity.source == "computed"
         assert a.parity.evaluated_with.startswith("onnxruntime")
         assert a.parity.passed, a.parity.failures
@@ -48,7 +80,12 @@ def test_host_bench_measures_every_artifact_and_writes_reports(export_dir, tmp_p
     assert other.parity is None and other.parity_measured_on == "not measured"
     assert "iPhone app" in other.parity_reason
     (pipe,) = report.pipelines
-    assert pipe.measured and pipe.fps > 0 and pipe.time_to_first_mask_ms > 0 and pipe.end_to_end.runs == 2
+    assert (
+        pipe.measured
+        and pipe.fps > 0
+        and pipe.time_to_first_mask_ms > 0
+        and pipe.end_to_end.runs == 2
+    )
     text = md.read_text()
     assert "encoder.onnx" in text and "not measured" in text and "report-latency.png" in text
     assert "| host: pass (IoU 1.0000) | this row |" in text

@@ -1,4 +1,5 @@
 """The ssh runner against a real OpenSSH server on loopback; the "board" is this machine and venv."""
+
 from __future__ import annotations
 
 import json
@@ -41,27 +42,45 @@ def _free_port() -> int:
 def loopback(tmp_path_factory):
     """sshd on 127.0.0.1 with throw-away host and user keys; yields an ssh_config naming it HOST."""
     if not SSHD.exists() or not shutil.which("ssh") or not shutil.which("ssh-keygen"):
-        pytest.fail("OpenSSH server and client are needed (scripts/install-system-deps.sh installs them)", pytrace=False)
+        pytest.fail(
+            "OpenSSH server and client are needed (scripts/install-system-deps.sh installs them)",
+            pytrace=False,
+        )
     d = tmp_path_factory.mktemp("sshd")
     for key in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True
+        )
     shutil.copy(d / "user_key.pub", d / "authorized_keys")
-    if not Path("/run/sshd").is_dir():  # sshd's privilege-separation directory, as its service creates it
+    if not Path(
+        "/run/sshd"
+    ).is_dir():  # sshd's privilege-separation directory, as its service creates it
         if os.geteuid() != 0:
             pytest.fail("sshd needs /run/sshd (create it as root)", pytrace=False)
         Path("/run/sshd").mkdir(mode=0o755, parents=True)
-    port, user = _free_port(), os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    port, user = (
+        _free_port(),
+        os.environ.get("USER")
+        or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip(),
+    )
     env = f"SetEnv PYTHONPATH={os.environ['PYTHONPATH']}\n" if os.environ.get("PYTHONPATH") else ""
     (d / "sshd_config").write_text(
-        f"ListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        f"ListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile "
+        f"{d / 'authorized_keys'}\n"
         f"PidFile {d / 'sshd.pid'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-        f"KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n{env}"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nSubsystem sftp "
+        f"internal-sftp\n{env}"
     )
     (d / "ssh_config").write_text(
-        f"Host {HOST}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d / 'user_key'}\n"
-        f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking accept-new\n"
+        f"Host {HOST}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile "
+        f"{d / 'user_key'}\n"
+        f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking "
+        "accept-new\n"
     )
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config"), "-p", str(port)], stderr=open(d / "sshd.log", "w"))
+    proc = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(d / "sshd_config"), "-p", str(port)],
+        stderr=open(d / "sshd.log", "w"),
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -102,14 +121,40 @@ def torchless_python(tmp_path_factory) -> str:
 
 def test_ssh_runner_benchmarks_on_the_loopback_board(loopback, decoder_export, tmp_path, capsys):
     profiles = tmp_path / "profiles.toml"
-    profiles.write_text('[board]\nrunner = "ssh"\ntarget = "onnx"\nprecision = ["fp32"]\nconnection = { host_env = "EDGESAM_TEST_BOARD" }\n')
+    profiles.write_text(
+        '[board]\nrunner = "ssh"\ntarget = "onnx"\nprecision = ["fp32"]\nconnection = { host_env = '
+        '"EDGESAM_TEST_BOARD" }\n'
+    )
     out = tmp_path / "result.json"
-    code = main([
-        "bench", "--device", "board", "--profiles", str(profiles), "--artifacts", str(decoder_export),
-        "--ssh-host", HOST, "--ssh-config", str(loopback / "ssh_config"), "--remote-python", sys.executable,
-        "--remote-dir", str(tmp_path / "remote"), "--runs", "2", "--warmup", "1", "--threads", "1",
-        "--json", str(out), "--parity-photos", "coffee",
-    ])
+    code = main(
+        [
+            "bench",
+            "--device",
+            "board",
+            "--profiles",
+            str(profiles),
+            "--artifacts",
+            str(decoder_export),
+            "--ssh-host",
+            HOST,
+            "--ssh-config",
+            str(loopback / "ssh_config"),
+            "--remote-python",
+            sys.executable,
+            "--remote-dir",
+            str(tmp_path / "remote"),
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--parity-photos",
+            "coffee",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
     assert data["device"]["name"] == "board" and data["device"]["runner"] == "ssh"
@@ -124,7 +169,9 @@ def test_ssh_runner_benchmarks_on_the_loopback_board(loopback, decoder_export, t
     assert decoder["parity"]["passed"], decoder["parity"]
     device, host = decoder["parity"], decoder["host_parity"]
     assert device["evaluated_with"].startswith("onnxruntime") and host["passed"]
-    assert device["metrics"]["mask_iou_mean"] == pytest.approx(host["metrics"]["mask_iou_mean"], abs=1e-4)
+    assert device["metrics"]["mask_iou_mean"] == pytest.approx(
+        host["metrics"]["mask_iou_mean"], abs=1e-4
+    )
     assert (tmp_path / "remote" / "parity" / "outputs" / "results.json").is_file()
     assert "device: pass" in capsys.readouterr().out
 
@@ -169,12 +216,21 @@ def test_ssh_without_host_says_how_to_give_one(decoder_export, capsys, monkeypat
 
 
 def test_trtexec_command_line_for_a_dynamic_decoder():
-    argv = trtexec_command("trtexec", "a/decoder.onnx", "a/decoder.onnx.fp16.engine", "decoder", 50, 600, True, 16)
-    assert argv[:3] == ["trtexec", "--onnx=a/decoder.onnx", "--saveEngine=a/decoder.onnx.fp16.engine"]
+    argv = trtexec_command(
+        "trtexec", "a/decoder.onnx", "a/decoder.onnx.fp16.engine", "decoder", 50, 600, True, 16
+    )
+    assert argv[:3] == [
+        "trtexec",
+        "--onnx=a/decoder.onnx",
+        "--saveEngine=a/decoder.onnx.fp16.engine",
+    ]
     assert "--fp16" in argv and "--iterations=50" in argv and "--warmUp=600" in argv
     assert "--maxShapes=point_coords:1x16x2,point_labels:1x16" in argv
     assert "--shapes=point_coords:1x16x2,point_labels:1x16" in argv
-    assert not any(a.startswith("--shapes") for a in trtexec_command("trtexec", "e.onnx", "e.engine", "encoder", 5, 0, False))
+    assert not any(
+        a.startswith("--shapes")
+        for a in trtexec_command("trtexec", "e.onnx", "e.engine", "encoder", 5, 0, False)
+    )
 
 
 @pytest.mark.parametrize(
@@ -188,7 +244,10 @@ def test_trtexec_command_line_for_a_dynamic_decoder():
 def test_trtexec_parser_on_recorded_outputs(name, qps, median, p90, gpu_median):
     result = trtexec.parse((DATA / name).read_text())
     assert result.complete and result.throughput_qps == qps
-    assert result.sections["latency"]["median"] == median and result.sections["latency"].get("p90") == p90
+    assert (
+        result.sections["latency"]["median"] == median
+        and result.sections["latency"].get("p90") == p90
+    )
     assert result.sections.get("gpu_compute", {}).get("median") == gpu_median
     stats = stats_from_trtexec(result, 10)
     assert stats.p50 == median and stats.runs == 10

@@ -1,9 +1,9 @@
 """Helpers of the bench tests (no tests here): a small ONNX export directory made without the exporters."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from edgesam_deploy.checkpoints import ModelSource
@@ -17,8 +17,15 @@ from edgesam_deploy.vocabulary import DECODER, ENCODER, Role
 def _record(root: Path, file: str, spec, **details) -> ArtifactRecord:
     path = root / file
     return ArtifactRecord(
-        file, "onnx", spec.role, "fp32", [s.as_dict() for s in spec.inputs], [s.as_dict() for s in spec.outputs],
-        size_bytes(path), sha256_path(path), details,
+        file,
+        "onnx",
+        spec.role,
+        "fp32",
+        [s.as_dict() for s in spec.inputs],
+        [s.as_dict() for s in spec.outputs],
+        size_bytes(path),
+        sha256_path(path),
+        details,
     )
 
 
@@ -28,20 +35,31 @@ def make_onnx_export(root: Path, model: EdgeSam, seed: int = 0) -> Path:
     image, decoder_args = example_inputs(Role.ENCODER)[0], example_inputs(Role.DECODER)
     with torch.no_grad():
         torch.onnx.export(
-            EncoderGraph(model).eval(), (image,), root / "encoder.onnx", input_names=["image"],
-            output_names=["image_embeddings"], opset_version=17, dynamo=False,
+            EncoderGraph(model).eval(),
+            (image,),
+            root / "encoder.onnx",
+            input_names=["image"],
+            output_names=["image_embeddings"],
+            opset_version=17,
+            dynamo=False,
         )
         torch.onnx.export(
-            DecoderGraph(model).eval(), decoder_args, root / "decoder.onnx",
-            input_names=["image_embeddings", "point_coords", "point_labels"], output_names=["scores", "masks"],
+            DecoderGraph(model).eval(),
+            decoder_args,
+            root / "decoder.onnx",
+            input_names=["image_embeddings", "point_coords", "point_labels"],
+            output_names=["scores", "masks"],
             dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
-            opset_version=17, dynamo=False,
+            opset_version=17,
+            dynamo=False,
         )
     manifest = Manifest(model=ModelSource("edgesam", "random", seed=seed).as_dict())
-    manifest.add([
-        _record(root, "encoder.onnx", ENCODER),
-        _record(root, "decoder.onnx", DECODER, scores="iou"),
-    ])
+    manifest.add(
+        [
+            _record(root, "encoder.onnx", ENCODER),
+            _record(root, "decoder.onnx", DECODER, scores="iou"),
+        ]
+    )
     manifest.save(root)
     return root
 
@@ -54,19 +72,9 @@ def subset_export(src: Path, dst: Path, files: list[str]) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     for file in files:
         shutil.copy2(src / file, dst / file)
-    Manifest(model=manifest.model, tools=manifest.tools, artifacts=[a for a in manifest.artifacts if a.file in files]).save(dst)
+    Manifest(
+        model=manifest.model,
+        tools=manifest.tools,
+        artifacts=[a for a in manifest.artifacts if a.file in files],
+    ).save(dst)
     return dst
-
-
-@pytest.fixture
-def private_adb_server(monkeypatch):
-    """Point adb at a server of its own on a free port, and stop that server afterwards."""
-    import socket
-    import subprocess
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", port)
-    yield port
-    subprocess.run(["adb", "-P", port, "kill-server"], capture_output=True)

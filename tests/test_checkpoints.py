@@ -1,4 +1,5 @@
 """Checkpoint registry, cache, strict loading and the errors users see."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,12 @@ import pytest
 import torch
 
 from edgesam_deploy import checkpoints as ck
-from edgesam_deploy.checkpoints import CheckpointError, load_model, load_model_for_source, read_state_dict
+from edgesam_deploy.checkpoints import (
+    CheckpointError,
+    load_model,
+    load_model_for_source,
+    read_state_dict,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +28,10 @@ def saved(tmp_path_factory, random_model):
 
 
 def test_registry_urls():
-    assert ck.REGISTRY["edgesam"].url == "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights/edge_sam.pth"
+    assert (
+        ck.REGISTRY["edgesam"].url
+        == "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights/edge_sam.pth"
+    )
     assert ck.REGISTRY["edgesam-3x"].url.endswith("/weights/edge_sam_3x.pth")
     assert "non-commercial" in ck.LICENSE_NOTICE
 
@@ -50,7 +59,11 @@ def test_other_architecture_lists_keys(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_model(checkpoint=path)
     msg = str(err.value)
-    assert "not an EdgeSAM checkpoint" in msg and "missing:" in msg and "unexpected: conv1.weight, fc.weight" in msg
+    assert (
+        "not an EdgeSAM checkpoint" in msg
+        and "missing:" in msg
+        and "unexpected: conv1.weight, fc.weight" in msg
+    )
     assert "\n" not in msg
 
 
@@ -99,7 +112,9 @@ def test_cache_hit_and_recorded_sha(tmp_path, monkeypatch, saved):
     monkeypatch.setenv("EDGESAM_DEPLOY_CACHE", str(tmp_path))
     cached = tmp_path / "edge_sam.pth"
     cached.write_bytes(saved[1].read_bytes())
-    (tmp_path / "edge_sam.pth.sha256.json").write_text(json.dumps({"sha256": ck.sha256_file(cached)}))
+    (tmp_path / "edge_sam.pth.sha256.json").write_text(
+        json.dumps({"sha256": ck.sha256_file(cached)})
+    )
     model, source = load_model("edgesam")
     assert source.path == str(cached)
     cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")

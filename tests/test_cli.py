@@ -1,4 +1,5 @@
 """The CLI as a user meets it: outputs written, and every bad input one line on stderr, exit 2."""
+
 from __future__ import annotations
 
 import subprocess
@@ -30,8 +31,26 @@ def _one_error_line(capsys) -> str:
 
 def test_segment_writes_overlay_and_mask(photo, tmp_path, capsys):
     out, mask = tmp_path / "ov.png", tmp_path / "mask.png"
-    code = main(["segment", str(photo), "--point", "200,150", "--point", "40,40,0", "--box", "100,50,400,280",
-                 "--out", str(out), "--mask-out", str(mask), "--random-weights", "0", "--num-masks", "3"])
+    code = main(
+        [
+            "segment",
+            str(photo),
+            "--point",
+            "200,150",
+            "--point",
+            "40,40,0",
+            "--box",
+            "100,50,400,280",
+            "--out",
+            str(out),
+            "--mask-out",
+            str(mask),
+            "--random-weights",
+            "0",
+            "--num-masks",
+            "3",
+        ]
+    )
     assert code == 0
     ov = np.asarray(Image.open(out))
     m = np.asarray(Image.open(mask))
@@ -57,7 +76,9 @@ def test_models_lists_variants(capsys):
     ],
 )
 def test_bad_prompts(photo, tmp_path, capsys, args, expect):
-    code = main(["segment", str(photo), *args, "--out", str(tmp_path / "o.png"), "--random-weights", "0"])
+    code = main(
+        ["segment", str(photo), *args, "--out", str(tmp_path / "o.png"), "--random-weights", "0"]
+    )
     assert code == 2
     assert expect in _one_error_line(capsys)
     assert not (tmp_path / "o.png").exists()
@@ -66,7 +87,21 @@ def test_bad_prompts(photo, tmp_path, capsys, args, expect):
 def test_not_an_image(tmp_path, capsys):
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(b"\x00\x01garbage")
-    assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "o.png"), "--random-weights", "0"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(bad),
+                "--point",
+                "1,1",
+                "--out",
+                str(tmp_path / "o.png"),
+                "--random-weights",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "not a readable image" in _one_error_line(capsys)
 
 
@@ -78,13 +113,38 @@ def test_bad_checkpoints(photo, tmp_path, capsys, random_model):
     other = tmp_path / "other.pth"
     torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), other)
     for path, expect in ((truncated, "truncated or corrupt"), (other, "not an EdgeSAM checkpoint")):
-        code = main(["segment", str(photo), "--point", "10,10", "--out", str(tmp_path / "o.png"), "--checkpoint", str(path)])
+        code = main(
+            [
+                "segment",
+                str(photo),
+                "--point",
+                "10,10",
+                "--out",
+                str(tmp_path / "o.png"),
+                "--checkpoint",
+                str(path),
+            ]
+        )
         assert code == 2
         assert expect in _one_error_line(capsys)
 
 
 def test_unknown_output_format(photo, tmp_path, capsys):
-    assert main(["segment", str(photo), "--point", "10,10", "--out", str(tmp_path / "o.xyz"), "--random-weights", "0"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(photo),
+                "--point",
+                "10,10",
+                "--out",
+                str(tmp_path / "o.xyz"),
+                "--random-weights",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "unknown image format" in _one_error_line(capsys)
 
 
@@ -93,8 +153,21 @@ def test_console_script_has_no_traceback(tmp_path):
     bad = tmp_path / "x.png"
     bad.write_text("text")
     proc = subprocess.run(
-        [sys.executable, "-m", "edgesam_deploy", "segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "o.png"), "--random-weights", "0"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "edgesam_deploy",
+            "segment",
+            str(bad),
+            "--point",
+            "1,1",
+            "--out",
+            str(tmp_path / "o.png"),
+            "--random-weights",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
 """Our EdgeSAM against the official implementation's vectors (tests/data/conformance, copied from ../shared)."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,13 @@ import torch
 
 from edgesam_deploy.graphs import DecoderGraph
 from edgesam_deploy.modeling import EdgeSam, reparameterize_encoder
-from edgesam_deploy.processing import Prompt, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
+from edgesam_deploy.processing import (
+    Prompt,
+    decoder_inputs,
+    masks_from_logits,
+    postprocess_logits,
+    preprocess,
+)
 
 from conftest import CONFORMANCE_ENV, REPO, state_dict_from
 
@@ -64,7 +71,9 @@ def test_embeddings(conformance, embeddings, mode):
 
 
 def test_folded_encoder_embeddings(conformance, embeddings):
-    assert np.abs(embeddings["folded"].numpy() - conformance["bilinear/image_embeddings"]).max() <= TOL
+    assert (
+        np.abs(embeddings["folded"].numpy() - conformance["bilinear/image_embeddings"]).max() <= TOL
+    )
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
@@ -74,8 +83,12 @@ def test_decoder_outputs(conformance, conformance_model, embeddings, mode, case)
     coords, labels = decoder_inputs(_prompt(conformance, case), pre.original_size, pre.input_size)
     emb = embeddings[mode]
     for n in (1, 3, 4):
-        logits, iou, stab = conformance_model.decode(emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=n)
-        assert np.abs(iou[0].numpy() - conformance[f"{mode}/{case}/n{n}/iou_predictions"]).max() <= TOL
+        logits, iou, stab = conformance_model.decode(
+            emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=n
+        )
+        assert (
+            np.abs(iou[0].numpy() - conformance[f"{mode}/{case}/n{n}/iou_predictions"]).max() <= TOL
+        )
     assert np.abs(logits[0].numpy() - conformance[f"{mode}/{case}/n4/low_res_logits"]).max() <= TOL
     # a stability count may flip where a logit is within TOL of +-1: one pixel in 65536 at most
     assert np.abs(stab[0].numpy() - conformance[f"{mode}/{case}/n4/stability_scores"]).max() <= 1e-4
@@ -117,9 +130,20 @@ def test_missing_vectors_fail_not_skip(tmp_path):
     """Without the vectors the conformance tests FAIL with the expected path in the message."""
     env = {**os.environ, CONFORMANCE_ENV: str(tmp_path / "absent.npz")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-         f"{REPO}/tests/test_conformance.py::test_state_dict_loads_strictly"],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{REPO}/tests/test_conformance.py::test_state_dict_loads_strictly",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     assert proc.returncode == 1, proc.stdout
     assert "absent.npz" in proc.stdout and "skipped" not in proc.stdout
@@ -159,8 +183,11 @@ def _second_prompt(maskinput, conformance, case: str) -> tuple[np.ndarray, np.nd
     pre = preprocess(conformance["image"])
     p = f"maskinput/{case}/second"
     box = tuple(maskinput[f"{p}/box"]) if f"{p}/box" in maskinput else None
-    prompt = Prompt([tuple(c) for c in maskinput[f"{p}/point_coords"]],
-                    [int(v) for v in maskinput[f"{p}/point_labels"]], box)
+    prompt = Prompt(
+        [tuple(c) for c in maskinput[f"{p}/point_coords"]],
+        [int(v) for v in maskinput[f"{p}/point_labels"]],
+        box,
+    )
     return decoder_inputs(prompt, pre.original_size, pre.input_size)
 
 
@@ -171,8 +198,9 @@ def test_mask_input_refinement(conformance, conformance_model, maskinput, case):
     coords, labels = _second_prompt(maskinput, conformance, case)
     emb = torch.from_numpy(conformance["bilinear/image_embeddings"])
     mask = torch.from_numpy(maskinput[f"maskinput/{case}/mask_input"])[None]
-    logits, iou, _ = conformance_model.decode(emb, torch.from_numpy(coords), torch.from_numpy(labels),
-                                              mask_input=mask)
+    logits, iou, _ = conformance_model.decode(
+        emb, torch.from_numpy(coords), torch.from_numpy(labels), mask_input=mask
+    )
     ref = maskinput[f"maskinput/{case}/n4/low_res_logits"]
     assert np.abs(logits[0].numpy() - ref).max() <= TOL
     assert np.abs(iou[0].numpy() - maskinput[f"maskinput/{case}/n4/iou_predictions"]).max() <= TOL
@@ -189,7 +217,12 @@ def test_mask_input_decoder_graph(conformance, conformance_model, maskinput, cas
     emb = torch.from_numpy(conformance["bilinear/image_embeddings"])
     mask = torch.from_numpy(maskinput[f"maskinput/{case}/mask_input"])[None]
     prefix = f"maskinput/{case}"
-    for has, key in ((1.0, f"{prefix}/n4/low_res_logits"), (0.0, f"{prefix}/without_mask_input/n4/low_res_logits")):
+    for has, key in (
+        (1.0, f"{prefix}/n4/low_res_logits"),
+        (0.0, f"{prefix}/without_mask_input/n4/low_res_logits"),
+    ):
         with torch.no_grad():
-            _, masks = graph(emb, torch.from_numpy(coords), torch.from_numpy(labels), mask, torch.tensor([has]))
+            _, masks = graph(
+                emb, torch.from_numpy(coords), torch.from_numpy(labels), mask, torch.tensor([has])
+            )
         assert np.abs(masks[0].numpy() - maskinput[key]).max() <= TOL, (case, has)

@@ -4,6 +4,7 @@ The full model is exported once per module (conformance weights; fp16, fp32, int
 for both graphs). On Linux the parity figures come from the fp16 emulation, not from Core ML;
 the ``macos`` tests run the real packages and are the only ones skipped elsewhere.
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,19 +16,25 @@ import pytest
 import torch
 from coremltools.converters.mil.mil.scope import ScopeSource
 
-from conftest import CONFORMANCE_DIR
 from edgesam_deploy.checkpoints import ModelSource
-from edgesam_deploy.exporters.coreml.checks import check_package, load_package
-from edgesam_deploy.runtimes.coreml_fp16 import FP32_GROUPS, Fp16Emulation, activation_report, mil_op_selector
 from edgesam_deploy.errors import DeployError
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter
+from edgesam_deploy.exporters.coreml.checks import check_package, load_package
+from edgesam_deploy.exporters.coreml.options import CoremlOptions
 from edgesam_deploy.graphs import DecoderGraph, example_inputs
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.parity import Reference, check_directory, evaluate
 from edgesam_deploy.runtimes import open_session
-from edgesam_deploy.exporters.coreml.options import CoremlOptions
 from edgesam_deploy.runtimes.coreml import EMULATION_NOTE, CoremlSession
+from edgesam_deploy.runtimes.coreml_fp16 import (
+    FP32_GROUPS,
+    Fp16Emulation,
+    activation_report,
+    mil_op_selector,
+)
 from edgesam_deploy.vocabulary import ComputeUnit, Role
+
+from conftest import CONFORMANCE_DIR
 
 PRECISIONS = ["fp16", "fp32", "int8-weight", "palette4"]
 MACOS = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS")
@@ -37,8 +44,15 @@ MACOS = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions
 def exported(conformance_model, tmp_path_factory) -> tuple[Path, Manifest]:
     """Both graphs in PRECISIONS, exported once, with a saved manifest."""
     out = tmp_path_factory.mktemp("coreml_export")
-    source = ModelSource("edgesam", "checkpoint", path=str(CONFORMANCE_DIR / "edgesam_seed0_coffee.npz"))
-    ctx = ExportContext(model=conformance_model, source=source, out_dir=out, options=ExportOptions.of(CoremlOptions(tuple(PRECISIONS))))
+    source = ModelSource(
+        "edgesam", "checkpoint", path=str(CONFORMANCE_DIR / "edgesam_seed0_coffee.npz")
+    )
+    ctx = ExportContext(
+        model=conformance_model,
+        source=source,
+        out_dir=out,
+        options=ExportOptions.of(CoremlOptions(tuple(PRECISIONS))),
+    )
     manifest = Manifest(model=source.as_dict())
     manifest.add(get_exporter("coreml").export(ctx))
     manifest.save(out)
@@ -79,9 +93,16 @@ def test_metadata_is_filled_for_xcode(exported):
         meta = m.user_defined_metadata
         assert meta["edgesam.precision"] == a.precision and meta["edgesam.compute_units"] == "ALL"
         assert meta["edgesam.pixel_mean"] == "123.675,116.28,103.53"
-        names = ["image"] if a.role == "encoder" else ["image_embeddings", "point_coords", "point_labels"]
+        names = (
+            ["image"]
+            if a.role == "encoder"
+            else ["image_embeddings", "point_coords", "point_labels"]
+        )
         assert all(m.input_description[n] for n in names)
-        assert all(m.output_description[n] for n in (["image_embeddings"] if a.role == "encoder" else ["scores", "masks"]))
+        assert all(
+            m.output_description[n]
+            for n in (["image_embeddings"] if a.role == "encoder" else ["scores", "masks"])
+        )
 
 
 def test_op_census(exported):
@@ -124,11 +145,17 @@ def test_compressed_variants_are_smaller_and_emulated_from_the_package(exported,
         fp16 = _record(manifest, role, "fp16").size_bytes
         assert _record(manifest, role, "fp32").size_bytes > 1.9 * fp16
         # the decoder's 1 x 4096 x 256 positional encoding (2 MB) stays fp16 in every variant
-        limits = {"int8-weight": 0.55, "palette4": 0.3} if role == "encoder" else {"int8-weight": 0.7, "palette4": 0.45}
+        limits = (
+            {"int8-weight": 0.55, "palette4": 0.3}
+            if role == "encoder"
+            else {"int8-weight": 0.7, "palette4": 0.45}
+        )
         for precision, ratio in limits.items():
             rec = _record(manifest, role, precision)
             comp = rec.details["compression"]
-            assert rec.size_bytes < ratio * fp16 and comp["size_vs_fp16"] == pytest.approx(rec.size_bytes / fp16)
+            assert rec.size_bytes < ratio * fp16 and comp["size_vs_fp16"] == pytest.approx(
+                rec.size_bytes / fp16
+            )
             assert comp["emulated_cost"]["samples"] >= 1
     rec = _record(manifest, "encoder", "palette4")
     session = open_session(rec, out, model=conformance_model)
@@ -158,7 +185,9 @@ def test_fp32_groups_follow_the_measurement(conformance_model):
             good = graph(*args)[1]
         ref = graph(*args)[1]
     cosine = torch.nn.functional.cosine_similarity
-    assert cosine(bad.flatten(), ref.flatten(), 0) < 0.9  # (x - mean)^2 overflowed: the variance became inf
+    assert (
+        cosine(bad.flatten(), ref.flatten(), 0) < 0.9
+    )  # (x - mean)^2 overflowed: the variance became inf
     assert torch.isfinite(good).all() and cosine(good.flatten(), ref.flatten(), 0) > 0.999
     select = mil_op_selector(["layer_norm", "softmax"])
 
@@ -183,14 +212,20 @@ def test_fp32_groups_follow_the_measurement(conformance_model):
 def test_bad_options_raise_one_line_errors(options, message, random_model, tmp_path):
     source = ModelSource("edgesam", "random", seed=0)
     with pytest.raises(DeployError, match=message):
-        ctx = ExportContext(random_model, source, tmp_path, ExportOptions.of(CoremlOptions(**options)))
+        ctx = ExportContext(
+            random_model, source, tmp_path, ExportOptions.of(CoremlOptions(**options))
+        )
         get_exporter("coreml").export(ctx)
     assert not any(tmp_path.iterdir())
 
 
 def test_activation_quantization_is_macos_only(random_model, tmp_path):
-    ctx = ExportContext(model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path,
-                        options=ExportOptions.of(CoremlOptions(("int8-full",), min_ios=16)))
+    ctx = ExportContext(
+        model=random_model,
+        source=ModelSource("edgesam", "random", seed=0),
+        out_dir=tmp_path,
+        options=ExportOptions.of(CoremlOptions(("int8-full",), min_ios=16)),
+    )
     with pytest.raises(DeployError, match="macOS" if sys.platform != "darwin" else "min-ios 17"):
         get_exporter("coreml").export(ctx)
 
@@ -213,8 +248,15 @@ def test_real_core_ml_parity(exported, conformance_model, units):
     reference = Reference(conformance_model)
     for precision in PRECISIONS:
         for role in ("encoder", "decoder"):
-            session = open_session(_record(manifest, role, precision), out, model=conformance_model, compute_units=units)
-            assert isinstance(session, CoremlSession) and session.describe()["compute_units"] == units
+            session = open_session(
+                _record(manifest, role, precision),
+                out,
+                model=conformance_model,
+                compute_units=units,
+            )
+            assert (
+                isinstance(session, CoremlSession) and session.describe()["compute_units"] == units
+            )
             result = evaluate(session, reference)
             assert result.passed, (precision, role, units, result.failures)
 
@@ -226,5 +268,11 @@ def test_real_decoder_accepts_every_point_count(exported):
     session = open_session(_record(manifest, "decoder", "fp16"), out)
     emb = example_inputs(Role.DECODER)[0].numpy()
     for n in (1, 16):
-        out_ = session.run({"image_embeddings": emb, "point_coords": np.zeros((1, n, 2), np.float32), "point_labels": np.ones((1, n), np.float32)})
+        out_ = session.run(
+            {
+                "image_embeddings": emb,
+                "point_coords": np.zeros((1, n, 2), np.float32),
+                "point_labels": np.ones((1, n), np.float32),
+            }
+        )
         assert out_["masks"].shape == (1, 4, 256, 256) and out_["scores"].shape == (1, 4)

@@ -1,4 +1,5 @@
 """Residual-stream equalization: same function, evened-out channel ranges (small inputs)."""
+
 from __future__ import annotations
 
 import copy
@@ -46,7 +47,9 @@ def test_equalization_keeps_the_function_and_evens_the_streams(folded):
         assert spread_a < spread_b
         assert rec["peak_over_median_before"] == pytest.approx(spread_b, rel=1e-2)
     widest = max(range(4), key=lambda k: float(before[k].max() / before[k].median()))
-    assert float(after[widest].max() / after[widest].median()) < 0.5 * float(before[widest].max() / before[widest].median())
+    assert float(after[widest].max() / after[widest].median()) < 0.5 * float(
+        before[widest].max() / before[widest].median()
+    )
 
 
 def test_alpha_zero_changes_nothing(folded):

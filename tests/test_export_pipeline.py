@@ -67,15 +67,23 @@ def test_all_targets_share_one_context(counting_exporters, random_model, tmp_pat
     targets = resolve_targets("all")
     assert targets == [Target.ONNX, Target.TFLITE, Target.COREML, Target.EXECUTORCH]
     source = ModelSource("edgesam", "random", seed=0)
-    manifest, _ = run_export(random_model, source, targets, tmp_path, ExportOptions(), run_parity=False)
+    manifest, _ = run_export(
+        random_model, source, targets, tmp_path, ExportOptions(), run_parity=False
+    )
     assert counting_exporters == {"graphs": 2, "calibration": 1}  # one encoder, one decoder graph
     assert len(Manifest.load(tmp_path).artifacts) == len(manifest.artifacts) == 2 * len(Target)
-    assert {(a.target, a.role) for a in manifest.artifacts} == {(t, r) for t in Target for r in Role}
+    assert {(a.target, a.role) for a in manifest.artifacts} == {
+        (t, r) for t in Target for r in Role
+    }
 
 
 @pytest.mark.parametrize(
     "text, message",
-    [(",", "name at least one"), ("onnx,tensorrt", "unknown target 'tensorrt'"), ("", "at least one")],
+    [
+        (",", "name at least one"),
+        ("onnx,tensorrt", "unknown target 'tensorrt'"),
+        ("", "at least one"),
+    ],
 )
 def test_bad_target_lists(text: str, message: str):
     with pytest.raises(DeployError, match=message):
@@ -100,14 +108,31 @@ def test_cli_exports_every_target_in_one_run(monkeypatch, tmp_path: Path):
         return Manifest(model=source.as_dict()), []
 
     monkeypatch.setattr(cli_export, "run_export", recording_run_export)
-    argv = ["export", "--target", "all", "--out", str(tmp_path), "--random-weights", "0",
-            "--num-points", "3", "--min-ios", "18", "--compute-units", "CPU_AND_NE", "--no-parity"]
+    argv = [
+        "export",
+        "--target",
+        "all",
+        "--out",
+        str(tmp_path),
+        "--random-weights",
+        "0",
+        "--num-points",
+        "3",
+        "--min-ios",
+        "18",
+        "--compute-units",
+        "CPU_AND_NE",
+        "--no-parity",
+    ]
     assert main(argv) == 0
     [(targets, options, run_parity)] = calls
     assert targets == list(Target) and run_parity is False
     assert options.targets[Target.TFLITE] == TfliteOptions(None, (1, 2, 3))
     coreml = options.targets[Target.COREML]
-    assert isinstance(coreml, CoremlOptions) and (coreml.min_ios, coreml.compute_units) == (18, "CPU_AND_NE")
+    assert isinstance(coreml, CoremlOptions) and (coreml.min_ios, coreml.compute_units) == (
+        18,
+        "CPU_AND_NE",
+    )
 
 
 def test_cli_rejects_bad_choices_as_usage_errors(tmp_path: Path, capsys):
@@ -136,14 +161,30 @@ def test_cli_precision_aliases_reach_every_target(monkeypatch, tmp_path: Path):
     from edgesam_deploy.cli.app import main
 
     calls = []
-    monkeypatch.setattr(cli_export, "run_export",
-                        lambda model, source, targets, out, options, **kw: calls.append(options) or
-                        (Manifest(model=source.as_dict()), []))
-    argv = ["export", "--target", "onnx,coreml", "--out", str(tmp_path), "--random-weights", "0",
-            "--precision", "fp16,int8", "--no-parity"]
+    monkeypatch.setattr(
+        cli_export,
+        "run_export",
+        lambda model, source, targets, out, options, **kw: (
+            calls.append(options) or (Manifest(model=source.as_dict()), [])
+        ),
+    )
+    argv = [
+        "export",
+        "--target",
+        "onnx,coreml",
+        "--out",
+        str(tmp_path),
+        "--random-weights",
+        "0",
+        "--precision",
+        "fp16,int8",
+        "--no-parity",
+    ]
     assert main(argv) == 0
     assert {t: o.precisions for t, o in calls[0].targets.items()} == {
-        Target.ONNX: ("fp16", "int8"), Target.COREML: ("fp16", "int8")}
+        Target.ONNX: ("fp16", "int8"),
+        Target.COREML: ("fp16", "int8"),
+    }
     assert main([*argv[:-3], "--precision", "int4", "--no-parity"]) == 2
 
 
@@ -165,6 +206,8 @@ def test_alias_is_recorded_in_the_manifest(monkeypatch, random_model, tmp_path: 
     monkeypatch.setattr(pipeline, "get_exporter", lambda target: AliasExporter())
     options = ExportOptions.of(OnnxOptions(("int8",)))
     source = ModelSource("edgesam", "random", seed=0)
-    manifest, _ = run_export(random_model, source, [Target.ONNX], tmp_path, options, run_parity=False)
+    manifest, _ = run_export(
+        random_model, source, [Target.ONNX], tmp_path, options, run_parity=False
+    )
     [record] = manifest.artifacts
     assert record.precision == "int8-static" and record.details["requested_as"] == "int8"

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONFORMANCE_DIR
 from edgesam_deploy.checkpoints import ModelSource
 from edgesam_deploy.cli.app import main
 from edgesam_deploy.exporters import ExportOptions
@@ -21,6 +20,8 @@ from edgesam_deploy.parity import Reference, check_directory
 from edgesam_deploy.processing import Prompt, decoder_inputs, preprocess
 from edgesam_deploy.runtimes import open_session
 from edgesam_deploy.vocabulary import Role, Target
+
+from conftest import CONFORMANCE_DIR
 
 TOL = 1e-4
 CASES = ("refine_point", "refine_box")
@@ -40,7 +41,9 @@ def exported(conformance_model, tmp_path_factory) -> Path:
     """fp32 ONNX export with the mask-input decoder and the conformance weights."""
     out = tmp_path_factory.mktemp("mask-input")
     options = ExportOptions.of(OnnxOptions(("fp32",)), mask_input=True, calibration_size=1)
-    source = ModelSource("edgesam", "checkpoint", path=str(CONFORMANCE_DIR / "edgesam_seed0_coffee.npz"))
+    source = ModelSource(
+        "edgesam", "checkpoint", path=str(CONFORMANCE_DIR / "edgesam_seed0_coffee.npz")
+    )
     run_export(conformance_model, source, [Target.ONNX], out, options, run_parity=False)
     return out
 
@@ -49,8 +52,11 @@ def _second(maskinput, image: np.ndarray, case: str) -> tuple[Prompt, np.ndarray
     pre = preprocess(image)
     p = f"maskinput/{case}/second"
     box = tuple(float(v) for v in maskinput[f"{p}/box"]) if f"{p}/box" in maskinput else None
-    prompt = Prompt([tuple(map(float, c)) for c in maskinput[f"{p}/point_coords"]],
-                    [int(v) for v in maskinput[f"{p}/point_labels"]], box)
+    prompt = Prompt(
+        [tuple(map(float, c)) for c in maskinput[f"{p}/point_coords"]],
+        [int(v) for v in maskinput[f"{p}/point_labels"]],
+        box,
+    )
     coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
     return prompt, coords, labels
 
@@ -74,7 +80,10 @@ def test_onnx_decoder_reproduces_the_official_refinement(exported, conformance, 
     assert np.abs(logits - maskinput[f"maskinput/{case}/n4/low_res_logits"]).max() <= TOL
     feeds["has_mask_input"] = np.zeros(1, np.float32)
     without = session.run(feeds)["masks"][0]
-    assert np.abs(without - maskinput[f"maskinput/{case}/without_mask_input/n4/low_res_logits"]).max() <= TOL
+    assert (
+        np.abs(without - maskinput[f"maskinput/{case}/without_mask_input/n4/low_res_logits"]).max()
+        <= TOL
+    )
 
 
 def test_parity_gate_judges_refinement_cases(exported, conformance_model):
@@ -95,10 +104,27 @@ def test_segment_refines_with_mask_input(conformance, maskinput, tmp_path, confo
     prompt, _, _ = _second(maskinput, conformance["image"], case)
     mask = tmp_path / "previous.npy"
     np.save(mask, maskinput[f"maskinput/{case}/mask_input"])
-    args = ["segment", str(photo), "--out", str(tmp_path / "o.png"), "--checkpoint", str(checkpoint),
-            "--upsample", "bilinear", "--num-masks", "4", "--mask-input", str(mask),
-            "--logits-out", str(tmp_path / "logits.npy")]
-    args += [a for (x, y), lab in zip(prompt.points, prompt.labels) for a in ("--point", f"{x},{y},{lab}")]
+    args = [
+        "segment",
+        str(photo),
+        "--out",
+        str(tmp_path / "o.png"),
+        "--checkpoint",
+        str(checkpoint),
+        "--upsample",
+        "bilinear",
+        "--num-masks",
+        "4",
+        "--mask-input",
+        str(mask),
+        "--logits-out",
+        str(tmp_path / "logits.npy"),
+    ]
+    args += [
+        a
+        for (x, y), lab in zip(prompt.points, prompt.labels)
+        for a in ("--point", f"{x},{y},{lab}")
+    ]
     args += ["--box", ",".join(str(v) for v in prompt.box)]
     assert main(args) == 0
     written = np.load(tmp_path / "logits.npy")
@@ -120,8 +146,18 @@ def test_bad_mask_input_is_one_line(tmp_path, capsys, array, message):
     photo = tmp_path / "p.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
     np.save(tmp_path / "m.npy", array)
-    args = ["segment", str(photo), "--out", str(tmp_path / "o.png"), "--random-weights", "0",
-            "--point", "10,10", "--mask-input", str(tmp_path / "m.npy")]
+    args = [
+        "segment",
+        str(photo),
+        "--out",
+        str(tmp_path / "o.png"),
+        "--random-weights",
+        "0",
+        "--point",
+        "10,10",
+        "--mask-input",
+        str(tmp_path / "m.npy"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "m.npy" in err[0]
@@ -132,7 +168,17 @@ def test_truncated_mask_file_is_one_line(tmp_path, capsys):
     photo = tmp_path / "p.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
     (tmp_path / "m.npy").write_bytes(b"\x93NUMPY garbage")
-    args = ["segment", str(photo), "--out", str(tmp_path / "o.png"), "--random-weights", "0",
-            "--point", "10,10", "--mask-input", str(tmp_path / "m.npy")]
+    args = [
+        "segment",
+        str(photo),
+        "--out",
+        str(tmp_path / "o.png"),
+        "--random-weights",
+        "0",
+        "--point",
+        "10,10",
+        "--mask-input",
+        str(tmp_path / "m.npy"),
+    ]
     assert main(args) == 2
     assert "not a readable .npy" in capsys.readouterr().err

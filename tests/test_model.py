@@ -1,4 +1,5 @@
 """Re-parameterization and the seeded random default."""
+
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,12 @@ from torch import nn
 from edgesam_deploy.checkpoints import load_model, parameter_count
 from edgesam_deploy.graphs import EncoderGraph
 from edgesam_deploy.modeling import reparameterize_encoder
-from edgesam_deploy.processing import decoder_inputs, masks_from_logits, postprocess_logits, preprocess
+from edgesam_deploy.processing import (
+    decoder_inputs,
+    masks_from_logits,
+    postprocess_logits,
+    preprocess,
+)
 from edgesam_deploy.samples import load_photo, standard_prompts
 
 
@@ -19,6 +25,7 @@ def test_folded_encoder_equals_unfolded(random_model):
     enc = EncoderGraph(random_model, fold=False)
     folded = EncoderGraph(random_model, fold=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+
     def n_conv(m: nn.Module) -> int:
         return sum(isinstance(x, nn.Conv2d) for x in m.modules())
 
@@ -54,10 +61,16 @@ def test_random_weights_have_realistic_scale(random_model):
     assert 0.5 < emb.std().item() < 2.0
     for prompt in standard_prompts(*pre.original_size).values():
         coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
-        logits, _, stability = random_model.decode(emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=4)
+        logits, _, stability = random_model.decode(
+            emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=4
+        )
         assert logits.min() < -3 and logits.max() > 3
-        masks = masks_from_logits(postprocess_logits(logits[0].numpy(), pre.input_size, pre.original_size))
+        masks = masks_from_logits(
+            postprocess_logits(logits[0].numpy(), pre.input_size, pre.original_size)
+        )
         coverage = masks.mean(axis=(1, 2))
         assert 0.02 < coverage[0] < 0.98, "token 0 (the evaluated mask) is neither empty nor full"
-        assert len({m.tobytes() for m in masks}) == 4, "the four mask tokens give four different masks"
+        assert len({m.tobytes() for m in masks}) == 4, (
+            "the four mask tokens give four different masks"
+        )
         assert stability.max() > 0.1

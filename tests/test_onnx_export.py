@@ -1,4 +1,5 @@
 """ONNX target: one full export per session, then contract, dynamic N, op set, parity and conformance."""
+
 from __future__ import annotations
 
 import sys
@@ -16,18 +17,24 @@ from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter 
 from edgesam_deploy.exporters.onnx.checks import FORBIDDEN_DECODER_OPS  # noqa: E402
 from edgesam_deploy.exporters.onnx.convert import OnnxExporter, save_model  # noqa: E402
 from edgesam_deploy.exporters.onnx.options import OnnxOptions  # noqa: E402
-from edgesam_deploy.quantization.equalize import ALPHA_CANDIDATES  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
 from edgesam_deploy.parity.thresholds import thresholds_for, violations  # noqa: E402
+from edgesam_deploy.quantization.equalize import ALPHA_CANDIDATES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 
 
-def _export(model, out: Path, seed_source: ModelSource, precisions: list[str], calibration_size: int = 2) -> Manifest:
-    ctx = ExportContext(model=model, source=seed_source, out_dir=out,
-                        options=ExportOptions.of(OnnxOptions(tuple(precisions)), calibration_size=calibration_size))
+def _export(
+    model, out: Path, seed_source: ModelSource, precisions: list[str], calibration_size: int = 2
+) -> Manifest:
+    ctx = ExportContext(
+        model=model,
+        source=seed_source,
+        out_dir=out,
+        options=ExportOptions.of(OnnxOptions(tuple(precisions)), calibration_size=calibration_size),
+    )
     manifest = Manifest(model=seed_source.as_dict())
     manifest.add(OnnxExporter().export(ctx))
     manifest.save(out)
@@ -37,7 +44,9 @@ def _export(model, out: Path, seed_source: ModelSource, precisions: list[str], c
 @pytest.fixture(scope="module")
 def exported(random_model, tmp_path_factory) -> tuple[Path, Manifest]:
     out = tmp_path_factory.mktemp("onnx-export")
-    return out, _export(random_model, out, ModelSource("edgesam", "random", seed=0), list(PRECISIONS))
+    return out, _export(
+        random_model, out, ModelSource("edgesam", "random", seed=0), list(PRECISIONS)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +63,18 @@ def _decoder_feeds(n: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(n)
     labels = np.ones((1, n), np.float32)
     labels[0, -1] = -1
-    return {"image_embeddings": rng.standard_normal((1, 256, 64, 64)).astype(np.float32),
-            "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32), "point_labels": labels}
+    return {
+        "image_embeddings": rng.standard_normal((1, 256, 64, 64)).astype(np.float32),
+        "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
+        "point_labels": labels,
+    }
 
 
 def test_files_names_shapes(exported):
     out, manifest = exported
     assert sorted(a.file for a in manifest.artifacts) == sorted(
-        f"onnx/{role}.{p}.onnx" for role in ("encoder", "decoder") for p in PRECISIONS)
+        f"onnx/{role}.{p}.onnx" for role in ("encoder", "decoder") for p in PRECISIONS
+    )
     assert not list(out.rglob("*.data")) and not list(out.rglob(".*partial*"))
     for record in manifest.artifacts:
         path = out / record.file
@@ -73,9 +86,14 @@ def test_files_names_shapes(exported):
             assert t.elem_type == onnx.TensorProto.FLOAT, (record.file, spec["name"])
             dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
             assert dims == spec["shape"], (record.file, spec["name"], dims)
-        assert record.details["simplifier"] == "onnxslim" and record.details["runtime"] == "onnxruntime"
+        assert (
+            record.details["simplifier"] == "onnxslim"
+            and record.details["runtime"] == "onnxruntime"
+        )
         assert record.details["exporter"] == "torch.onnx legacy TorchScript exporter (dynamo=False)"
-        assert record.details["opset"] == (20 if record.file == "onnx/encoder.int8-static.onnx" else 17)
+        assert record.details["opset"] == (
+            20 if record.file == "onnx/encoder.int8-static.onnx" else 17
+        )
         default_domain = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
         assert default_domain == [record.details["opset"]]
     decoder = next(a for a in manifest.artifacts if a.file == "onnx/decoder.fp32.onnx")
@@ -113,7 +131,9 @@ def test_int8_encoder_keeps_gelu_whole(exported):
 def test_decoder_dynamic_points(exported, n):
     out, _ = exported
     for precision in ("fp32", "fp16"):
-        scores, masks = _session(out / f"onnx/decoder.{precision}.onnx").run(["scores", "masks"], _decoder_feeds(n))
+        scores, masks = _session(out / f"onnx/decoder.{precision}.onnx").run(
+            ["scores", "masks"], _decoder_feeds(n)
+        )
         assert scores.shape == (1, 4) and masks.shape == (1, 4, 256, 256)
         assert np.isfinite(masks).all()
 
@@ -127,16 +147,29 @@ def test_decoder_has_static_shapes_only(exported):
 
 def test_fp32_and_int8_static_parity(exported, random_model, reference):
     out, _ = exported
-    files = ["onnx/encoder.fp32.onnx", "onnx/decoder.fp32.onnx", "onnx/encoder.int8-static.onnx", "onnx/decoder.int8-static.onnx"]
-    results = {r.file: r for r in check_directory(out, random_model, files=files, reference=reference)}
+    files = [
+        "onnx/encoder.fp32.onnx",
+        "onnx/decoder.fp32.onnx",
+        "onnx/encoder.int8-static.onnx",
+        "onnx/decoder.int8-static.onnx",
+    ]
+    results = {
+        r.file: r for r in check_directory(out, random_model, files=files, reference=reference)
+    }
     for f in ("onnx/encoder.fp32.onnx", "onnx/decoder.fp32.onnx", "onnx/decoder.int8-static.onnx"):
         assert results[f].passed, (f, results[f].failures)
-    # the int8 encoder meets the embedding threshold; with random weights the reference decoder turns
-    # its small embedding error into mask IoU below the int8 floor (docs/onnx.md), so masks are reported
+    # the int8 encoder meets the embedding threshold; with random weights the reference decoder
+    # turns
+    # its small embedding error into mask IoU below the int8 floor (docs/onnx.md), so masks are
+    # reported
     static = results["onnx/encoder.int8-static.onnx"]
     limit = thresholds_for("int8-static", "encoder")["emb_cosine_min"][1]
     assert static.metrics["emb_cosine_min"] >= limit, static.metrics
-    print("int8-static encoder", static.metrics, violations(static.metrics, thresholds_for("int8-static", "encoder")))
+    print(
+        "int8-static encoder",
+        static.metrics,
+        violations(static.metrics, thresholds_for("int8-static", "encoder")),
+    )
 
 
 def test_tampered_artifact_fails_parity(exported, random_model, reference, tmp_path):
@@ -153,19 +186,28 @@ def test_tampered_artifact_fails_parity(exported, random_model, reference, tmp_p
     tampered.save(tmp_path)
     (result,) = check_directory(tmp_path, random_model, reference=reference)
     assert not result.passed
-    assert any("sha256" in f for f in result.failures) and any("emb_max_abs" in f for f in result.failures)
+    assert any("sha256" in f for f in result.failures) and any(
+        "emb_max_abs" in f for f in result.failures
+    )
 
 
 def test_conformance(conformance_model, conformance, tmp_path):
     _export(conformance_model, tmp_path, ModelSource("edgesam", "random", seed=0), ["fp32"])
-    emb = _session(tmp_path / "onnx/encoder.fp32.onnx").run(["image_embeddings"], {"image": conformance["encoder_input"]})[0]
+    emb = _session(tmp_path / "onnx/encoder.fp32.onnx").run(
+        ["image_embeddings"], {"image": conformance["encoder_input"]}
+    )[0]
     np.testing.assert_allclose(emb, conformance["bilinear/image_embeddings"], atol=1e-4, rtol=0)
     decoder = _session(tmp_path / "onnx/decoder.fp32.onnx")
     for case in ("one_point", "three_points", "box", "box_point"):
         key = f"decoder_graph/iou/{case}"
-        scores, masks = decoder.run(["scores", "masks"], {
-            "image_embeddings": conformance["bilinear/image_embeddings"],
-            "point_coords": conformance[f"{key}/point_coords"], "point_labels": conformance[f"{key}/point_labels"]})
+        scores, masks = decoder.run(
+            ["scores", "masks"],
+            {
+                "image_embeddings": conformance["bilinear/image_embeddings"],
+                "point_coords": conformance[f"{key}/point_coords"],
+                "point_labels": conformance[f"{key}/point_labels"],
+            },
+        )
         np.testing.assert_allclose(masks, conformance[f"{key}/masks"], atol=1e-3, rtol=0)
         np.testing.assert_allclose(scores, conformance[f"{key}/scores"], atol=1e-4, rtol=0)
 
@@ -173,9 +215,17 @@ def test_conformance(conformance_model, conformance, tmp_path):
 def test_int8_static_passes_the_int8_gate_on_conformance_weights(conformance_model, tmp_path):
     """On the official implementation's weights the int8-static encoder meets every int8 threshold:
     embedding cosine, mean and minimum mask IoU, scores and best-mask choice."""
-    _export(conformance_model, tmp_path, ModelSource("edgesam", "random", seed=0), ["int8-static"], calibration_size=4)
+    _export(
+        conformance_model,
+        tmp_path,
+        ModelSource("edgesam", "random", seed=0),
+        ["int8-static"],
+        calibration_size=4,
+    )
     reference = Reference(conformance_model, photos=["coffee", "camera"])
-    (result,) = check_directory(tmp_path, conformance_model, files=["onnx/encoder.int8-static.onnx"], reference=reference)
+    (result,) = check_directory(
+        tmp_path, conformance_model, files=["onnx/encoder.int8-static.onnx"], reference=reference
+    )
     print("int8-static encoder, conformance weights", result.metrics)
     assert result.passed, (result.failures, result.metrics)
 
@@ -185,14 +235,20 @@ def test_missing_onnxruntime_is_a_clear_error(monkeypatch, random_model, tmp_pat
     exporter = get_exporter("onnx")
     with pytest.raises(MissingDependencyError, match=r"edgesam-deploy\[onnx\]"):
         exporter.check_dependencies()
-    ctx = ExportContext(model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path)
+    ctx = ExportContext(
+        model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path
+    )
     with pytest.raises(MissingDependencyError):
         exporter.export(ctx)
     assert not any(tmp_path.iterdir())
 
 
 def test_unknown_precision_is_rejected(random_model, tmp_path):
-    ctx = ExportContext(model=random_model, source=ModelSource("edgesam", "random", seed=0), out_dir=tmp_path,
-                        options=ExportOptions.of(OnnxOptions(("int4",))))
+    ctx = ExportContext(
+        model=random_model,
+        source=ModelSource("edgesam", "random", seed=0),
+        out_dir=tmp_path,
+        options=ExportOptions.of(OnnxOptions(("int4",))),
+    )
     with pytest.raises(DeployError, match="no precision int4"):
         OnnxExporter().export(ctx)

@@ -1,4 +1,5 @@
 """The export orchestration and the `parity` CI gate end to end (ONNX fp32, the cheapest target)."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,17 @@ from edgesam_deploy.cli.app import main
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.onnx.options import OnnxOptions
 from edgesam_deploy.exporters.pipeline import run_export
-from edgesam_deploy.vocabulary import Target
 from edgesam_deploy.manifest import Manifest, ManifestError
+from edgesam_deploy.vocabulary import Target
 
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, random_model):
     out = tmp_path_factory.mktemp("gate")
     _, source = load_model(random_seed=0)
-    manifest, results = run_export(random_model, source, [Target.ONNX], out, ExportOptions.of(OnnxOptions(("fp32",))))
+    manifest, results = run_export(
+        random_model, source, [Target.ONNX], out, ExportOptions.of(OnnxOptions(("fp32",)))
+    )
     assert results and all(r.passed for r in results)
     return out
 
@@ -36,13 +39,28 @@ def test_manifest_records_everything(export_dir):
     assert set(roles) == {"encoder", "decoder"}
     for a in m.artifacts:
         assert (export_dir / a.file).is_file() and len(a.sha256) == 64 and a.size_bytes > 0
-    assert [i["name"] for i in roles["decoder"].inputs] == ["image_embeddings", "point_coords", "point_labels"]
-    assert m.parity["passed"] and {a["file"] for a in m.parity["artifacts"]} == {a.file for a in m.artifacts}
+    assert [i["name"] for i in roles["decoder"].inputs] == [
+        "image_embeddings",
+        "point_coords",
+        "point_labels",
+    ]
+    assert m.parity["passed"] and {a["file"] for a in m.parity["artifacts"]} == {
+        a.file for a in m.artifacts
+    }
     assert not list(export_dir.rglob(".*partial*"))
 
 
 def test_parity_cli_passes_and_writes_reports(export_dir, tmp_path, capsys):
-    code = main(["parity", str(export_dir), "--json", str(tmp_path / "p.json"), "--junit", str(tmp_path / "p.xml")])
+    code = main(
+        [
+            "parity",
+            str(export_dir),
+            "--json",
+            str(tmp_path / "p.json"),
+            "--junit",
+            str(tmp_path / "p.xml"),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["passed"] and len(report["artifacts"]) == 2
@@ -79,21 +97,55 @@ def test_parity_cli_bad_input(tmp_path, capsys):
 def test_export_refuses_directory_of_another_model(export_dir, random_model):
     _, other = load_model(random_seed=1)
     with pytest.raises(ManifestError, match="another model"):
-        run_export(random_model, other, [Target.ONNX], export_dir, ExportOptions.of(OnnxOptions(("fp32",))), run_parity=False)
+        run_export(
+            random_model,
+            other,
+            [Target.ONNX],
+            export_dir,
+            ExportOptions.of(OnnxOptions(("fp32",))),
+            run_parity=False,
+        )
 
 
 def test_export_cli_input_errors(tmp_path, capsys):
-    assert main(["export", "--target", "vulkan", "--out", str(tmp_path), "--random-weights", "0"]) == 2
+    assert (
+        main(["export", "--target", "vulkan", "--out", str(tmp_path), "--random-weights", "0"]) == 2
+    )
     assert "unknown target" in capsys.readouterr().err
-    assert main(["export", "--target", "onnx", "--precision", "int3", "--out", str(tmp_path), "--random-weights", "0"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--target",
+                "onnx",
+                "--precision",
+                "int3",
+                "--out",
+                str(tmp_path),
+                "--random-weights",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "unknown precision int3" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("target, module, extra", [("coreml", "coremltools", "coreml"), ("tflite", "ai_edge_litert", "tflite"), ("onnx", "onnxruntime", "onnx")])
+@pytest.mark.parametrize(
+    "target, module, extra",
+    [
+        ("coreml", "coremltools", "coreml"),
+        ("tflite", "ai_edge_litert", "tflite"),
+        ("onnx", "onnxruntime", "onnx"),
+    ],
+)
 def test_missing_extra_names_it(tmp_path, capsys, monkeypatch, target, module, extra):
     monkeypatch.setitem(__import__("sys").modules, module, None)  # import now raises ImportError
-    assert main(["export", "--target", target, "--out", str(tmp_path / "x"), "--random-weights", "0"]) == 2
+    assert (
+        main(["export", "--target", target, "--out", str(tmp_path / "x"), "--random-weights", "0"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"edgesam-deploy[{extra}]" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()

@@ -1,4 +1,5 @@
 """Pre- and post-processing against PyTorch and PIL, image formats and prompt errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,15 @@ from PIL import Image
 
 from edgesam_deploy.photos import load_image
 from edgesam_deploy.processing import (
-    ImageError, Prompt, PromptError, decoder_inputs, postprocess_logits, preprocess, resize_bilinear,
-    resized_size, to_rgb_uint8,
+    ImageError,
+    Prompt,
+    PromptError,
+    decoder_inputs,
+    postprocess_logits,
+    preprocess,
+    resize_bilinear,
+    resized_size,
+    to_rgb_uint8,
 )
 
 
@@ -24,15 +32,21 @@ def test_resized_size():
 def test_resize_matches_torch(shape):
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     for oh, ow in ((1024, 1024), (13, 300), (683, 1024)):
-        ref = F.interpolate(torch.from_numpy(x), (oh, ow), mode="bilinear", align_corners=False).numpy()
+        ref = F.interpolate(
+            torch.from_numpy(x), (oh, ow), mode="bilinear", align_corners=False
+        ).numpy()
         # PyTorch computes source positions in float32, we in float64: within the 1e-4 tolerance
         np.testing.assert_allclose(resize_bilinear(x, oh, ow), ref, atol=1e-4)
 
 
 def test_postprocess_matches_torch_pipeline():
     lowres = np.random.default_rng(1).normal(size=(4, 256, 256)).astype(np.float32)
-    t = F.interpolate(torch.from_numpy(lowres)[None], (1024, 1024), mode="bilinear", align_corners=False)
-    t = F.interpolate(t[..., :683, :1024], (400, 600), mode="bilinear", align_corners=False)[0].numpy()
+    t = F.interpolate(
+        torch.from_numpy(lowres)[None], (1024, 1024), mode="bilinear", align_corners=False
+    )
+    t = F.interpolate(t[..., :683, :1024], (400, 600), mode="bilinear", align_corners=False)[
+        0
+    ].numpy()
     np.testing.assert_allclose(postprocess_logits(lowres, (683, 1024), (400, 600)), t, atol=1e-4)
 
 

@@ -4,6 +4,7 @@ The full model is exported once per module (all four precisions; decoder signatu
 counts the parity prompts use, so the conversion stays short) and checked with the real
 ai-edge-litert interpreter through the parity engine.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,13 +20,17 @@ from edgesam_deploy.checkpoints import ModelSource  # noqa: E402
 from edgesam_deploy.errors import DeployError  # noqa: E402
 from edgesam_deploy.exporters import ExportContext, ExportOptions, get_exporter  # noqa: E402
 from edgesam_deploy.exporters.pipeline import run_export  # noqa: E402
-from edgesam_deploy.exporters.tflite.convert import ENCODER_SIGNATURE, TfliteExporter, decoder_signature  # noqa: E402
+from edgesam_deploy.exporters.tflite.convert import (
+    ENCODER_SIGNATURE,
+    TfliteExporter,
+    decoder_signature,
+)  # noqa: E402
+from edgesam_deploy.exporters.tflite.inspection import inspect_tflite  # noqa: E402
 from edgesam_deploy.exporters.tflite.options import TfliteOptions  # noqa: E402
 from edgesam_deploy.manifest import Manifest  # noqa: E402
 from edgesam_deploy.parity import Reference, check_directory  # noqa: E402
 from edgesam_deploy.processing import PromptError  # noqa: E402
 from edgesam_deploy.runtimes import open_session  # noqa: E402
-from edgesam_deploy.exporters.tflite.inspection import inspect_tflite  # noqa: E402
 from edgesam_deploy.vocabulary import Target  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -39,8 +44,17 @@ CONFORMANCE_CASES = ("one_point", "three_points", "box", "box_point")
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, random_model) -> Path:
     out = tmp_path_factory.mktemp("tflite")
-    options = ExportOptions.of(TfliteOptions(TfliteExporter.precisions, tuple(COUNTS)), calibration_size=4)
-    run_export(random_model, ModelSource("edgesam", "random", seed=0), [Target.TFLITE], out, options, run_parity=False)
+    options = ExportOptions.of(
+        TfliteOptions(TfliteExporter.precisions, tuple(COUNTS)), calibration_size=4
+    )
+    run_export(
+        random_model,
+        ModelSource("edgesam", "random", seed=0),
+        [Target.TFLITE],
+        out,
+        options,
+        run_parity=False,
+    )
     return out
 
 
@@ -63,11 +77,15 @@ def _record(manifest: Manifest, role: str, precision: str):
 
 def test_files_names_and_signatures(export_dir, manifest):
     files = sorted(a.file for a in manifest.artifacts)
-    assert files == sorted(f"tflite/{r}.{p}.tflite" for r in ("encoder", "decoder") for p in PRECISIONS)
+    assert files == sorted(
+        f"tflite/{r}.{p}.tflite" for r in ("encoder", "decoder") for p in PRECISIONS
+    )
     assert not list(export_dir.rglob(".*partial*")), "a temporary file was left behind"
     for a in manifest.artifacts:
         summary = inspect_tflite(export_dir / a.file)
-        assert set(summary.input_types.values()) == {"FLOAT32"}, f"{a.file}: inputs must stay float32"
+        assert set(summary.input_types.values()) == {"FLOAT32"}, (
+            f"{a.file}: inputs must stay float32"
+        )
         if a.role == "encoder":
             sig = summary.signature(ENCODER_SIGNATURE)
             assert (sig.inputs, sig.outputs) == (["image"], ["image_embeddings"])
@@ -104,13 +122,20 @@ def test_manifest_details(manifest):
     for a in manifest.artifacts:
         assert a.details["converter"] == "litert-torch" and "litert-torch" in a.details["versions"]
         if a.precision != "fp32":
-            assert a.details["quantization"]["tool"] == "ai-edge-quantizer" and a.details["quantization"]["recipe"]
+            assert (
+                a.details["quantization"]["tool"] == "ai-edge-quantizer"
+                and a.details["quantization"]["recipe"]
+            )
     full = _record(manifest, "decoder", "int8-full").details["quantization"]
     assert full["float_kept"]["float_op_types"] and full["calibration"]["images"] == 4
     for precision in ("int8-dynamic", "int8-full"):
         eq = _record(manifest, "encoder", precision).details["equalization"]
         trials = eq["calibration_cosine_by_alpha"]
-        assert len(trials) == 4 and trials[str(eq["alpha"])] == max(trials.values()) and eq["images"] == 4
+        assert (
+            len(trials) == 4
+            and trials[str(eq["alpha"])] == max(trials.values())
+            and eq["images"] == 4
+        )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -167,7 +192,9 @@ def test_xnnpack_report(export_dir, manifest):
 def test_conformance_fp32(tmp_path, conformance_model, conformance):
     """fp32 TFLite with the conformance weights against the official implementation's vectors."""
     options = ExportOptions.of(TfliteOptions(("fp32",), (2, 3, 4)))
-    ctx = ExportContext(conformance_model, ModelSource("edgesam", "random", seed=0), tmp_path, options)
+    ctx = ExportContext(
+        conformance_model, ModelSource("edgesam", "random", seed=0), tmp_path, options
+    )
     records = {r.role: r for r in get_exporter("tflite").export(ctx)}
     enc = open_session(records["encoder"], tmp_path)
     emb = enc.run({"image": conformance["encoder_input"]})["image_embeddings"]
@@ -176,6 +203,12 @@ def test_conformance_fp32(tmp_path, conformance_model, conformance):
     dec = open_session(records["decoder"], tmp_path)
     for case in CONFORMANCE_CASES:
         key = f"decoder_graph/iou/{case}"
-        out = dec.run({"image_embeddings": ref_emb, "point_coords": conformance[f"{key}/point_coords"], "point_labels": conformance[f"{key}/point_labels"]})
+        out = dec.run(
+            {
+                "image_embeddings": ref_emb,
+                "point_coords": conformance[f"{key}/point_coords"],
+                "point_labels": conformance[f"{key}/point_labels"],
+            }
+        )
         assert np.max(np.abs(out["masks"] - conformance[f"{key}/masks"])) <= 1e-3, case
         assert np.max(np.abs(out["scores"] - conformance[f"{key}/scores"])) <= 1e-4, case

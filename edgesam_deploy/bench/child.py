@@ -6,6 +6,7 @@ Protocol: a JSON job on stdin, one JSON line on stdout. Jobs:
 with ``root``, ``runs``, ``warmup``, ``threads``; S is a manifest record (as a dict) or
 ``{"reference": "encoder" | "decoder", "state_dict": PATH}`` for the PyTorch reference.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,15 @@ def _open(spec: dict[str, Any], root: Path, threads: int | None) -> GraphSession
         from ..runtimes.torch_ref import TorchSession
 
         model = EdgeSam("bilinear")
-        model.load_state_dict(torch.load(spec["state_dict"], map_location="cpu", weights_only=True), strict=True)
+        model.load_state_dict(
+            torch.load(spec["state_dict"], map_location="cpu", weights_only=True), strict=True
+        )
         role = spec["reference"]
-        graph = EncoderGraph(model.eval(), fold=False) if role == "encoder" else DecoderGraph(model.eval())
+        graph = (
+            EncoderGraph(model.eval(), fold=False)
+            if role == "encoder"
+            else DecoderGraph(model.eval())
+        )
         return TorchSession(graph, role, threads=threads)
     from .sessions import open_local
 
@@ -50,11 +57,17 @@ def measure_artifact(job: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     session = _open(job["spec"], Path(job["root"]), job["threads"])
     load_ms = (time.perf_counter() - start) * 1e3
-    out: dict[str, Any] = {"load_ms": load_ms, "runtime": session.runtime, "runtime_details": session.describe()}
+    out: dict[str, Any] = {
+        "load_ms": load_ms,
+        "runtime": session.runtime,
+        "runtime_details": session.describe(),
+    }
     if _role(job["spec"]) == "encoder":
         out["latency"] = measure_encoder(session, inputs, job["runs"], job["warmup"])
     else:
-        out["latency"], out["clicks_per_s"], skipped = measure_decoder(session, inputs, job["runs"], job["warmup"])
+        out["latency"], out["clicks_per_s"], skipped = measure_decoder(
+            session, inputs, job["runs"], job["warmup"]
+        )
         if skipped:
             out["extra"] = {"not_measured": skipped}
     out["peak_rss_mib"] = peak_rss_mib()

@@ -3,12 +3,13 @@
 Every timed loop runs ``warmup`` untimed calls first. Inputs are a real photo and the standard
 prompts: a single click (one point plus the padding point) and 16 decoder points (15 + padding).
 """
+
 from __future__ import annotations
 
 import resource
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,7 +28,9 @@ def timed(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
     return timed_interleaved({"fn": fn}, runs, warmup)["fn"]
 
 
-def timed_interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+def timed_interleaved(
+    fns: dict[str, Callable[[], object]], runs: int, warmup: int
+) -> dict[str, list[float]]:
     """Like ``timed`` for several functions whose runs are interleaved, so that load on a shared
     machine falls on each alike and ratios between them stay meaningful. ms per run, by key."""
     for _ in range(warmup):
@@ -66,7 +69,9 @@ class Inputs:
         feeds = {"image_embeddings": embeddings, "point_coords": coords, "point_labels": labels}
         if "mask_input" in graph.input_names:
             previous = np.random.default_rng(1).standard_normal((1, 1, 256, 256)) * 8
-            feeds.update(mask_input=previous.astype(np.float32), has_mask_input=np.ones(1, np.float32))
+            feeds.update(
+                mask_input=previous.astype(np.float32), has_mask_input=np.ones(1, np.float32)
+            )
         return feeds
 
 
@@ -75,12 +80,16 @@ def embeddings_placeholder() -> np.ndarray:
     return np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32)
 
 
-def measure_encoder(session: GraphSession, inputs: Inputs, runs: int, warmup: int) -> dict[str, Stats]:
+def measure_encoder(
+    session: GraphSession, inputs: Inputs, runs: int, warmup: int
+) -> dict[str, Stats]:
     feeds = inputs.image
     return {ENCODER: Stats.from_samples(timed(lambda: session.run(feeds), runs, warmup))}
 
 
-def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: int) -> tuple[dict[str, Stats], float | None, dict[str, str]]:
+def measure_decoder(
+    session: GraphSession, inputs: Inputs, runs: int, warmup: int
+) -> tuple[dict[str, Stats], float | None, dict[str, str]]:
     """Latency per click with 1 and 16 points, clicks per second (1 point, cached embedding), and
     the prompt sizes the decoder has no input for."""
     emb = embeddings_placeholder()
@@ -91,7 +100,9 @@ def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: in
         feeds = inputs.prompt(key, emb, session.graph)
         n = feeds["point_labels"].shape[1]
         if not session.accepts_points(n):
-            skipped[key] = f"the decoder has no input for {n} points (export with more --num-points)"
+            skipped[key] = (
+                f"the decoder has no input for {n} points (export with more --num-points)"
+            )
             continue
         samples = timed(lambda feeds=feeds: session.run(feeds), runs, warmup)
         out[key] = Stats.from_samples(samples)
@@ -100,8 +111,11 @@ def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: in
     return out, clicks, skipped
 
 
-def measure_pipeline(encoder: GraphSession, decoder: GraphSession, inputs: Inputs, runs: int, warmup: int) -> Stats:
+def measure_pipeline(
+    encoder: GraphSession, decoder: GraphSession, inputs: Inputs, runs: int, warmup: int
+) -> Stats:
     """Encoder + one single-click decode per frame."""
+
     def frame() -> None:
         emb = encoder.run(inputs.image)["image_embeddings"]
         decoder.run(inputs.prompt(DECODER_1, emb, decoder.graph))

@@ -1,9 +1,10 @@
 """Whether a profile's device can be reached now (for `edgesam-deploy devices`)."""
+
 from __future__ import annotations
 
 from ..devices.profiles import DeviceProfile
-from .runners import RunnerOptions, get_runner
 from ..errors import DeployError
+from .runners import RunnerOptions, get_runner
 
 
 def reachability(profile: DeviceProfile, options: RunnerOptions | None = None) -> tuple[bool, str]:

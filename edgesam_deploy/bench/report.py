@@ -1,4 +1,5 @@
 """Benchmark reports: a rich table for people, JSON for tools, Markdown with a latency plot."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,16 @@ from .schema import (
 )
 
 ARTIFACT_HEADERS = (
-    "artifact", "runtime", "load", "encoder p50/p90/min", "decoder p50 1 click/16 pts", "clicks/s",
-    "RSS peak (+load)", "MB", "parity (measured on)", "host parity",
+    "artifact",
+    "runtime",
+    "load",
+    "encoder p50/p90/min",
+    "decoder p50 1 click/16 pts",
+    "clicks/s",
+    "RSS peak (+load)",
+    "MB",
+    "parity (measured on)",
+    "host parity",
 )
 # host vs device: the metric columns shown side by side (key, header, format)
 COMPARED = (
@@ -30,7 +39,12 @@ COMPARED = (
     ("mask_iou_mean", "mask IoU", "{:.4f}"),
     ("mask_iou_min", "IoU min", "{:.4f}"),
 )
-PIPELINE_HEADERS = ("pipeline", "FPS (encoder + 1 decode)", "frame p50/p90/min", "time to first mask")
+PIPELINE_HEADERS = (
+    "pipeline",
+    "FPS (encoder + 1 decode)",
+    "frame p50/p90/min",
+    "time to first mask",
+)
 UNITS = "times in ms, memory in MiB, sizes in MB"
 
 
@@ -85,15 +99,23 @@ def artifact_row(r: ArtifactResult) -> list[str]:
         return head + [f"not measured: {r.reason}", *blank, size, _parity(r), _host_parity(r)]
     rss = "" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f} (+{r.rss_delta_mib or 0:.0f})"
     return head + [
-        _runtime(r), _f(r.load_ms), _stats(r.latency.get(ENCODER)),
-        _decoder(r), _f(r.clicks_per_s), rss, size, _parity(r), _host_parity(r),
+        _runtime(r),
+        _f(r.load_ms),
+        _stats(r.latency.get(ENCODER)),
+        _decoder(r),
+        _f(r.clicks_per_s),
+        rss,
+        size,
+        _parity(r),
+        _host_parity(r),
     ]
 
 
 def compared(report: BenchReport) -> list[tuple[ArtifactResult, ParitySummary, ParitySummary]]:
     """(row, host figure, device figure) of rows measured away from this host and on it too."""
     return [
-        (r, r.host_parity, r.parity) for r in report.artifacts
+        (r, r.host_parity, r.parity)
+        for r in report.artifacts
         if r.parity and r.host_parity and r.parity_measured_on != "host"
     ]
 
@@ -125,7 +147,9 @@ def pipeline_row(p: PipelineResult) -> list[str]:
 def title(report: BenchReport) -> str:
     d = report.device
     threads = report.settings.get("threads") or "default"
-    return f"{d.name} ({d.runner}: {d.hostname or d.description}); {report.settings['runs']} runs after {report.settings['warmup']} warm-up, threads {threads}"
+    runs, warmup = report.settings["runs"], report.settings["warmup"]
+    where = d.hostname or d.description
+    return f"{d.name} ({d.runner}: {where}); {runs} runs after {warmup} warm-up, threads {threads}"
 
 
 def print_report(report: BenchReport, console: Console | None = None) -> None:
@@ -186,7 +210,12 @@ def write_plot(path: Path, report: BenchReport) -> bool:
     precisions = sorted({p for series in points.values() for p, _ in series})
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, series in sorted(points.items()):
-        ax.plot([precisions.index(p) for p, _ in series], [v for _, v in series], "o--" if "decoder" in label else "s-", label=label)
+        ax.plot(
+            [precisions.index(p) for p, _ in series],
+            [v for _, v in series],
+            "o--" if "decoder" in label else "s-",
+            label=label,
+        )
     ax.set_xticks(range(len(precisions)), precisions)
     ax.set_yscale("log")
     ax.set_xlabel("precision")
@@ -207,25 +236,36 @@ def write_markdown(path: Path, report: BenchReport) -> Path | None:
     plot = plot_path(path)
     drawn = write_plot(plot, report)
     model = report.model
-    source = f"random weights, seed {model.get('seed')}" if model.get("kind") == "random" else model.get("path", "")
+    source = (
+        f"random weights, seed {model.get('seed')}"
+        if model.get("kind") == "random"
+        else model.get("path", "")
+    )
     parts = [
         f"# EdgeSAM benchmark: {report.device.name}",
         "",
         f"- device: {report.device.description or report.device.name} ({report.device.runner}; "
         f"{report.device.system} {report.device.machine}, {report.device.cpu_count or '?'} CPUs)",
-        f"- settings: {report.settings['runs']} timed runs after {report.settings['warmup']} warm-up, threads {report.settings.get('threads') or 'default'}",
+        f"- settings: {report.settings['runs']} timed runs after {report.settings['warmup']} "
+        f"warm-up, threads {report.settings.get('threads') or 'default'}",
         f"- model: {model.get('variant', 'edgesam')} ({source})",
         f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(report.versions.items()))}",
         f"- created: {report.created}",
         "",
         "## Artifacts",
         "",
-        f"({UNITS}; RSS is the process high-water mark, in brackets its growth while loading and running the artifact)",
+        f"({UNITS}; RSS is the process high-water mark, in brackets its growth while loading and "
+        "running the artifact)",
         "",
         _md_table(ARTIFACT_HEADERS, [artifact_row(r) for r in report.artifacts]),
     ]
     if report.pipelines:
-        parts += ["", "## Encoder + decoder", "", _md_table(PIPELINE_HEADERS, [pipeline_row(p) for p in report.pipelines])]
+        parts += [
+            "",
+            "## Encoder + decoder",
+            "",
+            _md_table(PIPELINE_HEADERS, [pipeline_row(p) for p in report.pipelines]),
+        ]
     if compared(report):
         rows = [comparison_row(*row) for row in compared(report)]
         side = _md_table(comparison_headers(report), rows)

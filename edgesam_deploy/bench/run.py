@@ -1,12 +1,13 @@
 """Benchmark orchestration: pick the profile's artifacts, reach the device, measure, add parity."""
+
 from __future__ import annotations
 
 import datetime
 import functools
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..devices import DeviceProfile, select_artifacts
 from ..errors import DeployError
@@ -39,7 +40,8 @@ class BenchSettings:
         unknown = sorted(set(self.parity_photos or []) - set(PARITY_PHOTOS))
         if unknown:
             raise DeployError(
-                f"unknown parity photo(s) {', '.join(unknown)}; choose from {', '.join(PARITY_PHOTOS)}"
+                f"unknown parity photo(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(PARITY_PHOTOS)}"
             )
 
 
@@ -70,7 +72,16 @@ def run_bench(
 
             reference_state = Path(tmp) / "reference.pt"
             torch.save(model().state_dict(), reference_state)
-        request = BenchRequest(Path(export_dir), manifest, records, settings.runs, settings.warmup, threads, reference_state, progress)
+        request = BenchRequest(
+            Path(export_dir),
+            manifest,
+            records,
+            settings.runs,
+            settings.warmup,
+            threads,
+            reference_state,
+            progress,
+        )
         outcome = runner.run(request)
         if settings.parity:
             reference = functools.cache(lambda: Reference(model(), settings.parity_photos))
@@ -83,10 +94,15 @@ def run_bench(
                 row.parity_reason = "skipped (--no-parity)"
     return BenchReport(
         device=outcome.device,
-        settings={"runs": settings.runs, "warmup": settings.warmup, "threads": threads, "profile": profile.as_dict()},
+        settings={
+            "runs": settings.runs,
+            "warmup": settings.warmup,
+            "threads": threads,
+            "profile": profile.as_dict(),
+        },
         versions=outcome.versions,
         model=manifest.model,
         artifacts=outcome.artifacts,
         pipelines=outcome.pipelines,
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )

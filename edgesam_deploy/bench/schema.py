@@ -3,6 +3,7 @@
 Times are milliseconds, memory MiB, sizes bytes. A value that was not measured is ``None``, and
 a whole artifact that was not measured says why in ``reason``.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ class Stats:
     max: float | None = None
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float]) -> "Stats":
+    def from_samples(cls, samples_ms: list[float]) -> Stats:
         """Nearest-rank percentiles of the samples."""
         if not samples_ms:
             raise ValueError("no samples")
@@ -42,7 +43,15 @@ class Stats:
             return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
         std = statistics.pstdev(ordered) if len(ordered) > 1 else 0.0
-        return cls(pct(0.5), pct(0.9), ordered[0], statistics.fmean(ordered), len(ordered), std, ordered[-1])
+        return cls(
+            pct(0.5),
+            pct(0.9),
+            ordered[0],
+            statistics.fmean(ordered),
+            len(ordered),
+            std,
+            ordered[-1],
+        )
 
 
 @dataclass
@@ -130,13 +139,17 @@ class BenchReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BenchReport":
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
         """Rebuild a report read back from JSON (e.g. from a remote runner)."""
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"benchmark schema version {data.get('schema_version')} is not {SCHEMA_VERSION}")
+            raise ValueError(
+                f"benchmark schema version {data.get('schema_version')} is not {SCHEMA_VERSION}"
+            )
         return cls(
             device=_build(DeviceInfo, data["device"]),
-            settings=data["settings"], versions=data["versions"], model=data["model"],
+            settings=data["settings"],
+            versions=data["versions"],
+            model=data["model"],
             artifacts=[artifact_from_dict(a) for a in data["artifacts"]],
             pipelines=[pipeline_from_dict(p) for p in data["pipelines"]],
             created=data.get("created", ""),

@@ -3,6 +3,7 @@
 This is the one place that maps benchmark settings (threads, accelerators) to each runtime
 session's own option names.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,15 +26,27 @@ def _has(module: str) -> bool:
 def why_not_here(target: str) -> str | None:
     """None if artifacts of ``target`` can run here, else the reason."""
     if target == "onnx":
-        return None if _has("onnxruntime") else "onnxruntime is not installed (pip install 'edgesam-deploy[onnx]')"
+        return (
+            None
+            if _has("onnxruntime")
+            else "onnxruntime is not installed (pip install 'edgesam-deploy[onnx]')"
+        )
     if target == "tflite":
         if not _has("ai_edge_litert"):
             return "ai-edge-litert is not installed (pip install 'edgesam-deploy[tflite]')"
-        return None if _has("edgesam_deploy.runtimes.litert") else "this edgesam-deploy has no LiteRT session"
+        return (
+            None
+            if _has("edgesam_deploy.runtimes.litert")
+            else "this edgesam-deploy has no LiteRT session"
+        )
     if target == "coreml":
         if sys.platform != "darwin":
             return "Core ML predictions need macOS (measure on an iPhone with --device iphone14, or on a Mac)"
-        return None if _has("coremltools") else "coremltools is not installed (pip install 'edgesam-deploy[coreml]')"
+        return (
+            None
+            if _has("coremltools")
+            else "coremltools is not installed (pip install 'edgesam-deploy[coreml]')"
+        )
     if target == "executorch":
         hint = "executorch is not installed (pip install 'edgesam-deploy[executorch]')"
         return None if _has("executorch") else hint

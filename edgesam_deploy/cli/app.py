@@ -1,4 +1,5 @@
 """Entry point: registers the commands and turns every failure into one line and an exit code."""
+
 from __future__ import annotations
 
 import sys
@@ -68,7 +69,9 @@ def _run(args: list[str], debug: bool) -> int:
             return _fail(exc.format_message() + hint, exc.exit_code, debug)
         return _fail(
             f"internal error: {exc.__class__.__name__}: {first_line(exc, 300)} "
-            "(run with --debug for the traceback)", 3, debug,
+            "(run with --debug for the traceback)",
+            3,
+            debug,
         )
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without a word
         print("edgesam-deploy: interrupted", file=sys.stderr)

@@ -1,9 +1,11 @@
 """``edgesam-deploy bench``: FPS, latency, memory and parity of an export directory on a device."""
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 
@@ -21,7 +23,9 @@ from .options import RandomWeightsOpt, err_console, out_console
 from .progress import progress_reporter
 
 
-def _model_loader(directory: Path, checkpoint: Optional[Path], random_weights: Optional[int]) -> Callable[[], EdgeSam]:
+def _model_loader(
+    directory: Path, checkpoint: Optional[Path], random_weights: Optional[int]
+) -> Callable[[], EdgeSam]:
     """Load the reference weights on first use: --random-weights, --checkpoint, or what the manifest names."""
 
     @functools.cache
@@ -38,39 +42,93 @@ def _model_loader(directory: Path, checkpoint: Optional[Path], random_weights: O
 
 
 def bench(
-    device: str = typer.Option("host", "--device", help="Device profile (see `edgesam-deploy devices`)."),
-    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Export directory with manifest.json (required).", file_okay=False),
-    profiles: Optional[Path] = typer.Option(None, "--profiles", help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).", dir_okay=False),
+    device: str = typer.Option(
+        "host", "--device", help="Device profile (see `edgesam-deploy devices`)."
+    ),
+    artifacts: Optional[Path] = typer.Option(
+        None, "--artifacts", help="Export directory with manifest.json (required).", file_okay=False
+    ),
+    profiles: Optional[Path] = typer.Option(
+        None,
+        "--profiles",
+        help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).",
+        dir_okay=False,
+    ),
     runs: int = typer.Option(20, "--runs", help="Timed runs per measurement (after the warm-up)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs per measurement."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the profile's, else the runtime's)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON.", dir_okay=False),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report (and a latency PNG beside it).", dir_okay=False),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="CPU threads (default: the profile's, else the runtime's)."
+    ),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Write the results as JSON.", dir_okay=False
+    ),
+    report: Optional[Path] = typer.Option(
+        None,
+        "--report",
+        help="Write a Markdown report (and a latency PNG beside it).",
+        dir_okay=False,
+    ),
     no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity summary."),
-    no_reference: bool = typer.Option(False, "--no-reference", help="Do not measure the PyTorch reference beside the artifacts."),
+    no_reference: bool = typer.Option(
+        False, "--no-reference", help="Do not measure the PyTorch reference beside the artifacts."
+    ),
     emulate: bool = typer.Option(
-        False, "--emulate",
+        False,
+        "--emulate",
         help="Run on the device's emulated ARM64 twin (QEMU user mode; docs/emulation.md).",
     ),
     parity_photos: Optional[str] = typer.Option(
-        None, "--parity-photos",
+        None,
+        "--parity-photos",
         help="Parity photos, comma-separated (default: all four; with --emulate: coffee).",
     ),
-    benchmark_model: Optional[Path] = typer.Option(None, "--benchmark-model", help="adb: LiteRT's benchmark_model binary for the phone.", dir_okay=False),
-    adb_serial: Optional[str] = typer.Option(None, "--adb-serial", help="adb: serial of the phone (default: the profile's variable, else the only device)."),
-    ssh_host: Optional[str] = typer.Option(None, "--ssh-host", help="ssh: [user@]host or a Host of your ssh config."),
-    ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", help="ssh: an ssh_config file (ssh -F).", dir_okay=False),
-    remote_python: Optional[str] = typer.Option(None, "--remote-python", help="ssh: Python with edgesam-deploy on the board (default python3)."),
-    remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="ssh: working directory on the board."),
-    remote_command: Optional[str] = typer.Option(None, "--remote-command", help="ssh: command template run on the board, with {python} {artifacts} {json} {runs} {warmup} {threads}."),
+    benchmark_model: Optional[Path] = typer.Option(
+        None,
+        "--benchmark-model",
+        help="adb: LiteRT's benchmark_model binary for the phone.",
+        dir_okay=False,
+    ),
+    adb_serial: Optional[str] = typer.Option(
+        None,
+        "--adb-serial",
+        help="adb: serial of the phone (default: the profile's variable, else the only device).",
+    ),
+    ssh_host: Optional[str] = typer.Option(
+        None, "--ssh-host", help="ssh: [user@]host or a Host of your ssh config."
+    ),
+    ssh_config: Optional[Path] = typer.Option(
+        None, "--ssh-config", help="ssh: an ssh_config file (ssh -F).", dir_okay=False
+    ),
+    remote_python: Optional[str] = typer.Option(
+        None,
+        "--remote-python",
+        help="ssh: Python with edgesam-deploy on the board (default python3).",
+    ),
+    remote_dir: Optional[str] = typer.Option(
+        None, "--remote-dir", help="ssh: working directory on the board."
+    ),
+    remote_command: Optional[str] = typer.Option(
+        None,
+        "--remote-command",
+        help="ssh: command template run on the board, with {python} {artifacts} {json} {runs} {warmup} {threads}.",
+    ),
     xcode_device: Optional[str] = typer.Option(
         None, "--xcode-device", help="xcode: UDID of the iPhone, or a Simulator's name or UDID."
     ),
     xcode_team: Optional[str] = typer.Option(
-        None, "--xcode-team", help="xcode: Apple development team id that signs the app (default: the profile's)."
+        None,
+        "--xcode-team",
+        help="xcode: Apple development team id that signs the app (default: the profile's).",
     ),
-    timeout: float = typer.Option(1800.0, "--timeout", help="Seconds allowed per measurement or device command."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Reference weights for parity, if not where the manifest says.", dir_okay=False),
+    timeout: float = typer.Option(
+        1800.0, "--timeout", help="Seconds allowed per measurement or device command."
+    ),
+    checkpoint: Optional[Path] = typer.Option(
+        None,
+        "--checkpoint",
+        help="Reference weights for parity, if not where the manifest says.",
+        dir_okay=False,
+    ),
     random_weights: Optional[int] = RandomWeightsOpt,
 ) -> None:
     """Measure encoder and decoder latency, FPS, time to first mask, memory and parity on a device.
@@ -83,13 +141,23 @@ def bench(
     if emulate:
         profile = profile.emulated()
     options = RunnerOptions(
-        ssh_host=ssh_host, ssh_config=ssh_config, remote_python=remote_python, remote_dir=remote_dir,
-        remote_command=remote_command, adb_serial=adb_serial, benchmark_model=benchmark_model,
-        xcode_device=xcode_device, xcode_team=xcode_team, timeout_s=timeout,
+        ssh_host=ssh_host,
+        ssh_config=ssh_config,
+        remote_python=remote_python,
+        remote_dir=remote_dir,
+        remote_command=remote_command,
+        adb_serial=adb_serial,
+        benchmark_model=benchmark_model,
+        xcode_device=xcode_device,
+        xcode_team=xcode_team,
+        timeout_s=timeout,
     )
     if artifacts is None:
         get_runner(profile, options).probe()  # an unreachable device says so first
-        raise DeployError("--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy export)")
+        raise DeployError(
+            "--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy "
+            "export)"
+        )
     if not artifacts.is_dir():
         raise DeployError(f"{artifacts}: not a directory")
     settle(artifacts)
@@ -97,11 +165,22 @@ def bench(
     if emulate and photos is None:
         photos = list(EMULATED_PHOTOS)  # a full-size encoder takes minutes per photo emulated
     settings = BenchSettings(
-        runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference,
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        parity=not no_parity,
+        reference=not no_reference,
         parity_photos=photos,
     )
     with progress_reporter(f"bench {device}") as progress:
-        result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)
+        result = run_bench(
+            profile,
+            artifacts,
+            settings,
+            options,
+            _model_loader(artifacts, checkpoint, random_weights),
+            progress,
+        )
     print_report(result, out_console())
     if json_out:
         write_json_report(json_out, result)

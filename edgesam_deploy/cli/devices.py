@@ -1,4 +1,5 @@
 """``edgesam-deploy devices``: the device profiles, what each wants, and whether it is reachable."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +8,21 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..devices import PACKAGED, load_profiles
 from ..bench.reachability import reachability
+from ..devices import PACKAGED, load_profiles
 from .options import out_console
 
 
 def devices(
-    profiles: Optional[Path] = typer.Option(None, "--profiles", help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).", dir_okay=False),
-    check: bool = typer.Option(True, "--check/--no-check", help="Try to reach each device (ssh, adb, Xcode)."),
+    profiles: Optional[Path] = typer.Option(
+        None,
+        "--profiles",
+        help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).",
+        dir_okay=False,
+    ),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Try to reach each device (ssh, adb, Xcode)."
+    ),
 ) -> None:
     """List the benchmark device profiles and whether each device can be reached from here."""
     console = out_console()
@@ -25,7 +33,12 @@ def devices(
     notes = []
     for p in load_profiles(profiles).values():
         runtime = " ".join(str(v) for v in (p.runtime, p.delegate or p.compute_units) if v)
-        row = [p.name + ("" if p.source == PACKAGED else " (yours)"), p.runner, p.wanted_label(), runtime]
+        row = [
+            p.name + ("" if p.source == PACKAGED else " (yours)"),
+            p.runner,
+            p.wanted_label(),
+            runtime,
+        ]
         if check:
             ok, line = reachability(p)
             row.append("[green]yes[/green]" if ok else "[red]no[/red]")

@@ -21,7 +21,9 @@ from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_opt
 from .progress import progress_reporter
 
 
-def split_precisions(text: Optional[str], targets: list[Target]) -> dict[Target, tuple[str, ...] | None]:
+def split_precisions(
+    text: Optional[str], targets: list[Target]
+) -> dict[Target, tuple[str, ...] | None]:
     """Comma list -> per-target subsets (None: the target's defaults). A name may be a precision
     or an alias such as ``int8`` (each target's recommended variant); one that no chosen target
     knows is an error."""
@@ -33,7 +35,8 @@ def split_precisions(text: Optional[str], targets: list[Target]) -> dict[Target,
     if unknown:
         choices = sorted({str(p) for e in exporters.values() for p in (*e.precisions, *e.aliases)})
         raise DeployError(
-            f"unknown precision {', '.join(unknown)} for {', '.join(targets)}; choose from {', '.join(choices)}"
+            f"unknown precision {', '.join(unknown)} for {', '.join(targets)}; choose from "
+            f"{', '.join(choices)}"
         )
     return {t: tuple(p for p in wanted if e.knows(p)) for t, e in exporters.items()}
 
@@ -42,33 +45,52 @@ def export(
     target: str = typer.Option(
         ..., "--target", help="coreml, onnx, tflite, executorch, a comma list, or all."
     ),
-    out: Path = typer.Option(..., "--out", help="Export directory (manifest.json is written there)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Export directory (manifest.json is written there)."
+    ),
     precision: Optional[str] = typer.Option(
-        None, "--precision", help="Comma list, e.g. fp32,fp16,int8 (int8: each target's recommended int8 variant) "
-        "or exact names such as int8-static (default: each target's defaults)."
+        None,
+        "--precision",
+        help="Comma list, e.g. fp32,fp16,int8 (int8: each target's recommended int8 variant) "
+        "or exact names such as int8-static (default: each target's defaults).",
     ),
     scores: ScoreKind = typer.Option(
-        ScoreKind.IOU, "--scores", help="Decoder 'scores' output: the IoU head or the stability score."
+        ScoreKind.IOU,
+        "--scores",
+        help="Decoder 'scores' output: the IoU head or the stability score.",
     ),
     calibration_dir: Optional[Path] = typer.Option(
-        None, "--calibration-dir", help="Your own images for int8 calibration (default: scikit-image photos)."
+        None,
+        "--calibration-dir",
+        help="Your own images for int8 calibration (default: scikit-image photos).",
     ),
-    calibration_size: int = typer.Option(8, "--calibration-size", min=1, help="Number of calibration images."),
+    calibration_size: int = typer.Option(
+        8, "--calibration-size", min=1, help="Number of calibration images."
+    ),
     num_points: int = typer.Option(
-        16, "--num-points", help="TFLite: one decoder signature per point count N = 1..this (1..64)."
+        16,
+        "--num-points",
+        help="TFLite: one decoder signature per point count N = 1..this (1..64).",
     ),
     max_points: int = typer.Option(
         16, "--max-points", help="Core ML, ExecuTorch: upper bound of the dynamic point count."
     ),
-    min_ios: int = typer.Option(17, "--min-ios", help="Core ML: minimum deployment target (16, 17, 18)."),
+    min_ios: int = typer.Option(
+        17, "--min-ios", help="Core ML: minimum deployment target (16, 17, 18)."
+    ),
     compute_units: ComputeUnit = typer.Option(
         ComputeUnit.ALL, "--compute-units", help="Core ML: compute units recorded in the metadata."
     ),
     mask_input: bool = typer.Option(
-        False, "--mask-input", help="Decoder that also takes a previous mask (SAM's mask_input, has_mask_input) "
-        "for click-by-click refinement, written as decoder-mask-input.<precision>; default: the official decoder."
+        False,
+        "--mask-input",
+        help="Decoder that also takes a previous mask (SAM's mask_input, has_mask_input) "
+        "for click-by-click refinement, written as decoder-mask-input.<precision>; default: the "
+        "official decoder.",
     ),
-    no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity check after export."),
+    no_parity: bool = typer.Option(
+        False, "--no-parity", help="Skip the parity check after export."
+    ),
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
@@ -79,8 +101,12 @@ def export(
     targets = [t for t in targets if per_target[t] != ()]
     builders: dict[Target, TargetOptions] = {
         Target.ONNX: OnnxOptions(per_target.get(Target.ONNX)),
-        Target.TFLITE: TfliteOptions(per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))),
-        Target.COREML: CoremlOptions(per_target.get(Target.COREML), min_ios, compute_units, max_points),
+        Target.TFLITE: TfliteOptions(
+            per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))
+        ),
+        Target.COREML: CoremlOptions(
+            per_target.get(Target.COREML), min_ios, compute_units, max_points
+        ),
         Target.EXECUTORCH: ExecutorchOptions(per_target.get(Target.EXECUTORCH), max_points),
     }
     options = ExportOptions(

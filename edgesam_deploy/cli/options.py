@@ -1,4 +1,5 @@
 """Options shared by several commands, and the model-source resolution behind them."""
+
 from __future__ import annotations
 
 import sys
@@ -19,19 +20,34 @@ def out_console() -> Console:
     """Console for tables on stdout: the terminal's width, or 200 columns in logs and pipes (CI)."""
     return Console() if sys.stdout.isatty() else Console(width=200)
 
-CheckpointOpt = typer.Option(None, "--checkpoint", help="Local checkpoint (.pth: flat state_dict or {'model': ...}).", dir_okay=False)
+
+CheckpointOpt = typer.Option(
+    None,
+    "--checkpoint",
+    help="Local checkpoint (.pth: flat state_dict or {'model': ...}).",
+    dir_okay=False,
+)
 RandomWeightsOpt = typer.Option(
-    None, "--random-weights", metavar="SEED", min=0, max=MAX_SEED,
+    None,
+    "--random-weights",
+    metavar="SEED",
+    min=0,
+    max=MAX_SEED,
     help="Seeded random weights of realistic scale: the embedded default for machines without a checkpoint.",
 )
 VariantOpt = typer.Option("edgesam", "--variant", help=f"Model variant: {', '.join(REGISTRY)}.")
 
 
 def model_from_options(
-    variant: str, checkpoint: Optional[Path], random_weights: Optional[int], upsample_mode: str = "bilinear"
+    variant: str,
+    checkpoint: Optional[Path],
+    random_weights: Optional[int],
+    upsample_mode: str = "bilinear",
 ) -> tuple[EdgeSam, ModelSource]:
     """Load the model and tell the user, on stderr, which weights are in use."""
-    model, source = load_model(variant, checkpoint=checkpoint, random_seed=random_weights, upsample_mode=upsample_mode)  # type: ignore[arg-type]
+    model, source = load_model(
+        variant, checkpoint=checkpoint, random_seed=random_weights, upsample_mode=upsample_mode
+    )  # type: ignore[arg-type]
     style = "bold yellow" if source.kind == "random" else "dim"
     err_console.print(f"[{style}]model: {source.label}[/{style}]")
     return model, source

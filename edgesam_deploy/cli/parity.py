@@ -1,8 +1,9 @@
 """``edgesam-deploy parity``: the CI gate. Exit 0 all artifacts pass, 1 one fails, 2 bad input."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,9 +21,18 @@ from .progress import progress_reporter
 def parity(
     directory: Path = typer.Argument(..., help="Export directory with manifest.json."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per artifact)."),
-    only: List[str] = typer.Option([], "--file", help="Check only these artifact files (relative to DIR); repeatable."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Reference weights, if not where the manifest says.", dir_okay=False),
+    junit: Optional[Path] = typer.Option(
+        None, "--junit", help="Write JUnit XML (one test case per artifact)."
+    ),
+    only: list[str] = typer.Option(
+        [], "--file", help="Check only these artifact files (relative to DIR); repeatable."
+    ),
+    checkpoint: Optional[Path] = typer.Option(
+        None,
+        "--checkpoint",
+        help="Reference weights, if not where the manifest says.",
+        dir_okay=False,
+    ),
 ) -> None:
     """Compare every artifact in DIR with the PyTorch fp32 reference against its precision's thresholds."""
     if not directory.is_dir():

@@ -1,8 +1,9 @@
 """``edgesam-deploy segment``: run the PyTorch reference on one image and write the overlay."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -36,7 +37,9 @@ def parse_point(text: str) -> tuple[float, float, int]:
             return float(parts[0]), float(parts[1]), int(parts[2])
     except ValueError:
         pass
-    raise PromptError(f"--point {text!r}: expected X,Y or X,Y,LABEL (label 1 foreground, 0 background)")
+    raise PromptError(
+        f"--point {text!r}: expected X,Y or X,Y,LABEL (label 1 foreground, 0 background)"
+    )
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -67,25 +70,46 @@ def _save(im: Image.Image, path: Path, frame: str) -> None:
 
 
 def segment(
-    image: Path = typer.Argument(..., help="Input image (any format PIL reads; RGB, RGBA, gray or 16-bit)."),
-    point: List[str] = typer.Option([], "--point", help="X,Y[,LABEL] in image pixels; repeatable. LABEL 1 fg (default), 0 bg."),
+    image: Path = typer.Argument(
+        ..., help="Input image (any format PIL reads; RGB, RGBA, gray or 16-bit)."
+    ),
+    point: list[str] = typer.Option(
+        [], "--point", help="X,Y[,LABEL] in image pixels; repeatable. LABEL 1 fg (default), 0 bg."
+    ),
     box: Optional[str] = typer.Option(None, "--box", help="X1,Y1,X2,Y2 in image pixels."),
     out: Path = typer.Option(..., "--out", help="Overlay image to write (.png, .jpg)."),
-    mask_out: Optional[Path] = typer.Option(None, "--mask-out", help="Also write the binary mask (8-bit, 255 inside)."),
-    num_masks: int = typer.Option(1, "--num-masks", help="1 (token 0, what the paper evaluates), 3 or 4 candidates."),
-    upsample: str = typer.Option("bicubic", "--upsample", help="Stage-3 upsampling: bicubic (PyTorch default) or bilinear (as exported)."),
+    mask_out: Optional[Path] = typer.Option(
+        None, "--mask-out", help="Also write the binary mask (8-bit, 255 inside)."
+    ),
+    num_masks: int = typer.Option(
+        1, "--num-masks", help="1 (token 0, what the paper evaluates), 3 or 4 candidates."
+    ),
+    upsample: str = typer.Option(
+        "bicubic",
+        "--upsample",
+        help="Stage-3 upsampling: bicubic (PyTorch default) or bilinear (as exported).",
+    ),
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
     logits_out: Optional[Path] = typer.Option(
-        None, "--logits-out", help="Also write the chosen mask's low-res logits ([1, 256, 256] float32 .npy): "
-        "the --mask-input of your next click."),
+        None,
+        "--logits-out",
+        help="Also write the chosen mask's low-res logits ([1, 256, 256] float32 .npy): "
+        "the --mask-input of your next click.",
+    ),
     mask_input: Optional[Path] = typer.Option(
-        None, "--mask-input", help="Refine a previous answer: low-res logits from --logits-out ([1, 256, 256] "
-        "or [256, 256] float .npy), fed to the decoder with this click's prompt."),
+        None,
+        "--mask-input",
+        help="Refine a previous answer: low-res logits from --logits-out ([1, 256, 256] "
+        "or [256, 256] float .npy), fed to the decoder with this click's prompt.",
+    ),
     max_megapixels: float = typer.Option(
-        DEFAULT_MAX_MEGAPIXELS, "--max-megapixels", min=0.01,
-        help="Refuse larger images before decoding them (decompression-bomb guard)."),
+        DEFAULT_MAX_MEGAPIXELS,
+        "--max-megapixels",
+        min=0.01,
+        help="Refuse larger images before decoding them (decompression-bomb guard).",
+    ),
 ) -> None:
     """Segment IMAGE from point and box prompts with the PyTorch reference; write a mask overlay.
 
@@ -106,19 +130,29 @@ def segment(
     photo = read_photo(image, max_megapixels)
     rgb = photo.rgb
     pts = [parse_point(p) for p in point]
-    prompt = Prompt([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], parse_box(box) if box else None)
+    prompt = Prompt(
+        [(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], parse_box(box) if box else None
+    )
     prompt.validate(rgb.shape[:2])
     model, source = model_from_options(variant, checkpoint, random_weights, upsample)
     pre = preprocess(rgb)
     coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
     emb = model.encode(torch.from_numpy(pre.tensor))
     logits, iou, stability = model.decode(
-        emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=num_masks, mask_input=previous
+        emb,
+        torch.from_numpy(coords),
+        torch.from_numpy(labels),
+        num_masks=num_masks,
+        mask_input=previous,
     )
     best = int(torch.argmax(stability[0]))
     full = postprocess_logits(logits[0, best].numpy(), pre.input_size, pre.original_size)
     mask = masks_from_logits(full)
-    caption = f"RANDOM WEIGHTS (seed {source.seed}): not a trained model" if source.kind == "random" else None
+    caption = (
+        f"RANDOM WEIGHTS (seed {source.seed}): not a trained model"
+        if source.kind == "random"
+        else None
+    )
     _save(overlay(rgb, mask, prompt, caption), out, photo.describe())
     if mask_out is not None:
         _save(mask_image(mask), mask_out, photo.describe())
@@ -127,7 +161,9 @@ def segment(
             np.save(f, logits[0, best : best + 1].numpy().astype(np.float32))
     area = float(np.mean(mask))
     Console().print(
-        f"mask {best} of {num_masks}: {area:.1%} of the image, stability {float(stability[0, best]):.3f}, "
-        f"IoU head {float(iou[0, best]):.3f} -> {out}" + (f", {mask_out}" if mask_out else "")
+        f"mask {best} of {num_masks}: {area:.1%} of the image, stability "
+        f"{float(stability[0, best]):.3f}, "
+        f"IoU head {float(iou[0, best]):.3f} -> {out}"
+        + (f", {mask_out}" if mask_out else "")
         + f" (frame: {photo.describe()})"
     )

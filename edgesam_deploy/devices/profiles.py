@@ -3,6 +3,7 @@
 The packaged ``profiles.toml`` is read first; a user file (``--profiles FILE`` or
 ``$EDGESAM_DEPLOY_PROFILES``) adds profiles or replaces packaged ones of the same name.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,16 @@ EMULATED = "emulated"  # the runner of a profile's ARM64 twin (``bench --emulate
 TARGETS = tuple(str(t) for t in Target)
 PACKAGED = "packaged profiles.toml"
 _FIELDS = {
-    "description", "runner", "target", "precision", "runtime", "delegate", "compute_units", "threads",
-    "connection", "emulate_cpu",
+    "description",
+    "runner",
+    "target",
+    "precision",
+    "runtime",
+    "delegate",
+    "compute_units",
+    "threads",
+    "connection",
+    "emulate_cpu",
 }
 
 
@@ -73,7 +82,7 @@ class DeviceProfile:
         env = self.connection.get(f"{key}_env")
         return f"${env}" if env else ""
 
-    def emulated(self) -> "DeviceProfile":
+    def emulated(self) -> DeviceProfile:
         """This device's emulated ARM64 twin (same artifacts and runtime, runner 'emulated')."""
         if not self.emulate_cpu:
             raise ProfileError(
@@ -83,10 +92,17 @@ class DeviceProfile:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "runner": self.runner, "description": self.description,
-            "targets": list(self.targets), "precisions": list(self.precisions), "runtime": self.runtime,
-            "delegate": self.delegate, "compute_units": self.compute_units, "threads": self.threads,
-            "connection": dict(self.connection), "source": self.source,
+            "name": self.name,
+            "runner": self.runner,
+            "description": self.description,
+            "targets": list(self.targets),
+            "precisions": list(self.precisions),
+            "runtime": self.runtime,
+            "delegate": self.delegate,
+            "compute_units": self.compute_units,
+            "threads": self.threads,
+            "connection": dict(self.connection),
+            "source": self.source,
             "emulate_cpu": self.emulate_cpu,
         }
 
@@ -106,14 +122,18 @@ def _parse(name: str, table: Any, source: str) -> DeviceProfile:
         raise ProfileError(f"{where} must be a table")
     unknown = sorted(set(table) - _FIELDS)
     if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+        raise ProfileError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}"
+        )
     runner = table.get("runner")
     if runner not in RUNNERS:
         raise ProfileError(f"{where}: 'runner' must be one of {', '.join(RUNNERS)}, got {runner!r}")
     targets = _as_tuple(table.get("target"), "target", where)
     bad = [t for t in targets if t not in TARGETS]
     if bad:
-        raise ProfileError(f"{where}: unknown target {', '.join(bad)}; choose from {', '.join(TARGETS)} or any")
+        raise ProfileError(
+            f"{where}: unknown target {', '.join(bad)}; choose from {', '.join(TARGETS)} or any"
+        )
     threads = table.get("threads")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ProfileError(f"{where}: 'threads' must be a positive integer")
@@ -124,10 +144,18 @@ def _parse(name: str, table: Any, source: str) -> DeviceProfile:
     if emulate_cpu is not None and (not isinstance(emulate_cpu, str) or not emulate_cpu.strip()):
         raise ProfileError(f"{where}: 'emulate_cpu' must be a QEMU CPU model, e.g. \"cortex-a76\"")
     return DeviceProfile(
-        name=name, runner=runner, description=str(table.get("description", "")), targets=targets,
-        precisions=_as_tuple(table.get("precision"), "precision", where), runtime=str(table.get("runtime", "auto")),
-        delegate=table.get("delegate"), compute_units=table.get("compute_units"), threads=threads,
-        connection=dict(connection), source=source, emulate_cpu=emulate_cpu,
+        name=name,
+        runner=runner,
+        description=str(table.get("description", "")),
+        targets=targets,
+        precisions=_as_tuple(table.get("precision"), "precision", where),
+        runtime=str(table.get("runtime", "auto")),
+        delegate=table.get("delegate"),
+        compute_units=table.get("compute_units"),
+        threads=threads,
+        connection=dict(connection),
+        source=source,
+        emulate_cpu=emulate_cpu,
     )
 
 
@@ -151,7 +179,9 @@ def load_profiles(user_file: Path | None = None) -> dict[str, DeviceProfile]:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start}); a profiles file is TOML") from exc
+            raise ProfileError(
+                f"{path}: not UTF-8 text (byte {exc.start}); a profiles file is TOML"
+            ) from exc
         profiles.update(_read(text, str(path)))
     return profiles
 
@@ -160,17 +190,23 @@ def get_profile(name: str, user_file: Path | None = None) -> DeviceProfile:
     """The profile called ``name`` or a ProfileError listing the known ones."""
     profiles = load_profiles(user_file)
     if name not in profiles:
-        raise ProfileError(f"unknown device '{name}'; known: {', '.join(profiles)} (see `edgesam-deploy devices`)")
+        raise ProfileError(
+            f"unknown device '{name}'; known: {', '.join(profiles)} (see `edgesam-deploy devices`)"
+        )
     return profiles[name]
 
 
-def select_artifacts(profile: DeviceProfile, records: list[ArtifactRecord], directory: Path) -> list[ArtifactRecord]:
+def select_artifacts(
+    profile: DeviceProfile, records: list[ArtifactRecord], directory: Path
+) -> list[ArtifactRecord]:
     """The artifacts of an export directory this profile runs, or a DeployError saying what it needs."""
     chosen = [r for r in records if profile.wants(r)]
     if not chosen:
         have = sorted({f"{r.target} {r.precision}" for r in records}) or ["nothing"]
         raise DeployError(
-            f"device '{profile.name}' needs {profile.wanted_label()}; {directory} holds {', '.join(have)}: "
-            f"export them with `edgesam-deploy export --target {profile.targets[0] if profile.targets else 'all'}`"
+            f"device '{profile.name}' needs {profile.wanted_label()}; {directory} holds "
+            f"{', '.join(have)}: "
+            "export them with `edgesam-deploy export --target "
+            f"{profile.targets[0] if profile.targets else 'all'}`"
         )
     return chosen

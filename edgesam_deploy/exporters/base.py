@@ -1,12 +1,14 @@
 """The one exporter interface (after Hugging Face optimum): a target module implements ``export``."""
+
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -62,7 +64,9 @@ class ExportContext:
     options: ExportOptions = field(default_factory=ExportOptions)
     progress: ProgressFn = lambda msg: None
     _graphs: dict[Role, Any] = field(default_factory=dict, repr=False)
-    _equalized: dict[float, tuple[EncoderGraph, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _equalized: dict[float, tuple[EncoderGraph, dict[str, Any]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def graph(self, role: Role) -> Any:
         """The deployable graph of ``role`` (folded bilinear encoder, or decoder), built once."""
@@ -77,7 +81,9 @@ class ExportContext:
 
     def stem(self, role: Role) -> str:
         """File stem of ``role``'s artifacts: ``encoder``, ``decoder`` or ``decoder-mask-input``."""
-        return "decoder-mask-input" if role == Role.DECODER and self.options.mask_input else str(role)
+        return (
+            "decoder-mask-input" if role == Role.DECODER and self.options.mask_input else str(role)
+        )
 
     @property
     def encoder_graph(self) -> EncoderGraph:
@@ -91,7 +97,9 @@ class ExportContext:
         """The options of ``target`` (an instance of ``kind``), its defaults when none were given."""
         options = self.options.targets.get(target) or kind()
         if not isinstance(options, kind):
-            raise DeployError(f"{target} options must be {kind.__name__}, got {type(options).__name__}")
+            raise DeployError(
+                f"{target} options must be {kind.__name__}, got {type(options).__name__}"
+            )
         return options
 
     def calibration_source(self) -> dict[str, Any]:
@@ -113,7 +121,9 @@ class ExportContext:
     def calibration_embeddings(self) -> list[np.ndarray]:
         """The float encoder's output on each calibration image, 1 x 256 x 64 x 64 float32."""
         with torch.no_grad():
-            return [self.encoder_graph(torch.from_numpy(x)).numpy() for x in self.calibration_images]
+            return [
+                self.encoder_graph(torch.from_numpy(x)).numpy() for x in self.calibration_images
+            ]
 
     @cached_property
     def stream_peaks(self) -> list[torch.Tensor]:
@@ -196,7 +206,9 @@ class Exporter(ABC):
         unknown = [str(p) for p in names if not self.knows(p)]
         if unknown:
             choices = ", ".join([*self.precisions, *self.aliases])
-            raise DeployError(f"{self.target} has no precision {', '.join(unknown)}; choose from {choices}")
+            raise DeployError(
+                f"{self.target} has no precision {', '.join(unknown)}; choose from {choices}"
+            )
         return list(dict.fromkeys(Precision(self.aliases.get(p, p)) for p in names))
 
     def alias_of(self, ctx: ExportContext, precision: Precision) -> str | None:
@@ -214,7 +226,11 @@ class Exporter(ABC):
         """Manifest record of a finished artifact (size and SHA-256 read from disk)."""
         spec = ctx.spec(role)
         if role == Role.DECODER:
-            details = {"scores": ctx.options.scores, "mask_input": ctx.options.mask_input, **details}
+            details = {
+                "scores": ctx.options.scores,
+                "mask_input": ctx.options.mask_input,
+                **details,
+            }
         alias = self.alias_of(ctx, precision)
         if alias:
             details = {"requested_as": alias, **details}

@@ -1,4 +1,5 @@
 """Export orchestration: load once, run each target's exporter, gate with parity, write the manifest."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Small layers shared by the encoder, prompt encoder and mask decoder."""
+
 from __future__ import annotations
 
 import torch

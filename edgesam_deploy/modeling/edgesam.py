@@ -1,4 +1,5 @@
 """The EdgeSAM model: image encoder + prompt encoder + mask decoder, official key layout."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Input 1 x 3 x 1024 x 1024 (normalized, padded); output 1 x 256 x 64 x 64.
 Module names follow the official checkpoint (``features.*``, ``fuse_stage2``,
 ``fuse_stage3.op_list.0``, ``neck.*``).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -39,7 +40,9 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 class Conv2d_BN(nn.Sequential):
     """Conv2d without bias (``c``) followed by BatchNorm2d (``bn``)."""
 
-    def __init__(self, cin: int, cout: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1) -> None:
+    def __init__(
+        self, cin: int, cout: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1
+    ) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(cin, cout, ks, stride, pad, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(cout))
@@ -141,7 +144,9 @@ class RepViTEncoder(nn.Module):
             cin = cout
         self.features = nn.ModuleList(layers)
         self.fuse_stage2 = nn.Conv2d(192, embed_dim, 1, bias=False)
-        self.fuse_stage3 = OpSequential([nn.Conv2d(384, embed_dim, 1, bias=False), UpSample2x(upsample_mode)])
+        self.fuse_stage3 = OpSequential(
+            [nn.Conv2d(384, embed_dim, 1, bias=False), UpSample2x(upsample_mode)]
+        )
         self.neck = nn.Sequential(
             nn.Conv2d(embed_dim, embed_dim, 1, bias=False),
             LayerNorm2d(embed_dim),

@@ -1,4 +1,5 @@
 """SAM mask decoder: IoU token + 4 mask tokens, hypernetwork MLPs, 4x upscaling to 256 x 256."""
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,9 @@ class MaskDecoder(nn.Module):
             nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
             nn.GELU(),
         )
-        self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(NUM_MASK_TOKENS))
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(dim, dim, dim // 8, 3) for _ in range(NUM_MASK_TOKENS)
+        )
         self.iou_prediction_head = MLP(dim, 256, NUM_MASK_TOKENS, 3)
 
     def predict_masks(
@@ -47,7 +50,9 @@ class MaskDecoder(nn.Module):
         iou_out = hs[:, 0, :]
         mask_out = hs[:, 1 : 1 + NUM_MASK_TOKENS, :]
         up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = torch.stack([mlp(mask_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
+        hyper = torch.stack(
+            [mlp(mask_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
         _, c2, h2, w2 = up.shape
         masks = (hyper @ up.reshape(b, c2, h2 * w2)).reshape(b, NUM_MASK_TOKENS, h2, w2)
         return masks, self.iou_prediction_head(iou_out)
@@ -66,7 +71,9 @@ class MaskDecoder(nn.Module):
         return masks[:, sel], iou[:, sel]
 
 
-def stability_score(logits: torch.Tensor, threshold: float = 0.0, offset: float = 1.0) -> torch.Tensor:
+def stability_score(
+    logits: torch.Tensor, threshold: float = 0.0, offset: float = 1.0
+) -> torch.Tensor:
     """count(logits > t + o) / count(logits > t - o) over the last two axes: ... x H x W -> ...
 
     Counts are float32 sums (exact up to 2**24), so exported graphs need no integer ops.

@@ -1,4 +1,5 @@
 """SAM prompt encoder (embedding dim 256, 64 x 64 grid, 1024 x 1024 input frame)."""
+
 from __future__ import annotations
 
 import math
@@ -42,13 +43,17 @@ class PositionEmbeddingRandom(nn.Module):
 class PromptEncoder(nn.Module):
     """Points, boxes and masks -> sparse (B x N x 256) and dense (B x 256 x 64 x 64) embeddings."""
 
-    def __init__(self, embed_dim: int = 256, grid: int = 64, img_size: int = 1024, mask_in_chans: int = 16) -> None:
+    def __init__(
+        self, embed_dim: int = 256, grid: int = 64, img_size: int = 1024, mask_in_chans: int = 16
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.grid = grid
         self.img_size = img_size
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
-        self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(NUM_POINT_EMBEDDINGS))
+        self.point_embeddings = nn.ModuleList(
+            nn.Embedding(1, embed_dim) for _ in range(NUM_POINT_EMBEDDINGS)
+        )
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         self.mask_downscaling = nn.Sequential(
             nn.Conv2d(1, mask_in_chans // 4, kernel_size=2, stride=2),
@@ -81,7 +86,10 @@ class PromptEncoder(nn.Module):
         return pe
 
     def forward(
-        self, point_coords: torch.Tensor, point_labels: torch.Tensor, masks: torch.Tensor | None = None
+        self,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        masks: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Assembled prompt (B x N x 2 coords in the 1024 frame, B x N labels, box corners and padding
         point included; see ``processing.decoder_inputs``) and optional B x 1 x 256 x 256 mask ->
@@ -90,5 +98,7 @@ class PromptEncoder(nn.Module):
         if masks is not None:
             dense = self.mask_downscaling(masks)
         else:
-            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(sparse.shape[0], -1, self.grid, self.grid)
+            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
+                sparse.shape[0], -1, self.grid, self.grid
+            )
         return sparse, dense

@@ -7,6 +7,7 @@ BN running variances U(0.5, 1.5), embeddings and the Fourier matrix N(0, 1), and
 the four hypernetwork MLPs N(0, 1) (they set the logit scale). Mask logits then span several units
 on both sides of 0 and masks have structure.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 The folded encoder computes the same function (within ~1e-5) with fewer ops; module names change,
 so it is for export, never for loading checkpoints.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .image_encoder import Conv2d_BN, RepViTEncoder, RepVGGDW
+from .image_encoder import Conv2d_BN, RepVGGDW, RepViTEncoder
 
 
 @torch.no_grad()
@@ -20,7 +21,13 @@ def fold_conv_bn(m: Conv2d_BN) -> nn.Conv2d:
     c, bn = m.c, m.bn
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     conv = nn.Conv2d(
-        c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups, bias=True
+        c.in_channels,
+        c.out_channels,
+        c.kernel_size,
+        c.stride,
+        c.padding,
+        groups=c.groups,
+        bias=True,
     )
     conv.weight.copy_(c.weight * scale[:, None, None, None])
     conv.bias.copy_(bn.bias - bn.running_mean * scale)

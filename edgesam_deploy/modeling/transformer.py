@@ -1,4 +1,5 @@
 """SAM's two-way transformer (depth 2, 8 heads, MLP 2048, cross-attention downsample 2)."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,11 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._split(self.q_proj(q)), self._split(self.k_proj(k)), self._split(self.v_proj(v))
+        q, k, v = (
+            self._split(self.q_proj(q)),
+            self._split(self.k_proj(k)),
+            self._split(self.v_proj(v)),
+        )
         attn = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
         out = torch.softmax(attn, dim=-1) @ v  # B x heads x Nq x c
         b, h, n, c = out.shape
@@ -36,7 +41,9 @@ class Attention(nn.Module):
 class TwoWayAttentionBlock(nn.Module):
     """Self-attention on tokens, token->image, MLP, image->token cross-attention."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, downsample: int, skip_first_layer_pe: bool) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_dim: int, downsample: int, skip_first_layer_pe: bool
+    ) -> None:
         super().__init__()
         self.self_attn = Attention(dim, num_heads)
         self.norm1 = nn.LayerNorm(dim)
@@ -49,7 +56,11 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
@@ -68,10 +79,18 @@ class TwoWayAttentionBlock(nn.Module):
 class TwoWayTransformer(nn.Module):
     """image B x C x H x W, image_pe same, tokens B x N x C -> (tokens B x N x C, image B x HW x C)."""
 
-    def __init__(self, depth: int = 2, dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048, downsample: int = 2) -> None:
+    def __init__(
+        self,
+        depth: int = 2,
+        dim: int = 256,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        downsample: int = 2,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(dim, num_heads, mlp_dim, downsample, skip_first_layer_pe=(i == 0)) for i in range(depth)
+            TwoWayAttentionBlock(dim, num_heads, mlp_dim, downsample, skip_first_layer_pe=(i == 0))
+            for i in range(depth)
         )
         self.final_attn_token_to_image = Attention(dim, num_heads, downsample)
         self.norm_final_attn = nn.LayerNorm(dim)

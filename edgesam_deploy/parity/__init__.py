@@ -1,12 +1,13 @@
 """Parity of exported artifacts against the PyTorch reference: the CI gate of every target."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from ..fileio import sha256_path
 from ..manifest import Manifest
 from ..modeling import EdgeSam
-from ..fileio import sha256_path
 from ..runtimes import open_session
 from ..runtimes.base import NotRunnableHere
 from ..samples import PARITY_PHOTOS, standard_prompts
@@ -43,7 +44,9 @@ def check_directory(
             continue
         result = evaluate(session, reference, progress)
         if sha256_path(manifest.artifact_path(record)) != record.sha256:
-            result.failures.append("sha256 differs from the manifest: the file changed after export")
+            result.failures.append(
+                "sha256 differs from the manifest: the file changed after export"
+            )
             result.passed = False
         results.append(result)
     return results

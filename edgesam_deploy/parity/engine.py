@@ -4,11 +4,12 @@ For each photo (several aspect ratios) and prompt case, the reference computes e
 logits, scores and final masks. An encoder artifact is judged on its embeddings and on the masks the
 reference decoder makes from them; a decoder artifact on what it makes from the reference embeddings.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 import torch
@@ -16,13 +17,17 @@ import torch
 from ..graphs import DecoderGraph, EncoderGraph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
-from ..processing import PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
+from ..processing import (
+    decoder_inputs,
+    masks_from_logits,
+    postprocess_logits,
+    preprocess,
+)
 from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
 from ..vocabulary import Role, ScoreKind
 from . import metrics as M
 from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
-
 
 # two-click cases for decoders that take a previous mask: (first prompt, second prompt)
 REFINEMENTS = (("one_point", "points_bg"), ("one_point", "box_point"))
@@ -36,7 +41,9 @@ class PromptCase:
     ref_logits: np.ndarray = field(repr=False)  # 4 x 256 x 256
     ref_scores: dict[str, np.ndarray] = field(repr=False)  # kind -> 4
     ref_masks: np.ndarray = field(repr=False)  # 4 x H x W bool
-    mask_input: np.ndarray | None = field(default=None, repr=False)  # 1 x 1 x 256 x 256 (refinement)
+    mask_input: np.ndarray | None = field(
+        default=None, repr=False
+    )  # 1 x 1 x 256 x 256 (refinement)
 
 
 @dataclass
@@ -55,7 +62,9 @@ class Reference:
     def __init__(self, model: EdgeSam, photos: list[str] | None = None) -> None:
         self.model = model
         self.encoder = EncoderGraph(model, fold=False).eval()
-        self.decoders = {kind: DecoderGraph(model, kind, mask_input=True).eval() for kind in ScoreKind}
+        self.decoders = {
+            kind: DecoderGraph(model, kind, mask_input=True).eval() for kind in ScoreKind
+        }
         self.photo_names = photos or list(PARITY_PHOTOS)
 
     @torch.no_grad()
@@ -76,7 +85,12 @@ class Reference:
         return s[0].numpy(), m[0].numpy()
 
     def _prompt_case(
-        self, name: str, case: ImageCase, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+        self,
+        name: str,
+        case: ImageCase,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None,
     ) -> PromptCase:
         """A prompt case with the reference's answers (both score kinds) and final masks."""
         emb = case.ref_embeddings
@@ -116,6 +130,7 @@ class Reference:
             out.append(case)
         return out
 
+
 @dataclass
 class ArtifactParity:
     """Parity of one artifact: metrics, the thresholds applied, and the verdict."""
@@ -139,8 +154,19 @@ class ArtifactParity:
     @classmethod
     def not_measured(cls, record: ArtifactRecord, reason: str) -> ArtifactParity:
         """The row of an artifact this machine cannot run: no metrics, no verdict on drift."""
-        return cls(record.file, record.target, record.role, record.precision, {}, {}, [], True,
-                   "not measured here", reason, measured=False)
+        return cls(
+            record.file,
+            record.target,
+            record.role,
+            record.precision,
+            {},
+            {},
+            [],
+            True,
+            "not measured here",
+            reason,
+            measured=False,
+        )
 
 
 CaseOutputs = dict[str, dict[str, np.ndarray]]  # case id -> output name -> tensor
@@ -156,7 +182,9 @@ def decoder_case_id(photo: str, prompt: str) -> str:
     return f"dec-{photo}-{prompt}"
 
 
-def decoder_cases(record: ArtifactRecord, reference: Reference, case: ImageCase) -> list[PromptCase]:
+def decoder_cases(
+    record: ArtifactRecord, reference: Reference, case: ImageCase
+) -> list[PromptCase]:
     """The prompt cases a decoder is judged on: every prompt, and for a decoder that takes a
     previous mask also the two-click refinements of this photo."""
     if "mask_input" not in record.graph.input_names:
@@ -164,7 +192,9 @@ def decoder_cases(record: ArtifactRecord, reference: Reference, case: ImageCase)
     return case.prompts + reference.refinements[case.name]
 
 
-def decoder_feeds(record: ArtifactRecord, case: ImageCase, prompt: PromptCase) -> dict[str, np.ndarray]:
+def decoder_feeds(
+    record: ArtifactRecord, case: ImageCase, prompt: PromptCase
+) -> dict[str, np.ndarray]:
     """A decoder's feeds for one prompt case (the mask inputs where its graph has them: the
     previous answer with has_mask_input 1, or zeros with 0 for a first click)."""
     feeds = {

@@ -1,4 +1,5 @@
 """Agreement metrics between an artifact's outputs and the PyTorch fp32 reference."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Parity reports: a rich table for people, JSON for tools, JUnit XML for CI systems."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -22,7 +23,9 @@ COLUMNS = (
 )
 
 
-def table(results: list[ArtifactParity], title: str = "Parity against the PyTorch fp32 reference") -> Table:
+def table(
+    results: list[ArtifactParity], title: str = "Parity against the PyTorch fp32 reference"
+) -> Table:
     t = Table(title=title)
     t.add_column("artifact")
     t.add_column("precision")
@@ -30,7 +33,10 @@ def table(results: list[ArtifactParity], title: str = "Parity against the PyTorc
         t.add_column(header, justify="right")
     t.add_column("verdict")
     for r in results:
-        cells = [COLUMNS[i][2].format(r.metrics[k]) if k in r.metrics else "" for i, (k, _, _) in enumerate(COLUMNS)]
+        cells = [
+            COLUMNS[i][2].format(r.metrics[k]) if k in r.metrics else ""
+            for i, (k, _, _) in enumerate(COLUMNS)
+        ]
         verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]: " + "; ".join(r.failures)
         verdict = verdict if r.measured else "[yellow]not measured here[/yellow]"
         t.add_row(r.file, r.precision, *cells, verdict + (f" ({r.note})" if r.note else ""))
@@ -56,10 +62,19 @@ def write_json_report(path: Path, results: list[ArtifactParity], reference: dict
 
 def write_junit(path: Path, results: list[ArtifactParity]) -> None:
     """One testcase per artifact; a failure element lists the violated thresholds."""
-    suite = ET.Element("testsuite", name="edgesam-deploy parity", tests=str(len(results)),
-                       failures=str(sum(not r.passed for r in results)))
+    suite = ET.Element(
+        "testsuite",
+        name="edgesam-deploy parity",
+        tests=str(len(results)),
+        failures=str(sum(not r.passed for r in results)),
+    )
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname=f"parity.{r.target}.{r.role}", name=f"{r.file} [{r.precision}]")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"parity.{r.target}.{r.role}",
+            name=f"{r.file} [{r.precision}]",
+        )
         props = ET.SubElement(case, "properties")
         for k, v in r.metrics.items():
             ET.SubElement(props, "property", name=k, value=f"{v:.8g}")

@@ -13,6 +13,7 @@ Palettized weights trade accuracy for size, so their floors are lower and stated
 16-pixel mask two flipped pixels give IoU 0.89, which says nothing about the artifact (the mean
 still counts every mask).
 """
+
 from __future__ import annotations
 
 from ..vocabulary import Precision, Role
@@ -76,7 +77,13 @@ def violations(metrics: dict[str, float], thresholds: dict[str, Threshold]) -> l
     out = []
     for name, (op, limit) in thresholds.items():
         value = metrics.get(name)
-        ok = value is not None and value == value and (value >= limit if op == ">=" else value <= limit)
+        ok = (
+            value is not None
+            and value == value
+            and (value >= limit if op == ">=" else value <= limit)
+        )
         if not ok:
-            out.append(f"{name} {value if value is None else format(value, '.6g')} (needs {op} {limit:g})")
+            out.append(
+                f"{name} {value if value is None else format(value, '.6g')} (needs {op} {limit:g})"
+            )
     return out

@@ -1,4 +1,5 @@
 """Calibration data: real photos (scikit-image's, or the user's ``--calibration-dir``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,9 @@ def calibration_images(directory: Path | None = None, limit: int = 8) -> list[np
             raise DeployError(f"--calibration-dir {directory}: not a directory")
         files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         if not files:
-            raise DeployError(f"--calibration-dir {directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DeployError(
+                f"--calibration-dir {directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         photos = []
         for f in files:
             try:
@@ -51,15 +54,28 @@ def decoder_calibration_feeds(
     return feeds
 
 
-def with_previous_masks(decoder: torch.nn.Module, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+def with_previous_masks(
+    decoder: torch.nn.Module, feeds: list[dict[str, np.ndarray]]
+) -> list[dict[str, np.ndarray]]:
     """Feeds for the decoder with mask inputs: each prompt's own best answer from ``decoder`` (the
     plain decoder graph) as ``mask_input`` [1, 1, 256, 256], used (``has_mask_input`` 1) on every
     other feed and ignored (0) on the rest, as an app's first and later clicks."""
     out = []
     for i, feed in enumerate(feeds):
         with torch.no_grad():
-            scores, masks = decoder(*(torch.from_numpy(feed[k]) for k in ("image_embeddings", "point_coords", "point_labels")))
+            scores, masks = decoder(
+                *(
+                    torch.from_numpy(feed[k])
+                    for k in ("image_embeddings", "point_coords", "point_labels")
+                )
+            )
         best = int(torch.argmax(scores[0]))
         mask = masks[:, best : best + 1].numpy()
-        out.append({**feed, "mask_input": mask, "has_mask_input": np.array([float(i % 2 == 0)], np.float32)})
+        out.append(
+            {
+                **feed,
+                "mask_input": mask,
+                "has_mask_input": np.array([float(i % 2 == 0)], np.float32),
+            }
+        )
     return out

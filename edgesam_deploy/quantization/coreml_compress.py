@@ -9,6 +9,7 @@
 Only weights of conv, linear and conv_transpose ops are compressed (tensors of at least 2048
 elements); constants such as the decoder's positional encoding stay fp16.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,12 @@ import numpy as np
 from ..errors import DeployError, first_line, require
 from ..vocabulary import Precision
 
-WEIGHT_COMPRESSIONS = (Precision.INT8_WEIGHT, Precision.PALETTE8, Precision.PALETTE6, Precision.PALETTE4)
+WEIGHT_COMPRESSIONS = (
+    Precision.INT8_WEIGHT,
+    Precision.PALETTE8,
+    Precision.PALETTE6,
+    Precision.PALETTE4,
+)
 ACTIVATION_COMPRESSIONS = (Precision.INT8_FULL,)
 COMPRESSED_OP_TYPES = ("conv", "linear", "conv_transpose")
 WEIGHT_THRESHOLD = 2048
@@ -37,12 +43,18 @@ def _weight_config(precision: Precision) -> Any:
     if precision in PALETTE_BITS:
         require("sklearn", "coreml")
         op_config = oc.OpPalettizerConfig(
-            mode="kmeans", nbits=PALETTE_BITS[precision], granularity="per_tensor",
-            weight_threshold=WEIGHT_THRESHOLD,  # one k-means worker: forked workers deadlock after torch ran
+            mode="kmeans",
+            nbits=PALETTE_BITS[precision],
+            granularity="per_tensor",
+            # one k-means worker: forked workers deadlock after torch ran
+            weight_threshold=WEIGHT_THRESHOLD,
         )
     elif precision in (Precision.INT8_WEIGHT, Precision.INT8_FULL):
         op_config = oc.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD,
+            mode="linear_symmetric",
+            dtype="int8",
+            granularity="per_channel",
+            weight_threshold=WEIGHT_THRESHOLD,
         )
     else:
         raise DeployError(f"no Core ML compression named {precision}")
@@ -61,7 +73,8 @@ def check_activation_quantization_supported(precision: Precision) -> None:
     """DeployError unless this machine can calibrate activations (macOS: Core ML predictions)."""
     if precision in ACTIVATION_COMPRESSIONS and sys.platform != "darwin":
         raise DeployError(
-            f"Core ML {precision} (int8 activations) calibrates by running Core ML predictions, which need "
+            f"Core ML {precision} (int8 activations) calibrates by running Core ML predictions, "
+            "which need "
             "macOS; on Linux export int8-weight or palette8/6/4 (weight-only) instead"
         )
 
@@ -70,7 +83,9 @@ def quantize_activations(mlmodel: Any, sample_data: list[dict[str, np.ndarray]])
     """fp16 ML program -> int8 activations (calibrated on ``sample_data``) and int8 weights. macOS only."""
     check_activation_quantization_supported(Precision.INT8_FULL)
     oc = require("coremltools.optimize.coreml", "coreml")
-    config = oc.OptimizationConfig(global_config=oc.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
+    config = oc.OptimizationConfig(
+        global_config=oc.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+    )
     with_activations = oc.linear_quantize_activations(mlmodel, config, sample_data)
     return oc.linear_quantize_weights(with_activations, _weight_config(Precision.INT8_FULL))
 
@@ -87,14 +102,25 @@ def decompressed_weights(path: Path) -> dict[str, np.ndarray]:
 
     mlmodel = load_package(path)
     try:
-        weights = oc.get_weights_metadata(oc.decompress_weights(mlmodel), weight_threshold=WEIGHT_THRESHOLD)
+        weights = oc.get_weights_metadata(
+            oc.decompress_weights(mlmodel), weight_threshold=WEIGHT_THRESHOLD
+        )
     except Exception as exc:  # coremltools' graph passes raise plain exceptions
         raise DeployError(f"{path}: cannot decompress its weights ({first_line(exc)})") from exc
-    return {_SUFFIXES.sub("", name): np.asarray(meta.val, dtype=np.float32) for name, meta in weights.items()}
+    return {
+        _SUFFIXES.sub("", name): np.asarray(meta.val, dtype=np.float32)
+        for name, meta in weights.items()
+    }
 
 
 __all__ = [
-    "ACTIVATION_COMPRESSIONS", "BITS_PER_WEIGHT", "COMPRESSED_OP_TYPES", "WEIGHT_COMPRESSIONS",
-    "check_activation_quantization_supported", "compress_weights", "decompressed_weights",
-    "quantize_activations", "sanitize",
+    "ACTIVATION_COMPRESSIONS",
+    "BITS_PER_WEIGHT",
+    "COMPRESSED_OP_TYPES",
+    "WEIGHT_COMPRESSIONS",
+    "check_activation_quantization_supported",
+    "compress_weights",
+    "decompressed_weights",
+    "quantize_activations",
+    "sanitize",
 ]

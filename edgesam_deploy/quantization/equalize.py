@@ -9,17 +9,18 @@ stage and multiplying the input columns of every 1x1 conv that reads the stream 
 the function unchanged (float32 rounding only) while evening out the channel ranges
 (cross-layer equalization; the balance between activation and weight ranges follows SmoothQuant).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..modeling.image_encoder import RepViTEncoder, SqueezeExcite, STAGE2_INDEX
-
+from ..modeling.image_encoder import STAGE2_INDEX, RepViTEncoder, SqueezeExcite
 
 # equalization strengths tried for each int8 encoder; the one whose int8 graph stays closest to the
 # float encoder on the calibration images wins (ExportContext.best_equalized). Measured with ONNX
@@ -113,7 +114,9 @@ def equalize_(encoder: RepViTEncoder, peaks: list[torch.Tensor], alpha: float) -
         if k == 0:
             _scale_out(encoder.features[0][-1], s)  # the stem's last conv starts stream 0
         else:
-            _scale_out(encoder.features[seg.blocks[0]].token_mixer[2], s)  # the stride-2 block's 1x1 conv
+            _scale_out(
+                encoder.features[seg.blocks[0]].token_mixer[2], s
+            )  # the stride-2 block's 1x1 conv
         for i in seg.blocks:
             block = encoder.features[i]
             if len(block.token_mixer) != 3:
@@ -130,8 +133,13 @@ def equalize_(encoder: RepViTEncoder, peaks: list[torch.Tensor], alpha: float) -
         if seg.blocks[-1] == STAGE2_INDEX:
             _scale_in(encoder.fuse_stage2, s)
         after = p / s
-        ratios.append({"channels": seg.channels, "peak_over_median_before": round(float(p.max() / p.median()), 2),
-                       "peak_over_median_after": round(float(after.max() / after.median()), 2)})
+        ratios.append(
+            {
+                "channels": seg.channels,
+                "peak_over_median_before": round(float(p.max() / p.median()), 2),
+                "peak_over_median_after": round(float(after.max() / after.median()), 2),
+            }
+        )
     return {"alpha": alpha, "streams": ratios}
 
 

@@ -3,12 +3,14 @@
 The policies (what stays float32, what stays unquantized) were chosen by measuring parity on the
 real graphs; docs/onnx.md has the numbers. Graph inputs and outputs always stay float32.
 """
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,7 +28,6 @@ from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_floa
 from ..errors import DeployError, first_line
 from . import FP16_MAX
 
-
 Feeds = Iterable[dict[str, np.ndarray]]
 
 
@@ -35,7 +36,9 @@ class FeedReader(CalibrationDataReader):
 
     def __init__(self, feeds: Feeds, input_names: Iterable[str]) -> None:
         names = set(input_names)
-        self._feeds: Iterator[dict[str, np.ndarray]] = ({k: v for k, v in f.items() if k in names} for f in feeds)
+        self._feeds: Iterator[dict[str, np.ndarray]] = (
+            {k: v for k, v in f.items() if k in names} for f in feeds
+        )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
@@ -67,11 +70,18 @@ def activation_peaks(model: onnx.ModelProto, feeds: Feeds) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="edgesam-peaks-") as scratch:
         src = Path(scratch) / "in.onnx"
         onnx.save(model, str(src))
-        calibrator = create_calibrator(src, None, augmented_model_path=str(Path(scratch) / "aug.onnx"),
-                                       calibrate_method=CalibrationMethod.MinMax)
+        calibrator = create_calibrator(
+            src,
+            None,
+            augmented_model_path=str(Path(scratch) / "aug.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         calibrator.collect_data(FeedReader(feeds, inputs))
         ranges = calibrator.compute_data()
-    return {name: float(max(abs(np.min(r.range_value[0])), abs(np.max(r.range_value[1])))) for name, r in ranges.data.items()}
+    return {
+        name: float(max(abs(np.min(r.range_value[0])), abs(np.max(r.range_value[1]))))
+        for name, r in ranges.data.items()
+    }
 
 
 def toposort(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -108,16 +118,26 @@ class Fp16Policy:
     headroom: float = 4.0
 
 
-def to_fp16(model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def to_fp16(
+    model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """fp16 weights and activations with float32 I/O -> (model, record details)."""
     present = {i.name for i in model.graph.input}
     subgraph = nodes_fed_only_by(model, [i for i in policy.fp32_inputs if i in present])
     limit = FP16_MAX / policy.headroom
     peaks = activation_peaks(model, feeds)
-    hot = sorted({n.name for n in model.graph.node if n.name not in subgraph and any(peaks.get(o, 0.0) > limit for o in n.output)})
+    hot = sorted(
+        {
+            n.name
+            for n in model.graph.node
+            if n.name not in subgraph and any(peaks.get(o, 0.0) > limit for o in n.output)
+        }
+    )
     try:
         converted = convert_float_to_float16(
-            model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(policy.keep_ops),
+            model,
+            keep_io_types=True,
+            op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(policy.keep_ops),
             node_block_list=subgraph + hot,
         )
     except Exception as exc:  # the converter raises bare exceptions of many types
@@ -125,7 +145,11 @@ def to_fp16(model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds) -> tuple[o
     toposort(converted)
     details: dict[str, Any] = {"fp32_kept_ops": dict(policy.keep_ops)}
     if subgraph:
-        details["fp32_kept_subgraph"] = {"inputs": list(policy.fp32_inputs), "nodes": len(subgraph), "reason": policy.fp32_inputs_reason}
+        details["fp32_kept_subgraph"] = {
+            "inputs": list(policy.fp32_inputs),
+            "nodes": len(subgraph),
+            "reason": policy.fp32_inputs_reason,
+        }
     details["fp16_overflow_guard"] = {"limit": limit, "nodes_kept_fp32": hot}
     return converted, details
 
@@ -148,15 +172,25 @@ class Int8Policy:
         present = {i.name for i in model.graph.input}
         subgraph = set(nodes_fed_only_by(model, [i for i in self.fp32_inputs if i in present]))
         scopes = tuple(self.exclude_scopes)
-        return [n.name for n in model.graph.node
-                if n.op_type in self.exclude_ops or n.name in subgraph or (scopes and n.name.startswith(scopes))]
+        return [
+            n.name
+            for n in model.graph.node
+            if n.op_type in self.exclude_ops
+            or n.name in subgraph
+            or (scopes and n.name.startswith(scopes))
+        ]
 
     def details(self, model: onnx.ModelProto) -> dict[str, Any]:
         reasons = {**self.exclude_ops, **self.exclude_scopes}
         if self.fp32_inputs:
-            reasons[f"nodes computed from {', '.join(self.fp32_inputs)} alone"] = self.fp32_inputs_reason
-        out = {"quantized_op_types": list(self.op_types), "quantization_exclusions": reasons,
-               "excluded_nodes": len(self.excluded_nodes(model))}
+            reasons[f"nodes computed from {', '.join(self.fp32_inputs)} alone"] = (
+                self.fp32_inputs_reason
+            )
+        out = {
+            "quantized_op_types": list(self.op_types),
+            "quantization_exclusions": reasons,
+            "excluded_nodes": len(self.excluded_nodes(model)),
+        }
         if self.reduce_range:
             out["weights_7_bit"] = self.reduce_range
         return out
@@ -171,12 +205,26 @@ def _roundtrip(model: onnx.ModelProto, quantize: Any) -> onnx.ModelProto:
         return onnx.load(str(dst))
 
 
-def quantize_int8_dynamic(model: onnx.ModelProto, policy: Int8Policy) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def quantize_int8_dynamic(
+    model: onnx.ModelProto, policy: Int8Policy
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Weight-only int8 (per-channel); activations are quantized on the fly by the runtime."""
-    q = _roundtrip(model, lambda src, dst: quantize_dynamic(
-        src, dst, op_types_to_quantize=list(policy.op_types), per_channel=True, reduce_range=bool(policy.reduce_range),
-        weight_type=QuantType.QInt8, nodes_to_exclude=policy.excluded_nodes(model)))
-    return q, {"quantization": "dynamic: int8 per-channel weights, activations at run time", **policy.details(model)}
+    q = _roundtrip(
+        model,
+        lambda src, dst: quantize_dynamic(
+            src,
+            dst,
+            op_types_to_quantize=list(policy.op_types),
+            per_channel=True,
+            reduce_range=bool(policy.reduce_range),
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=policy.excluded_nodes(model),
+        ),
+    )
+    return q, {
+        "quantization": "dynamic: int8 per-channel weights, activations at run time",
+        **policy.details(model),
+    }
 
 
 def spatial_means_to_global_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -186,8 +234,13 @@ def spatial_means_to_global_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProt
     In an int8 graph ONNX Runtime runs its convolutions in NHWC, where ReduceMean over H, W measured
     21 ms per encoder run and GlobalAveragePool a fraction of a millisecond."""
     consts = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    consts.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
-                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    consts.update(
+        {
+            n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t)
+            for n in model.graph.node
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+        }
+    )
     replaced = 0
     for i, node in enumerate(model.graph.node):
         if node.op_type != "ReduceMean":
@@ -198,7 +251,12 @@ def spatial_means_to_global_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProt
             axes = consts[node.input[1]].tolist()
         if axes is None or sorted(axes) != [2, 3] or attrs.get("keepdims", 1) != 1:
             continue
-        pool = onnx.helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name + "/GlobalAveragePool")
+        pool = onnx.helper.make_node(
+            "GlobalAveragePool",
+            [node.input[0]],
+            list(node.output),
+            name=node.name + "/GlobalAveragePool",
+        )
         model.graph.node[i].CopyFrom(pool)
         replaced += 1
     return model, replaced
@@ -213,12 +271,29 @@ def first_outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) ->
     return [session.run(None, {k: v for k, v in feed.items() if k in names})[0] for feed in feeds]
 
 
-def quantize_int8_static(model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def quantize_int8_static(
+    model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """QDQ int8: per-channel symmetric int8 weights, uint8 activations calibrated (min-max) on ``feeds``."""
     inputs = [i.name for i in model.graph.input]
-    q = _roundtrip(model, lambda src, dst: quantize_static(
-        src, dst, FeedReader(feeds, inputs), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(policy.op_types),
-        per_channel=True, reduce_range=bool(policy.reduce_range), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=policy.excluded_nodes(model), calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False}))
-    return q, {"quantization": "static QDQ: int8 per-channel weights, uint8 activations, min-max calibration", **policy.details(model)}
+    q = _roundtrip(
+        model,
+        lambda src, dst: quantize_static(
+            src,
+            dst,
+            FeedReader(feeds, inputs),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(policy.op_types),
+            per_channel=True,
+            reduce_range=bool(policy.reduce_range),
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=policy.excluded_nodes(model),
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        ),
+    )
+    return q, {
+        "quantization": "static QDQ: int8 per-channel weights, uint8 activations, min-max calibration",
+        **policy.details(model),
+    }

@@ -9,11 +9,13 @@ Every variant starts from the converted fp32 flatbuffer, so the graph is convert
 - ``int8-full``: static int8 activations and weights calibrated on real photos, except the layers in
   ``FULL_INT8_FLOAT_KEPT`` that measurably broke under int8 (see docs/tflite.md); I/O stays float.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +25,33 @@ from ..vocabulary import Precision, Role
 
 EXTRA = "tflite"
 _WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
-_FLOAT_IO = ("INPUT", "OUTPUT")  # graph inputs and outputs stay float32 (int8 coordinates lose ~4 px)
+_FLOAT_IO = (
+    "INPUT",
+    "OUTPUT",
+)  # graph inputs and outputs stay float32 (int8 coordinates lose ~4 px)
 _STATIC_INT8 = {
-    "activation_tensor_config": {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"},
-    "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
+    "activation_tensor_config": {
+        "num_bits": 8,
+        "symmetric": False,
+        "granularity": "TENSORWISE",
+        "dtype": "INT",
+    },
+    "weight_tensor_config": {
+        "num_bits": 8,
+        "symmetric": True,
+        "granularity": "CHANNELWISE",
+        "dtype": "INT",
+    },
     "compute_precision": "INTEGER",
     "explicit_dequantize": False,
 }
 _DYNAMIC_INT8 = {
-    "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
+    "weight_tensor_config": {
+        "num_bits": 8,
+        "symmetric": True,
+        "granularity": "CHANNELWISE",
+        "dtype": "INT",
+    },
     "compute_precision": "INTEGER",
     "explicit_dequantize": False,
     "min_weight_elements": 1024,
@@ -67,10 +87,26 @@ FULL_INT8_FLOAT_KEPT: dict[Role, FloatKept] = {
     ),
     Role.DECODER: FloatKept(
         scope="TwoWayAttentionBlock|final_attn",
-        ops=("SOFTMAX", "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "SQRT", "DIV", "BATCH_MATMUL", "GELU",
-             "ADD", "MUL", "RESHAPE", "TRANSPOSE", "CONCATENATION", "SLICE"),
+        ops=(
+            "SOFTMAX",
+            "MEAN",
+            "SQUARED_DIFFERENCE",
+            "RSQRT",
+            "SUB",
+            "SQRT",
+            "DIV",
+            "BATCH_MATMUL",
+            "GELU",
+            "ADD",
+            "MUL",
+            "RESHAPE",
+            "TRANSPOSE",
+            "CONCATENATION",
+            "SLICE",
+        ),
         reason="only the attention/MLP fully-connected layers are int8: int8 on the whole decoder or on the "
-        "attention blocks lost too much mask IoU (docs/tflite.md); the prompt encoder, output upscaling and "
+        "attention blocks lost too much mask IoU (docs/tflite.md); the prompt encoder, output "
+        "upscaling and "
         "hypernetwork MLPs stay float, and XNNPACK has no int8 BATCH_MATMUL (it fell back)",
     ),
 }
@@ -79,14 +115,41 @@ FULL_INT8_FLOAT_KEPT: dict[Role, FloatKept] = {
 def recipe_for(precision: Precision, role: Role) -> list[dict[str, Any]]:
     """The AEQ recipe (a JSON-able list) of a quantized precision for ``role``."""
     if precision == Precision.FP16:
-        return [{"regex": ".*", "operation": op, "algorithm_key": "float_casting", "op_config": _FP16_WEIGHTS} for op in _WEIGHT_OPS]
+        return [
+            {
+                "regex": ".*",
+                "operation": op,
+                "algorithm_key": "float_casting",
+                "op_config": _FP16_WEIGHTS,
+            }
+            for op in _WEIGHT_OPS
+        ]
     if precision == Precision.INT8_DYNAMIC:
-        return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": _DYNAMIC_INT8}]
+        return [
+            {
+                "regex": ".*",
+                "operation": "*",
+                "algorithm_key": "min_max_uniform_quantize",
+                "op_config": _DYNAMIC_INT8,
+            }
+        ]
     if precision == Precision.INT8_FULL:
         kept = FULL_INT8_FLOAT_KEPT[role]
-        return [{"regex": kept.scope, "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": _STATIC_INT8}] + [
-            {"regex": kept.scope, "operation": op, "algorithm_key": "no_quantize"} for op in kept.ops
-        ] + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in _FLOAT_IO]
+        return (
+            [
+                {
+                    "regex": kept.scope,
+                    "operation": "*",
+                    "algorithm_key": "min_max_uniform_quantize",
+                    "op_config": _STATIC_INT8,
+                }
+            ]
+            + [
+                {"regex": kept.scope, "operation": op, "algorithm_key": "no_quantize"}
+                for op in kept.ops
+            ]
+            + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in _FLOAT_IO]
+        )
     raise DeployError(f"no TFLite quantization recipe for precision '{precision}'")
 
 
@@ -144,5 +207,7 @@ def decoder_calibration(
         out[key] = []
         for f in feeds:
             c, lab = fit_points(f["point_coords"], f["point_labels"], n)
-            out[key].append({"image_embeddings": f["image_embeddings"], "point_coords": c, "point_labels": lab})
+            out[key].append(
+                {"image_embeddings": f["image_embeddings"], "point_coords": c, "point_labels": lab}
+            )
     return out

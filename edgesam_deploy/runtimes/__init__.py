@@ -1,4 +1,5 @@
 """Open an artifact of any target with the runtime that executes it here."""
+
 from __future__ import annotations
 
 import importlib
@@ -21,7 +22,9 @@ _SESSIONS = {
 }
 
 
-def open_session(record: ArtifactRecord, root: Path, model: "EdgeSam | None" = None, **options: Any) -> GraphSession:
+def open_session(
+    record: ArtifactRecord, root: Path, model: EdgeSam | None = None, **options: Any
+) -> GraphSession:
     """Load ``record`` (relative to export dir ``root``) in its runtime; options go to the session,
     ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``)."""
     if record.target not in _SESSIONS:

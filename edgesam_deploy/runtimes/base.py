@@ -1,4 +1,5 @@
 """One interface for every runtime that executes an artifact: ONNX Runtime, LiteRT, Core ML, PyTorch."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -37,7 +38,9 @@ class GraphSession(ABC):
         self.path = path
 
     @classmethod
-    def open(cls, record: ArtifactRecord, path: Path, model: "EdgeSam | None" = None, **options: Any) -> "GraphSession":
+    def open(
+        cls, record: ArtifactRecord, path: Path, model: EdgeSam | None = None, **options: Any
+    ) -> GraphSession:
         """Load an artifact. ``model`` (the reference weights) is offered to sessions that need it,
         e.g. Core ML's fp16 emulation where Core ML cannot predict; most ignore it."""
         return cls(record, path, **options)

@@ -5,6 +5,7 @@ Core ML predictions exist only on macOS. On Linux ``CoremlSession.open`` returns
 the CPU with every op rounded to fp16 except the ops the package keeps in fp32, and with the weights
 read (decompressed) from the package itself. Its figures are an emulation, never Core ML's.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,7 +32,9 @@ def compute_unit(units: str) -> ComputeUnit:
         return ComputeUnit(units)
     except ValueError:
         choices = ", ".join(ComputeUnit)
-        raise DeployError(f"unknown Core ML compute units '{units}'; choose from {choices}") from None
+        raise DeployError(
+            f"unknown Core ML compute units '{units}'; choose from {choices}"
+        ) from None
 
 
 class CoremlSession(GraphSession):
@@ -40,28 +43,41 @@ class CoremlSession(GraphSession):
 
     runtime = "coreml"
 
-    def __init__(self, record: ArtifactRecord, path: Path, compute_units: str | None = None) -> None:
+    def __init__(
+        self, record: ArtifactRecord, path: Path, compute_units: str | None = None
+    ) -> None:
         super().__init__(record, path)
         ct = require("coremltools", "coreml")
-        self.compute_units = compute_unit(compute_units or record.details.get("compute_units", "ALL"))
+        self.compute_units = compute_unit(
+            compute_units or record.details.get("compute_units", "ALL")
+        )
         try:
-            self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, self.compute_units))
+            self.model = ct.models.MLModel(
+                str(path), compute_units=getattr(ct.ComputeUnit, self.compute_units)
+            )
         except Exception as exc:  # Core ML reports compile errors as plain exceptions
             raise DeployError(f"{path}: Core ML cannot load it ({first_line(exc)})") from exc
         self._outputs = [o.name for o in self.model.get_spec().description.output]
 
     @classmethod
-    def open(cls, record: ArtifactRecord, path: Path, model: EdgeSam | None = None, **options: Any) -> GraphSession:
+    def open(
+        cls, record: ArtifactRecord, path: Path, model: EdgeSam | None = None, **options: Any
+    ) -> GraphSession:
         """The real package on macOS; elsewhere the fp16 emulation (needs ``model``)."""
         if sys.platform == "darwin":
             return cls(record, path, **options)
         if model is None:
-            raise DeployError("Core ML predictions need macOS; on Linux the fp16 emulation needs the reference model")
+            raise DeployError(
+                "Core ML predictions need macOS; on Linux the fp16 emulation needs the reference "
+                "model"
+            )
         return CoremlEmulationSession(record, path, model)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = self.graph.input_names
-        out = self.model.predict({k: np.ascontiguousarray(feeds[k], dtype=np.float32) for k in names})
+        out = self.model.predict(
+            {k: np.ascontiguousarray(feeds[k], dtype=np.float32) for k in names}
+        )
         return {k: np.asarray(out[k], dtype=np.float32) for k in self._outputs}
 
     def describe(self) -> dict:
@@ -83,10 +99,17 @@ def _load_package_weights(graph: nn.Module, path: Path) -> tuple[int, list[str]]
                 unmatched.append(name)
                 continue
             src = torch.from_numpy(value)
-            if src.shape != target.shape and src.ndim >= 2 and src.transpose(0, 1).shape == target.shape:
+            if (
+                src.shape != target.shape
+                and src.ndim >= 2
+                and src.transpose(0, 1).shape == target.shape
+            ):
                 src = src.transpose(0, 1)  # conv_transpose layout
             if src.shape != target.shape:
-                raise DeployError(f"{path}: weight {name} has shape {tuple(src.shape)}, the graph {tuple(target.shape)}")
+                raise DeployError(
+                    f"{path}: weight {name} has shape {tuple(src.shape)}, the graph "
+                    f"{tuple(target.shape)}"
+                )
             target.copy_(src)
             copied += 1
     return copied, unmatched
@@ -116,7 +139,9 @@ class CoremlEmulationSession(GraphSession):
         notes = [EMULATION_NOTE if self.fp16 else "fp32 PyTorch on CPU, not Core ML"]
         notes.append(f"{self.weights_from_package} weight tensors read from the package")
         if unmatched:
-            notes.append(f"{len(unmatched)} package constants not emulated ({', '.join(unmatched[:3])})")
+            notes.append(
+                f"{len(unmatched)} package constants not emulated ({', '.join(unmatched[:3])})"
+            )
         if record.precision == Precision.INT8_FULL:
             notes.append("int8 activations not emulated (weights only)")
         self.note = "; ".join(notes)
@@ -136,7 +161,12 @@ class CoremlEmulationSession(GraphSession):
         return graph_outputs(self.record.role, out)
 
     def describe(self) -> dict:
-        return {"runtime": self.runtime, "emulation": True, "note": self.note, "fp32_ops": self.fp32_ops}
+        return {
+            "runtime": self.runtime,
+            "emulation": True,
+            "note": self.note,
+            "fp32_ops": self.fp32_ops,
+        }
 
 
 __all__ = ["EMULATION_NOTE", "CoremlEmulationSession", "CoremlSession", "compute_unit"]

@@ -6,10 +6,12 @@
   TorchScript scopes (``mil_op_selector``), so the package and its emulation keep the same ops in fp32.
 - ``activation_report``: per-op fp32 magnitudes (overflow risk) and per-layer fp16 error.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +34,10 @@ FP32_GROUPS: dict[str, GroupPredicate] = {
 }
 
 _FN_ALIASES = {"truediv": "div", "rtruediv": "div", "itruediv": "div"}
-_METADATA_FNS = frozenset({"get", "size", "dim", "numel", "is_floating_point"})  # no arithmetic: never rounded
+_METADATA_FNS = frozenset(
+    {"get", "size", "dim", "numel", "is_floating_point"}
+)  # no arithmetic: never rounded
+
 
 def function_name(func: Callable) -> str:
     """Torch function -> the aten-style name TorchScript scopes carry (``__truediv__`` -> ``div``)."""
@@ -50,7 +55,9 @@ def validate_groups(groups: Iterable[str]) -> list[str]:
     groups = list(groups)
     unknown = [g for g in groups if g not in FP32_GROUPS]
     if unknown:
-        raise DeployError(f"unknown fp32 op group(s) {', '.join(unknown)}; choose from {', '.join(FP32_GROUPS)}")
+        raise DeployError(
+            f"unknown fp32 op group(s) {', '.join(unknown)}; choose from {', '.join(FP32_GROUPS)}"
+        )
     return groups
 
 
@@ -99,7 +106,12 @@ class Fp16Emulation(TorchFunctionMode):
     """
 
     def __init__(
-        self, graph: nn.Module, groups: Iterable[str] = (), emulate: bool = True, record: bool = False, layer_errors: bool = False
+        self,
+        graph: nn.Module,
+        groups: Iterable[str] = (),
+        emulate: bool = True,
+        record: bool = False,
+        layer_errors: bool = False,
     ) -> None:
         super().__init__()
         self.graph = graph
@@ -108,15 +120,19 @@ class Fp16Emulation(TorchFunctionMode):
         self.record = record
         self.stats: dict[tuple[str, str], OpStat] = {}
         self.compare = layer_errors
-        self.layer_errors: dict[str, tuple[float, float]] = {}  # leaf path -> (|fp16 - fp32|, |fp32|)
+        self.layer_errors: dict[
+            str, tuple[float, float]
+        ] = {}  # leaf path -> (|fp16 - fp32|, |fp32|)
         self._stack: list[tuple[str, str]] = []  # (path, type) of modules being called
         self._hooks: list[Any] = []
 
-    def __enter__(self) -> "Fp16Emulation":
+    def __enter__(self) -> Fp16Emulation:
         for path, module in self.graph.named_modules():
             if module is self.graph:
                 continue
-            self._hooks.append(module.register_forward_pre_hook(self._push(path, type(module).__name__)))
+            self._hooks.append(
+                module.register_forward_pre_hook(self._push(path, type(module).__name__))
+            )
             self._hooks.append(module.register_forward_hook(self._pop))
             if self.compare and not list(module.children()):
                 self._hooks.append(module.register_forward_hook(self._compare(path)))
@@ -132,6 +148,7 @@ class Fp16Emulation(TorchFunctionMode):
     def _push(self, path: str, kind: str) -> Callable:
         def hook(module: nn.Module, args: Any) -> None:
             self._stack.append((path, kind))
+
         return hook
 
     def _pop(self, module: nn.Module, args: Any, out: Any) -> None:
@@ -148,19 +165,32 @@ class Fp16Emulation(TorchFunctionMode):
                 self.emulate = True
             num, den = self.layer_errors.get(path, (0.0, 0.0))
             self.layer_errors[path] = (
-                num + float(torch.linalg.vector_norm(out - ref)), den + float(torch.linalg.vector_norm(ref)),
+                num + float(torch.linalg.vector_norm(out - ref)),
+                den + float(torch.linalg.vector_norm(ref)),
             )
+
         return hook
 
-    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         fn = function_name(func)
         module_types = tuple(kind for _, kind in self._stack)
-        rounded = self.emulate and fn not in _METADATA_FNS and not in_fp32_groups(self.groups, module_types, fn)
+        rounded = (
+            self.emulate
+            and fn not in _METADATA_FNS
+            and not in_fp32_groups(self.groups, module_types, fn)
+        )
         if rounded:
             args, kwargs = _round16(args), {k: _round16(v) for k, v in kwargs.items()}
         out = func(*args, **kwargs)
-        if self.record and isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel():
+        if (
+            self.record
+            and isinstance(out, torch.Tensor)
+            and out.is_floating_point()
+            and out.numel()
+        ):
             path = self._stack[-1][0] if self._stack else ""
             stat = self.stats.setdefault((path, fn), OpStat(path, module_types, fn))
             stat.max_abs = max(stat.max_abs, float(out.detach().abs().max()))
@@ -187,14 +217,21 @@ class ActivationReport:
 
     def as_dict(self) -> dict:
         return {
-            "max_abs": self.max_abs, "fp32_ops": self.fp32_ops, "overflow": self.overflow, "imprecise": self.imprecise,
-            "groups_at_risk": self.groups_at_risk, "worst_layers": self.worst_layers,
+            "max_abs": self.max_abs,
+            "fp32_ops": self.fp32_ops,
+            "overflow": self.overflow,
+            "imprecise": self.imprecise,
+            "groups_at_risk": self.groups_at_risk,
+            "worst_layers": self.worst_layers,
         }
 
 
 @torch.no_grad()
 def activation_report(
-    graph: nn.Module, feeds: list[tuple[torch.Tensor, ...]], groups: Iterable[str] | None = None, top: int = 5
+    graph: nn.Module,
+    feeds: list[tuple[torch.Tensor, ...]],
+    groups: Iterable[str] | None = None,
+    top: int = 5,
 ) -> ActivationReport:
     """Run ``graph`` on ``feeds`` in fp32 (recording every op's magnitude), then in fp16 emulation
     with ``groups`` in fp32 (None: the groups at risk), measuring each leaf layer's own fp16 error
@@ -210,13 +247,18 @@ def activation_report(
         for args in feeds:
             graph(*args)
     errors = sorted(
-        ({"layer": path, "rel_error": num / max(den, 1e-30)} for path, (num, den) in emu.layer_errors.items()),
+        (
+            {"layer": path, "rel_error": num / max(den, 1e-30)}
+            for path, (num, den) in emu.layer_errors.items()
+        ),
         key=lambda e: -e["rel_error"],
     )
     return ActivationReport(
         max_abs=max((s.max_abs for s in tracer.stats.values()), default=0.0),
         fp32_ops=groups,
-        overflow=[{"module": s.module or "(graph)", "fn": s.fn, "max_abs": s.max_abs} for s in risky],
+        overflow=[
+            {"module": s.module or "(graph)", "fn": s.fn, "max_abs": s.max_abs} for s in risky
+        ],
         imprecise=[e for e in errors if e["rel_error"] > PRECISION_FLAG],
         groups_at_risk=at_risk,
         worst_layers=errors[:top],

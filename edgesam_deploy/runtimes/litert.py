@@ -4,6 +4,7 @@ Signatures are looked up by name, as an app does with ``Interpreter.runSignature
 ``encoder``; the decoder's ``decoder_n<N>``, chosen by the prompt's point count N (exact per-N
 signatures, so nothing is padded; ``accepts_points`` says which N exist).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -31,7 +32,9 @@ class LiteRtSession(GraphSession):
 
     runtime = "litert"
 
-    def __init__(self, record: ArtifactRecord, path: Path, threads: int | None = 2, xnnpack: bool = True) -> None:
+    def __init__(
+        self, record: ArtifactRecord, path: Path, threads: int | None = 2, xnnpack: bool = True
+    ) -> None:
         super().__init__(record, path)
         self._lite = require("ai_edge_litert.interpreter", "tflite")
         self.threads = threads
@@ -39,7 +42,9 @@ class LiteRtSession(GraphSession):
         self.interpreter = self._interpreter()
         signatures = self.interpreter.get_signature_list()
         if not signatures:
-            raise DeployError(f"{path}: the model has no signatures; re-export it with edgesam-deploy")
+            raise DeployError(
+                f"{path}: the model has no signatures; re-export it with edgesam-deploy"
+            )
         self._runners = {key: self.interpreter.get_signature_runner(key) for key in signatures}
         self._outputs = {key: list(sig["outputs"]) for key, sig in signatures.items()}
         self.by_points: dict[int, str] = {}
@@ -56,7 +61,9 @@ class LiteRtSession(GraphSession):
             it = self._lite.Interpreter(
                 model_path=str(self.path),
                 num_threads=self.threads,
-                experimental_op_resolver_type=resolver.AUTO if self.xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                experimental_op_resolver_type=resolver.AUTO
+                if self.xnnpack
+                else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
                 experimental_disable_delegate_node_fusion=not fuse,
             )
             it.allocate_tensors()
@@ -82,7 +89,8 @@ class LiteRtSession(GraphSession):
         n = int(labels.shape[1])
         if n not in self.by_points:
             raise PromptError(
-                f"prompt has {n} points with padding; {self.path.name} takes N in {_ranges(self.point_counts)} "
+                f"prompt has {n} points with padding; {self.path.name} takes N in "
+                f"{_ranges(self.point_counts)} "
                 "(export with more --num-points)"
             )
         return self.by_points[n]
@@ -91,7 +99,9 @@ class LiteRtSession(GraphSession):
         key = self.signature_for(feeds)
         runner = self._runners[key]
         names = runner.get_input_details()
-        out = runner(**{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items() if k in names})
+        out = runner(
+            **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items() if k in names}
+        )
         return {k: np.asarray(out[k], dtype=np.float32) for k in self._outputs[key]}
 
     @cached_property
@@ -107,8 +117,12 @@ class LiteRtSession(GraphSession):
         delegated_outputs = {tuple(o["outputs"]) for o in ops if o["op_name"] == _DELEGATE_NODE}
         original = [o for o in ops if o["op_name"] != _DELEGATE_NODE]
         taken = Counter(o["op_name"] for o in original if tuple(o["outputs"]) in delegated_outputs)
-        fallback = Counter(o["op_name"] for o in original if tuple(o["outputs"]) not in delegated_outputs)
-        partitions = sum(o["op_name"] == _DELEGATE_NODE for o in self.interpreter._get_ops_details())
+        fallback = Counter(
+            o["op_name"] for o in original if tuple(o["outputs"]) not in delegated_outputs
+        )
+        partitions = sum(
+            o["op_name"] == _DELEGATE_NODE for o in self.interpreter._get_ops_details()
+        )
         return {
             "xnnpack": True,
             "ops": len(original),
@@ -120,7 +134,12 @@ class LiteRtSession(GraphSession):
         }
 
     def describe(self) -> dict:
-        out = {"runtime": self.runtime, "threads": self.threads, "signatures": sorted(self._runners), **self.delegation}
+        out = {
+            "runtime": self.runtime,
+            "threads": self.threads,
+            "signatures": sorted(self._runners),
+            **self.delegation,
+        }
         if self.by_points:
             out["point_counts"] = self.point_counts
         return out

@@ -1,4 +1,5 @@
 """ONNX Runtime session (CPU by default; CUDA / TensorRT providers when installed and asked for)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,13 @@ from .base import GraphSession
 class OrtSession(GraphSession):
     runtime = "onnxruntime"
 
-    def __init__(self, record: ArtifactRecord, path: Path, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        record: ArtifactRecord,
+        path: Path,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
         super().__init__(record, path)
         ort = require("onnxruntime", "onnx")
         opts = ort.SessionOptions()
@@ -25,7 +32,9 @@ class OrtSession(GraphSession):
         wanted = providers or ["CPUExecutionProvider"]
         missing = [p for p in wanted if p not in available]
         if missing:
-            raise DeployError(f"ONNX Runtime here lacks {', '.join(missing)} (available: {', '.join(available)})")
+            raise DeployError(
+                f"ONNX Runtime here lacks {', '.join(missing)} (available: {', '.join(available)})"
+            )
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -13,7 +13,9 @@ from .base import GraphSession
 class TorchSession(GraphSession):
     runtime = "pytorch"
 
-    def __init__(self, graph: EncoderGraph | DecoderGraph, role: Role, threads: int | None = None) -> None:
+    def __init__(
+        self, graph: EncoderGraph | DecoderGraph, role: Role, threads: int | None = None
+    ) -> None:
         super().__init__(record=None, path=None)  # type: ignore[arg-type]
         self.graph_module = graph.eval()
         self.role = Role(role)
@@ -31,4 +33,8 @@ class TorchSession(GraphSession):
         return graph_outputs(self.role, self.graph_module(*args))
 
     def describe(self) -> dict:
-        return {"runtime": self.runtime, "torch": torch.__version__, "threads": self.threads or torch.get_num_threads()}
+        return {
+            "runtime": self.runtime,
+            "torch": torch.__version__,
+            "threads": self.threads or torch.get_num_threads(),
+        }

@@ -1,4 +1,5 @@
 """``adb devices -l`` -> attached devices with their state and properties."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +9,9 @@ from dataclasses import dataclass, field
 class AdbDevice:
     serial: str
     state: str  # device | unauthorized | offline | no permissions ...
-    properties: dict[str, str] = field(default_factory=dict)  # usb, product, model, device, transport_id
+    properties: dict[str, str] = field(
+        default_factory=dict
+    )  # usb, product, model, device, transport_id
 
     @property
     def ready(self) -> bool:
@@ -22,11 +25,13 @@ class AdbDevice:
 def parse(text: str) -> list[AdbDevice]:
     """Devices listed after 'List of devices attached' (daemon start-up lines are ignored)."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("List of devices attached")), None)
+    start = next(
+        (i for i, line in enumerate(lines) if line.startswith("List of devices attached")), None
+    )
     if start is None:
         return []
     devices = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         parts = line.split()
         if not parts or line.startswith("*"):
             continue

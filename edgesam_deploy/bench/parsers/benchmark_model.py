@@ -3,6 +3,7 @@
 Works on the plain binary's output and on the Android benchmark app's logcat (lines prefixed
 with timestamps and tags); statistics are in microseconds.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,10 +16,21 @@ _TIMINGS = re.compile(
     rf"Inference timings in us: Init: (?P<init>{_NUM}), First inference: (?P<first>{_NUM}), "
     rf"Warmup \(avg\): (?P<warmup>{_NUM}), Inference \(avg\): (?P<avg>{_NUM})"
 )
-_MEMORY = re.compile(rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=(?P<init>{_NUM}) overall=(?P<overall>{_NUM})")
-_REPLACING = re.compile(r"Replacing (?P<n>\d+)(?: out of (?P<m>\d+))? node\(s\) with delegate \((?P<delegate>\w+)\)")
-_FULL = re.compile(r"Explicitly applied (?P<delegate>\w+) delegate, and the model graph will be completely executed")
-_PARTIAL = re.compile(r"Explicitly applied (?P<delegate>\w+) delegate, and the model graph will be partially executed by the delegate w/ (?P<k>\d+) delegate kernels")
+_MEMORY = re.compile(
+    r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
+    rf"init=(?P<init>{_NUM}) overall=(?P<overall>{_NUM})"
+)
+_REPLACING = re.compile(
+    r"Replacing (?P<n>\d+)(?: out of (?P<m>\d+))? node\(s\) with delegate \((?P<delegate>\w+)\)"
+)
+_FULL = re.compile(
+    r"Explicitly applied (?P<delegate>\w+) delegate, and the model graph will be completely "
+    r"executed"
+)
+_PARTIAL = re.compile(
+    r"Explicitly applied (?P<delegate>\w+) delegate, and the model graph will be partially "
+    r"executed by the delegate w/ (?P<k>\d+) delegate kernels"
+)
 _SESSION = re.compile(rf"Initialized session in ({_NUM})ms")
 _SIZE = re.compile(rf"The input model file size \(MB\): ({_NUM})")
 
@@ -72,7 +84,9 @@ def parse(text: str) -> BenchmarkModelResult:
     stats: list[RunStats] = []
     for line in text.splitlines():
         if m := _STATS.search(line):
-            stats.append(RunStats(int(m["count"]), {k: float(v) for k, v in _PAIR.findall(m["rest"])}))
+            stats.append(
+                RunStats(int(m["count"]), {k: float(v) for k, v in _PAIR.findall(m["rest"])})
+            )
         elif m := _TIMINGS.search(line):
             out.init_ms, out.first_inference_ms, out.warmup_avg_ms, out.inference_avg_ms = (
                 float(m[k]) / 1e3 for k in ("init", "first", "warmup", "avg")
@@ -80,11 +94,15 @@ def parse(text: str) -> BenchmarkModelResult:
         elif m := _MEMORY.search(line):
             out.memory_init_mb, out.memory_overall_mb = float(m["init"]), float(m["overall"])
         elif m := _REPLACING.search(line):
-            out.delegations.append(Delegation(m["delegate"], int(m["n"]), int(m["m"]) if m["m"] else None))
+            out.delegations.append(
+                Delegation(m["delegate"], int(m["n"]), int(m["m"]) if m["m"] else None)
+            )
         elif m := _FULL.search(line):
             out.delegations.append(Delegation(m["delegate"], whole_graph=True))
         elif m := _PARTIAL.search(line):
-            out.delegations.append(Delegation(m["delegate"], whole_graph=False, kernels=int(m["k"])))
+            out.delegations.append(
+                Delegation(m["delegate"], whole_graph=False, kernels=int(m["k"]))
+            )
         elif m := _SESSION.search(line):
             out.init_ms = out.init_ms or float(m[1])
         elif m := _SIZE.search(line):

@@ -1,4 +1,5 @@
 """TensorRT ``trtexec`` performance summary -> throughput and latency statistics (ms)."""
+
 from __future__ import annotations
 
 import re
@@ -6,10 +7,17 @@ from dataclasses import dataclass, field
 
 _NUM = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 _THROUGHPUT = re.compile(rf"Throughput: ({_NUM}) qps")
-# "Latency: min = 5.38 ms, max = 13.3 ms, mean = ..., percentile(90%) = 10.2 ms"; some pastes lose the '='
+# "Latency: min = 5.38 ms, max = 13.3 ms, mean = ..., percentile(90%) = 10.2 ms"; some pastes lose
+# the '='
 _SECTION = re.compile(r"(Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency): (.*)")
 _ITEM = re.compile(rf"(min|max|mean|median|percentile\((\d+)%\))\s*=?\s*({_NUM}) ms")
-_KEYS = {"Latency": "latency", "Enqueue Time": "enqueue", "H2D Latency": "h2d", "GPU Compute Time": "gpu_compute", "D2H Latency": "d2h"}
+_KEYS = {
+    "Latency": "latency",
+    "Enqueue Time": "enqueue",
+    "H2D Latency": "h2d",
+    "GPU Compute Time": "gpu_compute",
+    "D2H Latency": "d2h",
+}
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """One runner per way of reaching a device; imported lazily so each one's tools stay optional."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,6 +1,7 @@
 """An Android phone or emulator over adb: push the .tflite files and LiteRT's ``benchmark_model``,
 run it with the profile's delegate, parse its statistics. Parity: the same binary runs every parity
 case from the protocol's feed files and writes its outputs (see ``benchmark_model_parity``)."""
+
 from __future__ import annotations
 
 import shlex
@@ -39,9 +40,18 @@ DELEGATE_FLAGS = {
 }
 
 
-def benchmark_command(binary: str, graph: str, runs: int, warmup: int, threads: int | None, delegate: str | None) -> list[str]:
+def benchmark_command(
+    binary: str, graph: str, runs: int, warmup: int, threads: int | None, delegate: str | None
+) -> list[str]:
     """benchmark_model argv on the phone."""
-    argv = [binary, f"--graph={graph}", f"--num_runs={runs}", f"--warmup_runs={warmup}", "--min_secs=0", "--warmup_min_secs=0"]
+    argv = [
+        binary,
+        f"--graph={graph}",
+        f"--num_runs={runs}",
+        f"--warmup_runs={warmup}",
+        "--min_secs=0",
+        "--warmup_min_secs=0",
+    ]
     if threads:
         argv.append(f"--num_threads={threads}")
     return argv + delegate_flags(delegate)
@@ -50,7 +60,9 @@ def benchmark_command(binary: str, graph: str, runs: int, warmup: int, threads: 
 def delegate_flags(delegate: str | None) -> list[str]:
     """benchmark_model flags of a delegate (default XNNPACK)."""
     if delegate and delegate not in DELEGATE_FLAGS:
-        raise DeviceError(f"unknown LiteRT delegate '{delegate}'; choose from {', '.join(DELEGATE_FLAGS)}")
+        raise DeviceError(
+            f"unknown LiteRT delegate '{delegate}'; choose from {', '.join(DELEGATE_FLAGS)}"
+        )
     return DELEGATE_FLAGS[delegate or "xnnpack"]
 
 
@@ -62,27 +74,44 @@ def device_graph(file: str) -> str:
 def stats_from(run: benchmark_model.RunStats) -> Stats:
     """benchmark_model's steady-state line as Stats (p50 is the median where the tool prints one, else the mean)."""
     v = run.values
-    return Stats(p50=run.ms("median") or v["avg"] / 1e3, p90=None, min=v["min"] / 1e3, mean=v["avg"] / 1e3, runs=run.count, std=run.ms("std"), max=run.ms("max"))
+    return Stats(
+        p50=run.ms("median") or v["avg"] / 1e3,
+        p90=None,
+        min=v["min"] / 1e3,
+        mean=v["avg"] / 1e3,
+        runs=run.count,
+        std=run.ms("std"),
+        max=run.ms("max"),
+    )
 
 
-def result_from(record: ArtifactRecord, parsed: benchmark_model.BenchmarkModelResult, delegate: str) -> ArtifactResult:
+def result_from(
+    record: ArtifactRecord, parsed: benchmark_model.BenchmarkModelResult, delegate: str
+) -> ArtifactResult:
     """An ArtifactResult from one benchmark_model run of ``record``."""
     result = blank_result(record)
     if not parsed.complete:
         result.reason = "benchmark_model reported no steady-state statistics"
         return result
     stats = stats_from(parsed.steady)
-    keys = [ENCODER] if record.role == "encoder" else [DECODER_1, DECODER_16]  # fixed slots: every click costs the same
+    keys = (
+        [ENCODER] if record.role == "encoder" else [DECODER_1, DECODER_16]
+    )  # fixed slots: every click costs the same
     result.measured = True
-    result.runtime, result.runtime_details = "litert benchmark_model", {"runtime": "litert", "delegate": delegate}
+    result.runtime, result.runtime_details = (
+        "litert benchmark_model",
+        {"runtime": "litert", "delegate": delegate},
+    )
     result.latency = {k: stats for k in keys}
     result.load_ms = parsed.init_ms
     result.rss_delta_mib = parsed.memory_overall_mb
     if record.role == "decoder":
         result.clicks_per_s = 1e3 / stats.mean
     result.extra = {
-        "first_inference_ms": parsed.first_inference_ms, "warmup_avg_ms": parsed.warmup_avg_ms,
-        "memory_init_mb": parsed.memory_init_mb, "median_reported": "median" in parsed.steady.values,
+        "first_inference_ms": parsed.first_inference_ms,
+        "warmup_avg_ms": parsed.warmup_avg_ms,
+        "memory_init_mb": parsed.memory_init_mb,
+        "median_reported": "median" in parsed.steady.values,
         "delegations": [vars(d) for d in parsed.delegations],
     }
     return result
@@ -103,18 +132,31 @@ class AdbRunner(Runner):
         if serial:
             found = [d for d in devices if d.serial == serial]
             if not found:
-                raise DeviceError(f"device '{self.profile.name}': no Android device with serial {serial} (adb devices -l lists {', '.join(d.serial for d in devices) or 'none'})")
+                raise DeviceError(
+                    f"device '{self.profile.name}': no Android device with serial {serial} (adb "
+                    f"devices -l lists {', '.join(d.serial for d in devices) or 'none'})"
+                )
             device = found[0]
         else:
             ready = [d for d in devices if d.ready] or devices
             if not ready:
-                raise DeviceError(f"device '{self.profile.name}': no Android device attached (adb devices -l lists none); connect a phone with USB debugging on, or start an emulator")
+                raise DeviceError(
+                    f"device '{self.profile.name}': no Android device attached (adb devices -l "
+                    "lists none); connect a phone with USB debugging on, or start an emulator"
+                )
             if len(ready) > 1:
                 hint = self.profile.env_hint("serial")
-                raise DeviceError(f"device '{self.profile.name}': several Android devices ({', '.join(d.serial for d in ready)}); pass --adb-serial" + (f" or set {hint}" if hint else ""))
+                raise DeviceError(
+                    f"device '{self.profile.name}': several Android devices "
+                    f"({', '.join(d.serial for d in ready)}); pass --adb-serial"
+                    + (f" or set {hint}" if hint else "")
+                )
             device = ready[0]
         if not device.ready:
-            raise DeviceError(f"device '{self.profile.name}': {device.serial} is {device.state}; accept the USB debugging prompt on the phone")
+            raise DeviceError(
+                f"device '{self.profile.name}': {device.serial} is {device.state}; accept the USB "
+                "debugging prompt on the phone"
+            )
         return device
 
     def probe(self) -> str:
@@ -122,15 +164,28 @@ class AdbRunner(Runner):
 
     def run(self, request: BenchRequest) -> RunOutcome:
         if self.options.benchmark_model is None:
-            raise DeviceError(f"device '{self.profile.name}': pass --benchmark-model PATH (LiteRT's benchmark_model built for Android arm64)")
+            raise DeviceError(
+                f"device '{self.profile.name}': pass --benchmark-model PATH (LiteRT's "
+                "benchmark_model built for Android arm64)"
+            )
         if not self.options.benchmark_model.is_file():
             raise DeviceError(f"{self.options.benchmark_model}: no such benchmark_model binary")
         phone = self._find()
         serial = phone.serial
         binary = BINARY
-        self.adb("shell", f"mkdir -p {DEVICE_DIR}", what="creating the device folder", serial=serial)
-        self.adb("push", str(self.options.benchmark_model), binary, what="pushing benchmark_model", serial=serial)
-        self.adb("shell", f"chmod 755 {binary}", what="making benchmark_model executable", serial=serial)
+        self.adb(
+            "shell", f"mkdir -p {DEVICE_DIR}", what="creating the device folder", serial=serial
+        )
+        self.adb(
+            "push",
+            str(self.options.benchmark_model),
+            binary,
+            what="pushing benchmark_model",
+            serial=serial,
+        )
+        self.adb(
+            "shell", f"chmod 755 {binary}", what="making benchmark_model executable", serial=serial
+        )
         delegate = self.profile.delegate or "xnnpack"
         results = []
         for record in request.artifacts:
@@ -140,17 +195,40 @@ class AdbRunner(Runner):
                 continue
             graph = device_graph(record.file)
             request.progress(f"{serial}: {record.file} ({delegate})")
-            self.adb("push", str(request.export_dir / record.file), graph, what=f"pushing {record.file}", serial=serial)
-            argv = benchmark_command(binary, graph, request.runs, request.warmup, request.threads, delegate)
-            output = self.adb("shell", " ".join(shlex.quote(a) for a in argv), what=f"benchmark_model on {record.file}", serial=serial)
+            self.adb(
+                "push",
+                str(request.export_dir / record.file),
+                graph,
+                what=f"pushing {record.file}",
+                serial=serial,
+            )
+            argv = benchmark_command(
+                binary, graph, request.runs, request.warmup, request.threads, delegate
+            )
+            output = self.adb(
+                "shell",
+                " ".join(shlex.quote(a) for a in argv),
+                what=f"benchmark_model on {record.file}",
+                serial=serial,
+            )
             results.append(result_from(record, benchmark_model.parse(output), delegate))
         props = phone.properties
         device = DeviceInfo(
-            self.profile.name, self.kind, self.profile.description, system="Android",
-            machine=props.get("device", ""), hostname=serial, details={"model": props.get("model", ""), "product": props.get("product", "")},
+            self.profile.name,
+            self.kind,
+            self.profile.description,
+            system="Android",
+            machine=props.get("device", ""),
+            hostname=serial,
+            details={"model": props.get("model", ""), "product": props.get("product", "")},
         )
         tflite = [r for r in request.artifacts if r.target == "tflite"]
-        return RunOutcome(device, results, summed_pipelines(results, tflite, "sum of benchmark_model p50s"), {"benchmark_model": str(self.options.benchmark_model)})
+        return RunOutcome(
+            device,
+            results,
+            summed_pipelines(results, tflite, "sum of benchmark_model p50s"),
+            {"benchmark_model": str(self.options.benchmark_model)},
+        )
 
     def parity_unsupported(self, record: ArtifactRecord) -> str | None:
         return (

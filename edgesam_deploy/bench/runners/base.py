@@ -1,12 +1,14 @@
 """The ``Runner`` interface: reach a device, measure the chosen artifacts there, return results."""
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from ...devices import DeviceProfile
 from ...errors import DeviceError
@@ -42,7 +44,9 @@ class BenchRequest:
     runs: int
     warmup: int
     threads: int | None = None
-    reference_state: Path | None = None  # PyTorch reference weights (state_dict file), local runs only
+    reference_state: Path | None = (
+        None  # PyTorch reference weights (state_dict file), local runs only
+    )
     progress: ProgressFn = lambda msg: None
 
 
@@ -94,17 +98,29 @@ class Runner(ABC):
         """Path of a host program (explicit path or on PATH), or DeviceError saying what is missing."""
         found = shutil.which(str(explicit or name))
         if found is None:
-            raise DeviceError(f"device '{self.profile.name}': '{explicit or name}' not found{'; ' + hint if hint else ''}")
+            raise DeviceError(
+                f"device '{self.profile.name}': '{explicit or name}' not "
+                f"found{'; ' + hint if hint else ''}"
+            )
         return found
 
-    def execute(self, argv: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def execute(
+        self, argv: list[str], what: str, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a host command; DeviceError with its last stderr line if it fails or times out."""
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout or self.options.timeout_s)
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout or self.options.timeout_s
+            )
         except subprocess.TimeoutExpired as exc:
-            raise DeviceError(f"device '{self.profile.name}': {what} timed out after {exc.timeout:.0f} s") from exc
+            raise DeviceError(
+                f"device '{self.profile.name}': {what} timed out after {exc.timeout:.0f} s"
+            ) from exc
         if proc.returncode != 0:
-            raise DeviceError(f"device '{self.profile.name}': {what} failed (exit {proc.returncode}): {last_line(proc.stderr or proc.stdout)}")
+            raise DeviceError(
+                f"device '{self.profile.name}': {what} failed (exit {proc.returncode}): "
+                f"{last_line(proc.stderr or proc.stdout)}"
+            )
         return proc
 
 
@@ -116,7 +132,9 @@ def last_line(text: str) -> str:
 
 def blank_result(record: ArtifactRecord, reason: str = "") -> ArtifactResult:
     """An unmeasured result for ``record`` (``reason`` says why)."""
-    return ArtifactResult(record.file, record.target, record.role, record.precision, record.size_bytes, reason=reason)
+    return ArtifactResult(
+        record.file, record.target, record.role, record.precision, record.size_bytes, reason=reason
+    )
 
 
 def pairs(records: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, ArtifactRecord]]:
@@ -125,7 +143,9 @@ def pairs(records: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, ArtifactR
     out = []
     for enc in (r for r in records if r.role == "encoder"):
         decoders = [r for r in records if r.role == "decoder" and r.target == enc.target]
-        ranked = sorted(decoders, key=lambda d: (d.precision != enc.precision, d.precision != "fp32"))
+        ranked = sorted(
+            decoders, key=lambda d: (d.precision != enc.precision, d.precision != "fp32")
+        )
         if ranked:
             out.append((enc, ranked[0]))
     return out
@@ -134,10 +154,16 @@ def pairs(records: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, ArtifactR
 def pipeline_label(encoder: ArtifactRecord, decoder: ArtifactRecord) -> str:
     """E.g. 'onnx fp16' or 'tflite int8-dynamic + fp32 decoder'."""
     label = f"{encoder.target} {encoder.precision}"
-    return label if decoder.precision == encoder.precision else f"{label} + {decoder.precision} decoder"
+    return (
+        label
+        if decoder.precision == encoder.precision
+        else f"{label} + {decoder.precision} decoder"
+    )
 
 
-def summed_pipelines(results: list[ArtifactResult], records: list[ArtifactRecord], how: str) -> list[PipelineResult]:
+def summed_pipelines(
+    results: list[ArtifactResult], records: list[ArtifactRecord], how: str
+) -> list[PipelineResult]:
     """Pipelines of tools that time each graph alone: FPS from the sum of the p50 latencies."""
     by_file = {r.file: r for r in results}
     out = []

@@ -1,5 +1,6 @@
 """This machine: every artifact whose runtime is here (ONNX Runtime, LiteRT, Core ML on macOS)
 and the PyTorch reference, each measured in its own child process."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,11 @@ def run_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; ``{"error": ...}`` if it fails."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "edgesam_deploy.bench.child"], input=json.dumps(job),
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "edgesam_deploy.bench.child"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"measurement timed out after {timeout:.0f} s"}
@@ -37,7 +41,17 @@ def run_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
 def _reference_records(request: BenchRequest) -> list[ArtifactRecord]:
     size = request.reference_state.stat().st_size if request.reference_state else 0
     return [
-        ArtifactRecord(f"{REFERENCE}:{role}", REFERENCE, role, "fp32", [], [], size, "", {"note": "PyTorch eager, unfolded"})
+        ArtifactRecord(
+            f"{REFERENCE}:{role}",
+            REFERENCE,
+            role,
+            "fp32",
+            [],
+            [],
+            size,
+            "",
+            {"note": "PyTorch eager, unfolded"},
+        )
         for role in ("encoder", "decoder")
     ]
 
@@ -65,14 +79,23 @@ class LocalRunner(Runner):
         return asdict(record)
 
     def _job(self, request: BenchRequest, **fields: Any) -> dict[str, Any]:
-        return {"root": str(request.export_dir), "runs": request.runs, "warmup": request.warmup, "threads": request.threads, **fields}
+        return {
+            "root": str(request.export_dir),
+            "runs": request.runs,
+            "warmup": request.warmup,
+            "threads": request.threads,
+            **fields,
+        }
 
     def _measure(self, record: ArtifactRecord, request: BenchRequest) -> ArtifactResult:
         reason = None if record.target == REFERENCE else why_not_here(record.target)
         if reason:
             return blank_result(record, reason)
         request.progress(f"{record.file}: measuring")
-        out = run_child(self._job(request, kind="artifact", spec=self._spec(record, request)), self.options.timeout_s)
+        out = run_child(
+            self._job(request, kind="artifact", spec=self._spec(record, request)),
+            self.options.timeout_s,
+        )
         if "error" in out:
             return blank_result(record, out["error"])
         result = blank_result(record)
@@ -87,11 +110,18 @@ class LocalRunner(Runner):
         result.extra = out.get("extra", {})
         return result
 
-    def _pipeline(self, enc: ArtifactRecord, dec: ArtifactRecord, request: BenchRequest) -> PipelineResult:
+    def _pipeline(
+        self, enc: ArtifactRecord, dec: ArtifactRecord, request: BenchRequest
+    ) -> PipelineResult:
         result = PipelineResult(enc.file, dec.file, pipeline_label(enc, dec))
         request.progress(f"{result.label}: encoder + decoder")
         out = run_child(
-            self._job(request, kind="pipeline", encoder=self._spec(enc, request), decoder=self._spec(dec, request)),
+            self._job(
+                request,
+                kind="pipeline",
+                encoder=self._spec(enc, request),
+                decoder=self._spec(dec, request),
+            ),
             self.options.timeout_s,
         )
         if "error" in out:
@@ -104,18 +134,29 @@ class LocalRunner(Runner):
         return result
 
     def run(self, request: BenchRequest) -> RunOutcome:
-        records = list(request.artifacts) + (_reference_records(request) if request.reference_state else [])
+        records = list(request.artifacts) + (
+            _reference_records(request) if request.reference_state else []
+        )
         artifacts = [self._measure(r, request) for r in records]
         measured = {a.file for a in artifacts if a.measured}
         pipelines = [
-            self._pipeline(enc, dec, request) for enc, dec in pairs(records) if enc.file in measured and dec.file in measured
+            self._pipeline(enc, dec, request)
+            for enc, dec in pairs(records)
+            if enc.file in measured and dec.file in measured
         ]
         return RunOutcome(self.device_info(), artifacts, pipelines, tool_versions())
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo(
-            name=self.profile.name, runner=self.kind, description=self.profile.description,
-            system=f"{platform.system()} {platform.release()}", machine=platform.machine(),
-            hostname=platform.node(), cpu_count=os.cpu_count(),
-            details={"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+            name=self.profile.name,
+            runner=self.kind,
+            description=self.profile.description,
+            system=f"{platform.system()} {platform.release()}",
+            machine=platform.machine(),
+            hostname=platform.node(),
+            cpu_count=os.cpu_count(),
+            details={
+                "processor": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+            },
         )

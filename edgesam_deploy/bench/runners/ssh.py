@@ -9,6 +9,7 @@ board runs ``python -m edgesam_deploy.device`` (NumPy and the runtime only), the
 over scp. TensorRT profiles run the engine built for timing on every case with trtexec's own
 ``--loadInputs`` and ``--exportOutput``, so the fp16 engine is judged, not only timed.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,27 @@ PARITY_DIR = "parity"  # under the remote folder: the bundle, the outputs, trtex
 _POINTS = {DECODER_1: 2, DECODER_16: 16}
 
 
-def trtexec_command(trtexec_path: str, onnx: str, engine: str, role: str, runs: int, warmup_ms: int, fp16: bool, points: int | None = None) -> list[str]:
+def trtexec_command(
+    trtexec_path: str,
+    onnx: str,
+    engine: str,
+    role: str,
+    runs: int,
+    warmup_ms: int,
+    fp16: bool,
+    points: int | None = None,
+) -> list[str]:
     """trtexec argv that builds ``engine`` from ``onnx`` (if absent) and times it; decoders get
     optimization profiles over 1..16 points and run with ``points``."""
-    argv = [trtexec_path, f"--onnx={onnx}", f"--saveEngine={engine}", f"--iterations={runs}", f"--warmUp={warmup_ms}", "--duration=0", "--avgRuns=1"]
+    argv = [
+        trtexec_path,
+        f"--onnx={onnx}",
+        f"--saveEngine={engine}",
+        f"--iterations={runs}",
+        f"--warmUp={warmup_ms}",
+        "--duration=0",
+        "--avgRuns=1",
+    ]
     if fp16:
         argv.append("--fp16")
     if role == "decoder":
@@ -55,7 +73,14 @@ def trtexec_command(trtexec_path: str, onnx: str, engine: str, role: str, runs: 
 def stats_from_trtexec(result: trtexec.TrtexecResult, runs: int) -> Stats:
     """Host-side latency (enqueue to outputs back) as Stats."""
     lat = result.sections["latency"]
-    return Stats(p50=lat.get("median", lat["mean"]), p90=lat.get("p90"), min=lat["min"], mean=lat["mean"], runs=runs, max=lat.get("max"))
+    return Stats(
+        p50=lat.get("median", lat["mean"]),
+        p90=lat.get("p90"),
+        min=lat["min"],
+        mean=lat["mean"],
+        runs=runs,
+        max=lat.get("max"),
+    )
 
 
 class SshRunner(Runner):
@@ -66,7 +91,10 @@ class SshRunner(Runner):
         host = self.options.ssh_host or self.profile.resolve("host")
         if not host:
             hint = self.profile.env_hint("host")
-            raise DeviceError(f"device '{self.profile.name}' needs an ssh host: pass --ssh-host HOST" + (f" or set {hint}" if hint else ""))
+            raise DeviceError(
+                f"device '{self.profile.name}' needs an ssh host: pass --ssh-host HOST"
+                + (f" or set {hint}" if hint else "")
+            )
         return host
 
     def _common(self) -> list[str]:
@@ -98,7 +126,9 @@ class SshRunner(Runner):
         return f"{self.remote_dir}/artifacts/{file}.{self.profile.delegate or 'fp32'}.engine"
 
     def probe(self) -> str:
-        return f"{self.host}: " + " ".join(self.ssh("uname -snrm", "ssh connection", timeout=30).split())
+        return f"{self.host}: " + " ".join(
+            self.ssh("uname -snrm", "ssh connection", timeout=30).split()
+        )
 
     def parity_unsupported(self, record: ArtifactRecord) -> str | None:
         if self.tensorrt:
@@ -177,10 +207,17 @@ class SshRunner(Runner):
             dest.parent.mkdir(parents=True, exist_ok=True)
             src = request.export_dir / record.file
             shutil.copytree(src, dest) if src.is_dir() else shutil.copy2(src, dest)
-        Manifest(model=request.manifest.model, tools=request.manifest.tools, artifacts=list(request.artifacts)).save(local)
+        Manifest(
+            model=request.manifest.model,
+            tools=request.manifest.tools,
+            artifacts=list(request.artifacts),
+        ).save(local)
         remote = f"{self.remote_dir}/artifacts"
         request.progress(f"{self.host}: copying {len(request.artifacts)} artifact(s) to {remote}")
-        self.ssh(f"rm -rf {shlex.quote(remote)} && mkdir -p {shlex.quote(self.remote_dir)}", "preparing the remote folder")
+        self.ssh(
+            f"rm -rf {shlex.quote(remote)} && mkdir -p {shlex.quote(self.remote_dir)}",
+            "preparing the remote folder",
+        )
         self.scp([str(local)], f"{self.host}:{self.remote_dir}/", "copying artifacts")
         return remote
 
@@ -192,26 +229,43 @@ class SshRunner(Runner):
             return self._run_tool(request, remote, Path(tmp))
 
     def _run_tool(self, request: BenchRequest, remote: str, staging: Path) -> RunOutcome:
-        template = self.options.remote_command or self.profile.resolve("remote_command") or DEFAULT_REMOTE_COMMAND
+        template = (
+            self.options.remote_command
+            or self.profile.resolve("remote_command")
+            or DEFAULT_REMOTE_COMMAND
+        )
         remote_json = f"{self.remote_dir}/result.json"
         command = template.format(
             python=self.python,
-            artifacts=shlex.quote(remote), json=shlex.quote(remote_json), runs=request.runs, warmup=request.warmup,
+            artifacts=shlex.quote(remote),
+            json=shlex.quote(remote_json),
+            runs=request.runs,
+            warmup=request.warmup,
             threads_option=f"--threads {request.threads}" if request.threads else "",
         )
         request.progress(f"{self.host}: {command}")
         self.ssh(command, "the remote benchmark")
-        self.scp([f"{self.host}:{remote_json}"], str(staging / "result.json"), "fetching the results")
+        self.scp(
+            [f"{self.host}:{remote_json}"], str(staging / "result.json"), "fetching the results"
+        )
         try:
             report = BenchReport.from_dict(json.loads((staging / "result.json").read_text()))
         except (ValueError, KeyError) as exc:
-            raise DeviceError(f"device '{self.profile.name}': unreadable results from the board ({exc})") from exc
+            raise DeviceError(
+                f"device '{self.profile.name}': unreadable results from the board ({exc})"
+            ) from exc
         device = report.device
         device.details = {**device.details, "ssh_host": self.host, "remote_device": device.name}
-        device.name, device.runner, device.description = self.profile.name, self.kind, self.profile.description
+        device.name, device.runner, device.description = (
+            self.profile.name,
+            self.kind,
+            self.profile.description,
+        )
         return RunOutcome(device, report.artifacts, report.pipelines, report.versions)
 
-    def _trtexec_result(self, record: ArtifactRecord, request: BenchRequest, remote: str) -> ArtifactResult:
+    def _trtexec_result(
+        self, record: ArtifactRecord, request: BenchRequest, remote: str
+    ) -> ArtifactResult:
         trt = self.profile.resolve("trtexec") or "trtexec"
         onnx = f"{remote}/{record.file}"
         engine = self._engine(record.file)
@@ -219,16 +273,34 @@ class SshRunner(Runner):
         result = blank_result(record)
         keys = [ENCODER] if record.role == "encoder" else list(_POINTS)
         for key in keys:
-            argv = trtexec_command(trt, onnx, engine, record.role, request.runs, 200 * request.warmup, fp16, _POINTS.get(key))
+            argv = trtexec_command(
+                trt,
+                onnx,
+                engine,
+                record.role,
+                request.runs,
+                200 * request.warmup,
+                fp16,
+                _POINTS.get(key),
+            )
             request.progress(f"{self.host}: {record.file} ({key}) with trtexec")
-            parsed = trtexec.parse(self.ssh(" ".join(shlex.quote(a) for a in argv), f"trtexec on {record.file}"))
+            parsed = trtexec.parse(
+                self.ssh(" ".join(shlex.quote(a) for a in argv), f"trtexec on {record.file}")
+            )
             if not parsed.complete:
                 result.reason = "trtexec printed no performance summary"
                 return result
             result.latency[key] = stats_from_trtexec(parsed, request.runs)
-            result.extra[key] = {"throughput_qps": parsed.throughput_qps, "gpu_compute_ms": parsed.sections.get("gpu_compute", {}), "command": argv}
+            result.extra[key] = {
+                "throughput_qps": parsed.throughput_qps,
+                "gpu_compute_ms": parsed.sections.get("gpu_compute", {}),
+                "command": argv,
+            }
         result.measured = True
-        result.runtime, result.runtime_details = "tensorrt", {"runtime": "tensorrt", "precision": "fp16" if fp16 else "fp32", "engine": engine}
+        result.runtime, result.runtime_details = (
+            "tensorrt",
+            {"runtime": "tensorrt", "precision": "fp16" if fp16 else "fp32", "engine": engine},
+        )
         if DECODER_1 in result.latency:
             result.clicks_per_s = 1e3 / result.latency[DECODER_1].mean
         return result
@@ -236,7 +308,22 @@ class SshRunner(Runner):
     def _run_trtexec(self, request: BenchRequest, remote: str) -> RunOutcome:
         onnx = [r for r in request.artifacts if r.target == "onnx"]
         results = [self._trtexec_result(r, request, remote) for r in onnx]
-        results += [blank_result(r, "trtexec runs ONNX artifacts only") for r in request.artifacts if r.target != "onnx"]
+        results += [
+            blank_result(r, "trtexec runs ONNX artifacts only")
+            for r in request.artifacts
+            if r.target != "onnx"
+        ]
         system = " ".join(self.ssh("uname -srm", "ssh connection").split())
-        device = DeviceInfo(self.profile.name, self.kind, self.profile.description, system=system, hostname=self.host)
-        return RunOutcome(device, results, summed_pipelines(results, onnx, "sum of trtexec p50s"), {"trtexec": self.profile.resolve("trtexec") or "trtexec"})
+        device = DeviceInfo(
+            self.profile.name,
+            self.kind,
+            self.profile.description,
+            system=system,
+            hostname=self.host,
+        )
+        return RunOutcome(
+            device,
+            results,
+            summed_pipelines(results, onnx, "sum of trtexec p50s"),
+            {"trtexec": self.profile.resolve("trtexec") or "trtexec"},
+        )

@@ -294,8 +294,10 @@ class XcodeRunner(Runner):
         if self.simulator:
             return None
         team = self.options.xcode_team or self.profile.resolve("team")
-        hint = "--xcode-team" if self.options.xcode_team else (
-            self.profile.env_hint("team") or "--xcode-team or the profile's connection.team"
+        hint = (
+            "--xcode-team"
+            if self.options.xcode_team
+            else (self.profile.env_hint("team") or "--xcode-team or the profile's connection.team")
         )
         if not team:
             raise self.error(

@@ -1,31 +1,84 @@
 """Core ML package checks that run without macOS: read a saved ``.mlpackage`` back (no predictions),
 its inputs and outputs, and the census of its MIL ops."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ...errors import DeployError, require, first_line
+from ...errors import DeployError, first_line, require
 from ...vocabulary import GraphSpec, Role
 
 # ops a converted graph may contain (weight compression adds constexpr_* ops)
 EXPECTED_OPS: dict[Role, frozenset[str]] = {
-    Role.ENCODER: frozenset({
-        "const", "cast", "conv", "gelu", "relu", "sigmoid", "mul", "add", "sub", "pow", "sqrt",
-        "real_div", "reduce_mean", "batch_norm", "upsample_bilinear",
-    }),
-    Role.DECODER: frozenset({
-        "const", "cast", "add", "mul", "sub", "linear", "sin", "cos", "concat", "expand_dims",
-        "abs", "reshape", "transpose", "matmul", "softmax", "layer_norm", "relu",
-        "slice_by_index", "conv_transpose", "reduce_mean", "pow", "sqrt", "real_div", "batch_norm",
-        "gelu", "stack", "greater", "reduce_sum", "shape", "gather", "squeeze", "tile",
-    }),
+    Role.ENCODER: frozenset(
+        {
+            "const",
+            "cast",
+            "conv",
+            "gelu",
+            "relu",
+            "sigmoid",
+            "mul",
+            "add",
+            "sub",
+            "pow",
+            "sqrt",
+            "real_div",
+            "reduce_mean",
+            "batch_norm",
+            "upsample_bilinear",
+        }
+    ),
+    Role.DECODER: frozenset(
+        {
+            "const",
+            "cast",
+            "add",
+            "mul",
+            "sub",
+            "linear",
+            "sin",
+            "cos",
+            "concat",
+            "expand_dims",
+            "abs",
+            "reshape",
+            "transpose",
+            "matmul",
+            "softmax",
+            "layer_norm",
+            "relu",
+            "slice_by_index",
+            "conv_transpose",
+            "reduce_mean",
+            "pow",
+            "sqrt",
+            "real_div",
+            "batch_norm",
+            "gelu",
+            "stack",
+            "greater",
+            "reduce_sum",
+            "shape",
+            "gather",
+            "squeeze",
+            "tile",
+        }
+    ),
 }
-COMPRESSION_OPS = frozenset({
-    "constexpr_affine_dequantize", "constexpr_lut_to_dense", "constexpr_blockwise_shift_scale",
-    "constexpr_sparse_to_dense", "quantize", "dequantize",
-})
+COMPRESSION_OPS = frozenset(
+    {
+        "constexpr_affine_dequantize",
+        "constexpr_lut_to_dense",
+        "constexpr_blockwise_shift_scale",
+        "constexpr_sparse_to_dense",
+        "quantize",
+        "dequantize",
+    }
+)
 
 
 def load_package(path: Path) -> Any:
@@ -58,7 +111,10 @@ def io_summary(mlmodel: Any) -> dict[str, list[dict]]:
     """Inputs and outputs of a package: name, default shape, [min, max] per dim, dtype, description.
     A flexible dim has min < max; an output's shape is empty when Core ML leaves it to run time."""
     desc = mlmodel.get_spec().description
-    return {"inputs": [_feature(f) for f in desc.input], "outputs": [_feature(f) for f in desc.output]}
+    return {
+        "inputs": [_feature(f) for f in desc.input],
+        "outputs": [_feature(f) for f in desc.output],
+    }
 
 
 def _walk_ops(block: Any) -> Iterable[Any]:
@@ -78,7 +134,9 @@ def op_census(mlmodel: Any) -> dict[str, Any]:
 
     spec = mlmodel.get_spec()
     if spec.WhichOneof("Type") != "mlProgram":
-        raise DeployError("not an ML program (neuralnetwork packages are not produced by this tool)")
+        raise DeployError(
+            "not an ML program (neuralnetwork packages are not produced by this tool)"
+        )
     main = spec.mlProgram.functions["main"]
     ops: Counter[str] = Counter()
     by_dtype: dict[str, Counter[str]] = {"fp16": Counter(), "fp32": Counter()}
@@ -90,7 +148,12 @@ def op_census(mlmodel: Any) -> dict[str, Any]:
         key = {"FLOAT16": "fp16", "FLOAT32": "fp32"}.get(dtype)
         if key:
             by_dtype[key][op.type] += 1
-    return {"opset": main.opset, "ops": dict(ops), "fp16": dict(by_dtype["fp16"]), "fp32": dict(by_dtype["fp32"])}
+    return {
+        "opset": main.opset,
+        "ops": dict(ops),
+        "fp16": dict(by_dtype["fp16"]),
+        "fp32": dict(by_dtype["fp32"]),
+    }
 
 
 def unexpected_ops(census: dict[str, Any], role: Role) -> set[str]:

@@ -6,6 +6,7 @@ decoder ``image_embeddings``, ``point_coords`` [1,N,2], ``point_labels`` [1,N] -
 (``runtimes.coreml_fp16.FP32_GROUPS``) where a measurement on a calibration photo finds fp16 overflow
 risk, unless ``CoremlOptions.fp32_ops`` names them. Compressed variants start from the fp16 program.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,9 @@ from .checks import check_package
 from .options import FP32_OPS_AUTO, CoremlOptions
 
 LICENSE = "NTU S-Lab License 1.0 (weights)"
-AUTHOR = "EdgeSAM weights: C. Zhou, X. Li, C. C. Loy, B. Dai (NTU S-Lab); converted by edgesam-deploy"
+AUTHOR = (
+    "EdgeSAM weights: C. Zhou, X. Li, C. C. Loy, B. Dai (NTU S-Lab); converted by edgesam-deploy"
+)
 DESCRIPTIONS = {
     "image": "RGB image resized (long side 1024), normalized ((x - mean) / std, 0..255 scale), zero-padded, NCHW",
     "image_embeddings": "image embeddings from the EdgeSAM encoder, 1 x 256 x 64 x 64",
@@ -44,7 +47,8 @@ DESCRIPTIONS = {
     "mask_input": "low-res logits of a previous prediction, 1 x 1 x 256 x 256 (refinement)",
     "has_mask_input": "1 to use mask_input, 0 to ignore it; shape 1",
     "scores": "one score per mask, 1 x 4 (IoU prediction or stability score)",
-    "masks": "low-res mask logits 1 x 4 x 256 x 256 (token 0 is the single-mask output); threshold at 0 after upsampling",
+    "masks": "low-res mask logits 1 x 4 x 256 x 256 (token 0 is the single-mask output); "
+    "threshold at 0 after upsampling",
 }
 SHORT = {
     Role.ENCODER: "EdgeSAM image encoder (RepViT-M1, re-parameterized, bilinear fusion)",
@@ -99,7 +103,9 @@ class CoremlExporter(Exporter):
         """coremltools input and output types of ``spec``'s graph (N a RangeDim 1..max_points)."""
         n = ct.RangeDim(lower_bound=1, upper_bound=max_points, default=2, symbol="N")
         inputs = [
-            ct.TensorType(name=s.name, shape=tuple(n if d is None else d for d in s.shape), dtype=np.float32)
+            ct.TensorType(
+                name=s.name, shape=tuple(n if d is None else d for d in s.shape), dtype=np.float32
+            )
             for s in spec.inputs
         ]
         return inputs, [ct.TensorType(name=name) for name in spec.output_names]
@@ -118,11 +124,18 @@ class CoremlExporter(Exporter):
         ios = getattr(ct.target, f"iOS{opts.min_ios}")
         try:
             return ct.convert(
-                traced, inputs=inputs, outputs=outputs, convert_to="mlprogram", compute_precision=precision,
-                minimum_deployment_target=ios, skip_model_load=True,
+                traced,
+                inputs=inputs,
+                outputs=outputs,
+                convert_to="mlprogram",
+                compute_precision=precision,
+                minimum_deployment_target=ios,
+                skip_model_load=True,
             )
         except Exception as exc:  # the converter raises plain exceptions
-            raise DeployError(f"Core ML conversion of the {spec.role} failed: {first_line(exc, 300)}") from exc
+            raise DeployError(
+                f"Core ML conversion of the {spec.role} failed: {first_line(exc, 300)}"
+            ) from exc
 
     def _export_role(
         self,
@@ -169,7 +182,11 @@ class CoremlExporter(Exporter):
         return records
 
     def _compressed(
-        self, fp16: Any, spec: GraphSpec, precision: Precision, samples: list[tuple[torch.Tensor, ...]]
+        self,
+        fp16: Any,
+        spec: GraphSpec,
+        precision: Precision,
+        samples: list[tuple[torch.Tensor, ...]],
     ) -> Any:
         """The fp16 program, or its weight-compressed / activation-quantized variant."""
         if precision in WEIGHT_COMPRESSIONS:
@@ -179,7 +196,9 @@ class CoremlExporter(Exporter):
         return fp16
 
     @staticmethod
-    def _details(path: Path, opts: CoremlOptions, spec: GraphSpec, fp32_ops: list[str]) -> dict[str, Any]:
+    def _details(
+        path: Path, opts: CoremlOptions, spec: GraphSpec, fp32_ops: list[str]
+    ) -> dict[str, Any]:
         """Check a saved package back (DeployError listing its problems) and describe it."""
         role = spec.role
         check = check_package(path, spec, opts.max_points)
@@ -201,21 +220,35 @@ class CoremlExporter(Exporter):
         return details
 
     @staticmethod
-    def _sample_data(spec: GraphSpec, samples: list[tuple[torch.Tensor, ...]]) -> list[dict[str, np.ndarray]]:
+    def _sample_data(
+        spec: GraphSpec, samples: list[tuple[torch.Tensor, ...]]
+    ) -> list[dict[str, np.ndarray]]:
         names = spec.input_names
         return [{n: t.numpy() for n, t in zip(names, s)} for s in samples]
 
-    def _add_compression_details(self, ctx: ExportContext, records: list[ArtifactRecord], samples: list[tuple[torch.Tensor, ...]]) -> None:
+    def _add_compression_details(
+        self,
+        ctx: ExportContext,
+        records: list[ArtifactRecord],
+        samples: list[tuple[torch.Tensor, ...]],
+    ) -> None:
         """Size against fp16 (when exported too) and the emulated cost on the calibration sample:
         embedding cosine / low-res mask IoU against the fp32 graph, beside the fp16 figure."""
         by_precision = {r.precision: r for r in records}
         compressed = [r for r in records if r.precision in BITS_PER_WEIGHT]
         if not compressed:
             return
-        costs = {p: self._emulated_cost(ctx, by_precision[p], samples) for p in ["fp16", *[r.precision for r in compressed]] if p in by_precision}
+        costs = {
+            p: self._emulated_cost(ctx, by_precision[p], samples)
+            for p in ["fp16", *[r.precision for r in compressed]]
+            if p in by_precision
+        }
         fp16 = by_precision.get("fp16")
         for r in compressed:
-            info: dict[str, Any] = {"bits_per_weight": BITS_PER_WEIGHT[r.precision], "emulated_cost": costs[r.precision]}
+            info: dict[str, Any] = {
+                "bits_per_weight": BITS_PER_WEIGHT[r.precision],
+                "emulated_cost": costs[r.precision],
+            }
             if fp16 is not None:
                 info["fp16_size_bytes"] = fp16.size_bytes
                 info["size_vs_fp16"] = r.size_bytes / fp16.size_bytes
@@ -223,7 +256,9 @@ class CoremlExporter(Exporter):
             r.details["compression"] = info
 
     @staticmethod
-    def _emulated_cost(ctx: ExportContext, record: ArtifactRecord, samples: list[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+    def _emulated_cost(
+        ctx: ExportContext, record: ArtifactRecord, samples: list[tuple[torch.Tensor, ...]]
+    ) -> dict[str, float]:
         from ...parity import metrics as M
         from ...runtimes.coreml import CoremlEmulationSession
 
@@ -241,7 +276,11 @@ class CoremlExporter(Exporter):
                     ious.extend(M.mask_iou(ref[0], out["masks"][0] > 0)[0].tolist())
         if record.role == Role.ENCODER:
             return {"emb_cosine_min": float(np.min(cos)), "samples": len(cos)}
-        return {"lowres_mask_iou_mean": float(np.mean(ious)), "lowres_mask_iou_min": float(np.min(ious)), "samples": len(data)}
+        return {
+            "lowres_mask_iou_mean": float(np.mean(ious)),
+            "lowres_mask_iou_min": float(np.min(ious)),
+            "samples": len(data),
+        }
 
     @staticmethod
     def _set_metadata(

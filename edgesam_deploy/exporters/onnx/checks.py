@@ -23,9 +23,13 @@ def check_static_decoder(model: Any) -> None:
 
     bad = sorted({n.op_type for n in model.graph.node if n.op_type in FORBIDDEN_DECODER_OPS})
     if bad:
-        raise DeployError(f"the decoder graph contains {', '.join(bad)}: label selection must be arithmetic")
+        raise DeployError(
+            f"the decoder graph contains {', '.join(bad)}: label selection must be arithmetic"
+        )
     inferred = onnx.shape_inference.infer_shapes(model)
     for out in inferred.graph.output:
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim
+        ]
         if None in dims or not dims:
             raise DeployError(f"the decoder output {out.name} has a data-dependent shape {dims}")

@@ -4,6 +4,7 @@ Tracing uses the legacy TorchScript exporter at opset 17 (the dynamo exporter tu
 writes external weights); int8 encoders are traced at opset 20 from the equalized encoder; graphs are
 simplified with onnxslim. Reasons and measurements: docs/onnx.md.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,10 @@ INT8_OPSET = 20  # int8 encoders: GELU as one Gelu node, so ORT's QDQ fusion mat
 SIMPLIFIER = "onnxslim"
 EXPORTER = "torch.onnx legacy TorchScript exporter (dynamo=False)"
 FP16_INPUT_POLICY_REASON = (
-    "the prompt encoding (coords + 0.5) / 1024 -> Fourier features -> sin/cos: in fp16 a coordinate near 1024 "
-    "moves in 0.5 px steps and sin/cos of large phases lose digits; it is N x 256 values, free in fp32"
+    "the prompt encoding (coords + 0.5) / 1024 -> Fourier features -> sin/cos: in fp16 a "
+    "coordinate near 1024 "
+    "moves in 0.5 px steps and sin/cos of large phases lose digits; it is N x 256 values, free in "
+    "fp32"
 )
 
 
@@ -39,7 +42,7 @@ def _policies() -> dict[str, Any]:
     fp16 = Fp16Policy(
         keep_ops={
             "LayerNormalization": "mean/variance over 256 channels of 4096 tokens; fp32 lowers the decoder's "
-                                  "logit error and raises its min mask IoU (docs/onnx.md)",
+            "logit error and raises its min mask IoU (docs/onnx.md)",
             "ReduceSum": "stability-score pixel counts reach 65536 > fp16 max; fp16 sums of ones stall at 2048",
         },
         fp32_inputs=("point_coords", "point_labels"),
@@ -54,18 +57,21 @@ def _policies() -> dict[str, Any]:
             "/encoder/neck": "convs and LayerNorm2d producing the embeddings",
         },
         reduce_range="on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in 16 bits, "
-                     "which 8-bit weights can saturate; 7-bit weights raise the embedding cosine (docs/onnx.md)",
+        "which 8-bit weights can saturate; 7-bit weights raise the embedding cosine (docs/onnx.md)",
     )
     return {"fp16": fp16, "encoder_int8": encoder_int8}
 
 
 LATE_BLOCK_REASON = (
-    "last four blocks of the 192-channel stage, read directly by the fusion: kept float for embedding "
+    "last four blocks of the 192-channel stage, read directly by the fusion: kept float for "
+    "embedding "
     "cosine and mask IoU at the cost of float convolutions (measurements: docs/onnx.md)"
 )
 DECODER_INT8_NOTE = (
-    "decoder kept float32: every int8 decoder measured (dynamic and static QDQ, MatMul/Gemm quantized, with the "
-    "prompt path, mask head or whole transformer excluded) stayed below the int8 gate's mean mask IoU and was not "
+    "decoder kept float32: every int8 decoder measured (dynamic and static QDQ, MatMul/Gemm "
+    "quantized, with the "
+    "prompt path, mask head or whole transformer excluded) stayed below the int8 gate's mean mask "
+    "IoU and was not "
     "faster on CPU (docs/onnx.md); the int8 variant is an int8 encoder beside this fp32 decoder"
 )
 
@@ -81,11 +87,14 @@ class OnnxExporter(Exporter):
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         """Write ``onnx/{encoder,decoder}.<precision>.onnx`` under ``ctx.out_dir``."""
-        self.check_dependencies()  # onnxslim's shape inference silently degrades without onnxruntime
+        # onnxslim's shape inference silently degrades without onnxruntime
+        self.check_dependencies()
         precisions = self.resolve_precisions(self.options(ctx).precisions)
         records = []
         for role in Role:
-            ctx.progress(f"onnx: tracing the {role} (opset {OPSET}) and simplifying with {SIMPLIFIER}")
+            ctx.progress(
+                f"onnx: tracing the {role} (opset {OPSET}) and simplifying with {SIMPLIFIER}"
+            )
             fp32 = self._trace(ctx.graph(role), ctx.spec(role), OPSET)
             if role == Role.DECODER:
                 check_static_decoder(fp32)
@@ -110,7 +119,8 @@ class OnnxExporter(Exporter):
         import onnxslim
 
         dynamic = {
-            s.name: {i: "num_points" for i, d in enumerate(s.shape) if d is None} for s in spec.inputs
+            s.name: {i: "num_points" for i, d in enumerate(s.shape) if d is None}
+            for s in spec.inputs
         }
         buf = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
@@ -157,13 +167,20 @@ class OnnxExporter(Exporter):
         details: dict[float, dict[str, Any]] = {}
 
         def build(graph: Any, alpha: float) -> Any:
-            ctx.progress(f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} images")
-            source, pools = Q.spatial_means_to_global_pool(self._trace(graph, ctx.spec(Role.ENCODER), INT8_OPSET))
+            ctx.progress(
+                f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} "
+                "images"
+            )
+            source, pools = Q.spatial_means_to_global_pool(
+                self._trace(graph, ctx.spec(Role.ENCODER), INT8_OPSET)
+            )
             model, details[alpha] = Q.quantize_int8_static(source, policy, feeds)
             details[alpha]["squeeze_excite_means_as_global_average_pool"] = pools
             return model
 
-        model, equalization = ctx.best_equalized(build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images]))
+        model, equalization = ctx.best_equalized(
+            build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images])
+        )
         return model, {**details[equalization["alpha"]], "equalization": equalization}
 
     @staticmethod

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ...vocabulary import Target
-
 from ..base import TargetOptions
 
 

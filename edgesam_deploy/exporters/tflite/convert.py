@@ -9,12 +9,14 @@ litert-torch cannot lower a dynamic N, and padding a prompt with label -1 points
 padding tokens take part in the two-way attention), so every N gets its own exact signature; all
 signatures share one copy of the weights. See docs/tflite.md for the measurements behind this.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,7 +73,9 @@ class _NamedDecoder(nn.Module):
         mask_input: torch.Tensor | None = None,
         has_mask_input: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        scores, masks = self.net(image_embeddings, point_coords, point_labels, mask_input, has_mask_input)
+        scores, masks = self.net(
+            image_embeddings, point_coords, point_labels, mask_input, has_mask_input
+        )
         return {"scores": scores, "masks": masks}
 
 
@@ -88,7 +92,6 @@ def _quiet_converter() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
-
 
 
 def convert_encoder(graph: EncoderGraph) -> bytes:
@@ -140,7 +143,9 @@ class TfliteExporter(Exporter):
     ) -> list[ArtifactRecord]:
         """``tflite/encoder.<precision>.tflite``; int8 ones from the best-equalized encoder."""
         records = []
-        converted: dict[float, bytes] = {}  # equalized encoders by alpha, shared by the int8 variants
+        converted: dict[
+            float, bytes
+        ] = {}  # equalized encoders by alpha, shared by the int8 variants
         ctx.progress("tflite: converting the encoder (litert-torch)")
         encoder = convert_encoder(ctx.encoder_graph)
         spec = graph_spec(Role.ENCODER)
@@ -150,21 +155,30 @@ class TfliteExporter(Exporter):
             if precision.is_float:
                 data = self._quantize(ctx, Role.ENCODER, precision, encoder, None, details)
             else:
-                data, details["equalization"] = self._equalized_int8_encoder(ctx, precision, converted)
+                data, details["equalization"] = self._equalized_int8_encoder(
+                    ctx, precision, converted
+                )
                 images = len(ctx.calibration_images)
                 details.update(self._quantization_details(ctx, Role.ENCODER, precision, images))
             records.append(self._write(ctx, Role.ENCODER, precision, data, details))
         return records
 
     def _decoders(
-        self, ctx: ExportContext, opts: TfliteOptions, precisions: list[Precision], base: dict[str, Any]
+        self,
+        ctx: ExportContext,
+        opts: TfliteOptions,
+        precisions: list[Precision],
+        base: dict[str, Any],
     ) -> list[ArtifactRecord]:
         """``tflite/decoder.<precision>.tflite`` with one signature per point count."""
         counts = list(opts.point_counts)
         signatures = {n: decoder_signature(n) for n in counts}
         spec = ctx.spec(Role.DECODER)
         io = {"inputs": list(spec.input_names), "outputs": list(spec.output_names)}
-        ctx.progress(f"tflite: converting the decoder, {len(counts)} signature(s) N = {counts[0]}..{counts[-1]}")
+        ctx.progress(
+            f"tflite: converting the decoder, {len(counts)} signature(s) N = "
+            f"{counts[0]}..{counts[-1]}"
+        )
         decoder = convert_decoder(ctx.decoder_graph, counts, spec)
         records = []
         for precision in precisions:
@@ -197,7 +211,9 @@ class TfliteExporter(Exporter):
                 ctx.progress(f"tflite: converting the encoder equalized with alpha {alpha}")
                 converted[alpha] = convert_encoder(graph)
             ctx.progress(f"tflite: encoder {precision}, alpha {alpha}")
-            return quantize_model(converted[alpha], recipe_for(precision, Role.ENCODER), calibration)
+            return quantize_model(
+                converted[alpha], recipe_for(precision, Role.ENCODER), calibration
+            )
 
         return ctx.best_equalized(build, encoder_outputs)
 
@@ -221,7 +237,10 @@ class TfliteExporter(Exporter):
     def _quantization_details(
         ctx: ExportContext, role: Role, precision: Precision, feeds_per_signature: int
     ) -> dict[str, Any]:
-        details: dict[str, Any] = {"tool": "ai-edge-quantizer", "recipe": recipe_for(precision, role)}
+        details: dict[str, Any] = {
+            "tool": "ai-edge-quantizer",
+            "recipe": recipe_for(precision, role),
+        }
         if precision == Precision.INT8_FULL:
             details["float_kept"] = FULL_INT8_FLOAT_KEPT[role].as_dict()
             source = ctx.calibration_source()
@@ -229,7 +248,12 @@ class TfliteExporter(Exporter):
         return {"quantization": details}
 
     def _write(
-        self, ctx: ExportContext, role: Role, precision: Precision, data: bytes, details: dict[str, Any]
+        self,
+        ctx: ExportContext,
+        role: Role,
+        precision: Precision,
+        data: bytes,
+        details: dict[str, Any],
     ) -> ArtifactRecord:
         """Write atomically, refuse Flex/custom ops, and describe the file."""
         path = Path(ctx.out_dir) / "tflite" / f"{ctx.stem(role)}.{precision}.tflite"

@@ -3,6 +3,7 @@ custom ops, signatures with their input/output names, tensor types.
 
 Used by the TFLite exporter (record details, the no-Flex gate), the tests and the benchmark.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,8 +33,12 @@ class TfliteSummary:
     op_counts_first: Counter = field(default_factory=Counter)
     custom_ops: list[str] = field(default_factory=list)
     signatures: list[SignatureInfo] = field(default_factory=list)
-    input_types: dict[str, str] = field(default_factory=dict)  # "<signature>/<input>" -> tensor type
-    tensor_types: Counter = field(default_factory=Counter)  # type name -> number of tensors (all subgraphs)
+    input_types: dict[str, str] = field(
+        default_factory=dict
+    )  # "<signature>/<input>" -> tensor type
+    tensor_types: Counter = field(
+        default_factory=Counter
+    )  # type name -> number of tensors (all subgraphs)
 
     @property
     def flex_ops(self) -> list[str]:
@@ -48,7 +53,9 @@ class TfliteSummary:
         for sig in self.signatures:
             if sig.key == key:
                 return sig
-        raise DeployError(f"no signature '{key}'; the model has {', '.join(s.key for s in self.signatures)}")
+        raise DeployError(
+            f"no signature '{key}'; the model has {', '.join(s.key for s in self.signatures)}"
+        )
 
 
 def _enum_names(enum_cls: type) -> dict[int, str]:
@@ -74,7 +81,9 @@ def inspect_tflite(path: Path) -> TfliteSummary:
     custom: set[str] = set()
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        builtin = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())  # old files use the deprecated byte
+        builtin = max(
+            oc.BuiltinCode(), oc.DeprecatedBuiltinCode()
+        )  # old files use the deprecated byte
         name = op_names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
             name = _str(oc.CustomCode())
@@ -96,7 +105,9 @@ def inspect_tflite(path: Path) -> TfliteSummary:
         key = _str(sd.SignatureKey())
         inputs = [_str(sd.Inputs(j).Name()) for j in range(sd.InputsLength())]
         for j, name in enumerate(inputs):
-            out.input_types[f"{key}/{name}"] = type_names.get(sg.Tensors(sd.Inputs(j).TensorIndex()).Type(), "?")
+            out.input_types[f"{key}/{name}"] = type_names.get(
+                sg.Tensors(sd.Inputs(j).TensorIndex()).Type(), "?"
+            )
         outputs = [_str(sd.Outputs(j).Name()) for j in range(sd.OutputsLength())]
         out.signatures.append(SignatureInfo(key, inputs, outputs, sd.SubgraphIndex()))
     first = out.signatures[0].subgraph if out.signatures else 0
@@ -109,5 +120,8 @@ def require_no_flex(path: Path, summary: TfliteSummary | None = None) -> TfliteS
     summary = summary or inspect_tflite(path)
     if summary.custom_ops:
         kind = "Flex (TF-select)" if summary.flex_ops else "custom"
-        raise DeployError(f"{path}: needs {kind} ops {', '.join(summary.custom_ops)}; the stock LiteRT runtime lacks them")
+        raise DeployError(
+            f"{path}: needs {kind} ops {', '.join(summary.custom_ops)}; the stock LiteRT runtime "
+            "lacks them"
+        )
     return summary

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...vocabulary import Target
-
 from ..base import OptionsError, TargetOptions
 
 MAX_POINTS = 64
@@ -31,5 +30,7 @@ class TfliteOptions(TargetOptions):
                 f"tflite point_counts must be whole numbers, got {self.point_counts!r}"
             ) from None
         if not counts or counts[0] < 1 or counts[-1] > MAX_POINTS:
-            raise OptionsError(f"tflite point counts must lie in 1..{MAX_POINTS}, got {counts or 'none'}")
+            raise OptionsError(
+                f"tflite point counts must lie in 1..{MAX_POINTS}, got {counts or 'none'}"
+            )
         self.point_counts = tuple(counts)
