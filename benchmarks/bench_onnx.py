@@ -115,40 +115,8 @@ def main() -> int:
         parity = {r.file: r for r in check_directory(out, model)}
         sizes = {r.file: r.size_bytes for r in records} | {OFFICIAL: (out / OFFICIAL).stat().st_size}
 
-    fp32 = lat["onnx/encoder.fp32.onnx"]
-    ratios = {
-        "encoder fp32 vs official-style (x faster)": lat[OFFICIAL] / fp32,
-        "encoder int8-static vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-static.onnx"],
-        "encoder int8-dynamic vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-dynamic.onnx"],
-        "encoder fp16 vs fp32 (x faster)": fp32 / lat["onnx/encoder.fp16.onnx"],
-        "decoder fp16 vs fp32 N=1 (x faster)": lat["onnx/decoder.fp32.onnx N=1"] / lat["onnx/decoder.fp16.onnx N=1"],
-    }
-    static = parity["onnx/encoder.int8-static.onnx"].metrics
-    targets = {
-        "int8-static encoder >= 1.6x faster than fp32": ratios["encoder int8-static vs fp32 (x faster)"] >= 1.6,
-        "int8-static embedding cosine >= 0.995": static["emb_cosine_min"] >= 0.995,
-        "int8-static mean mask IoU >= 0.95": static["mask_iou_mean"] >= 0.95,
-        "fp32 encoder at least as fast as official-style": ratios["encoder fp32 vs official-style (x faster)"] >= 1.0,
-    }
-    print(f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder {args.runs * 4})")
-    print(f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} {'IoU min':>8s} parity")
-    for key, ms in lat.items():
-        f = key.split(" ")[0]
-        p = parity.get(f)
-        m = p.metrics if p else {}
-        cells = [f"{m[k]:9.6f}" if k in m else f"{'':9s}" for k in ("emb_cosine_min",)]
-        d = m.get("emb_max_abs", m.get("logit_max_abs"))
-        print(f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cells[0]} {'' if d is None else format(d, '9.2e'):>9s} "
-              f"{m.get('mask_iou_mean', float('nan')):9.5f} {m.get('mask_iou_min', float('nan')):8.4f} "
-              f"{'' if p is None else ('pass' if p.passed else 'FAIL: ' + '; '.join(p.failures))}")
-    for name, value in ratios.items():
-        print(f"{name:45s} {value:6.2f}")
-    for f, per_op in profiles.items():
-        total = sum(per_op.values())
-        top = ", ".join(f"{op} {ms:.0f}" for op, ms in list(per_op.items())[:6])
-        print(f"where {f} spends {total:.0f} ms (ORT profile, per op type): {top}")
-    for name, met in targets.items():
-        print(f"target {name}: {'MET' if met else 'NOT MET'}")
+    ratios, targets = ratios_and_targets(lat, parity)
+    print_report(args, lat, sizes, parity, ratios, profiles, targets)
     write_json(args.out, {
         "device": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
         "tools": tool_versions(), "weights": source.as_dict(), "runs": args.runs,
@@ -158,6 +126,52 @@ def main() -> int:
     })
     print(f"wrote {args.out}")
     return 0
+
+
+def ratios_and_targets(lat: dict[str, float], parity: dict) -> tuple[dict[str, float], dict[str, bool]]:
+    """Speed ratios measured in this run, and the issue's targets judged on them."""
+    fp32 = lat["onnx/encoder.fp32.onnx"]
+    ratios = {
+        "encoder fp32 vs official-style (x faster)": lat[OFFICIAL] / fp32,
+        "encoder int8-static vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-static.onnx"],
+        "encoder int8-dynamic vs fp32 (x faster)": fp32 / lat["onnx/encoder.int8-dynamic.onnx"],
+        "encoder fp16 vs fp32 (x faster)": fp32 / lat["onnx/encoder.fp16.onnx"],
+        "decoder fp16 vs fp32 N=1 (x faster)": lat["onnx/decoder.fp32.onnx N=1"]
+        / lat["onnx/decoder.fp16.onnx N=1"],
+    }
+    static = parity["onnx/encoder.int8-static.onnx"].metrics
+    targets = {
+        "int8-static encoder >= 1.6x faster than fp32": ratios["encoder int8-static vs fp32 (x faster)"] >= 1.6,
+        "int8-static embedding cosine >= 0.995": static["emb_cosine_min"] >= 0.995,
+        "int8-static mean mask IoU >= 0.95": static["mask_iou_mean"] >= 0.95,
+        "fp32 encoder at least as fast as official-style": ratios["encoder fp32 vs official-style (x faster)"]
+        >= 1.0,
+    }
+    return ratios, targets
+
+
+def print_report(args, lat, sizes, parity, ratios, profiles, targets) -> None:
+    """The latency / size / parity table, the ratios, the op profiles and the targets."""
+    print(f"\nONNX Runtime CPU, {args.threads} threads, median of {args.runs} runs (decoder {args.runs * 4})")
+    print(f"{'artifact':42s} {'ms':>9s} {'MB':>7s} {'emb cos':>9s} {'max|d|':>9s} {'IoU mean':>9s} "
+          f"{'IoU min':>8s} parity")
+    for key, ms in lat.items():
+        f = key.split(" ")[0]
+        p = parity.get(f)
+        m = p.metrics if p else {}
+        cos = f"{m['emb_cosine_min']:9.6f}" if "emb_cosine_min" in m else f"{'':9s}"
+        d = m.get("emb_max_abs", m.get("logit_max_abs"))
+        verdict = "" if p is None else ("pass" if p.passed else "FAIL: " + "; ".join(p.failures))
+        print(f"{key:42s} {ms:9.1f} {sizes[f] / 1e6:7.2f} {cos} {'' if d is None else format(d, '9.2e'):>9s} "
+              f"{m.get('mask_iou_mean', float('nan')):9.5f} {m.get('mask_iou_min', float('nan')):8.4f} {verdict}")
+    for name, value in ratios.items():
+        print(f"{name:45s} {value:6.2f}")
+    for f, per_op in profiles.items():
+        total = sum(per_op.values())
+        top = ", ".join(f"{op} {ms:.0f}" for op, ms in list(per_op.items())[:6])
+        print(f"where {f} spends {total:.0f} ms (ORT profile, per op type): {top}")
+    for name, met in targets.items():
+        print(f"target {name}: {'MET' if met else 'NOT MET'}")
 
 
 if __name__ == "__main__":

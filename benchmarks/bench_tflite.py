@@ -59,64 +59,21 @@ def main() -> None:
 
     model, source = load_model(random_seed=0)
     export_dir = args.export_dir or Path(tempfile.mkdtemp(prefix="bench-tflite-"))
-    records = tflite_records(export_dir)
-    if set(records) != {(r, p) for r in Role for p in PRECISIONS}:
-        print(f"exporting to {export_dir} ...", flush=True)
-        run_export(model, source, [Target.TFLITE], export_dir, ExportOptions.of(TfliteOptions(PRECISIONS)), run_parity=False,
-                   progress=lambda m: print(f"  {m}", flush=True))
-        records = tflite_records(export_dir)
-
+    records = exported_records(model, source, export_dir)
     reference = Reference(model)
     case = reference.cases[0]
-    feeds_enc = {"image": case.tensor}
-    rng = np.random.default_rng(0)
-    feeds_dec = {
-        label: {
-            "image_embeddings": case.ref_embeddings,
-            "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
-            "point_labels": np.concatenate([np.ones((1, n - 1)), -np.ones((1, 1))], axis=1).astype(np.float32),
-        }
-        for label, n in CLICKS.items()
-    }
-
+    feeds = benchmark_feeds(case)
     rows = []
     for precision in PRECISIONS:
-        row: dict = {"precision": precision}
-        for role in ("encoder", "decoder"):
-            record = records[(role, precision)]
-            session = open_session(record, export_dir, threads=args.threads)
-            info = session.describe()
-            parity = evaluate(session, reference)
-            row[role] = {
-                "file": record.file,
-                "size_mb": round(record.size_bytes / 1e6, 2),
-                "ops": record.details.get("ops"),
-                "xnnpack": {k: info[k] for k in ("delegated", "fallback", "partitions", "fallback_ops") if k in info},
-                "parity": {k: round(v, 6) for k, v in parity.metrics.items()},
-                "passed": parity.passed,
-            }
-            if role == "encoder":
-                row[role]["latency_ms"] = round(median_ms(session, feeds_enc, args.repeats), 1)
-            else:
-                row[role]["latency_ms"] = {label: round(median_ms(session, f, args.repeats * 5), 2) for label, f in feeds_dec.items()}
+        row = {"precision": precision}
+        for role in Role:
+            session = open_session(records[(role, precision)], export_dir, threads=args.threads)
+            row[role] = measure(session, records[(role, precision)], reference, feeds[role], args.repeats)
         rows.append(row)
-        print(f"{precision}: encoder {row['encoder']['latency_ms']} ms, decoder {row['decoder']['latency_ms']} ms", flush=True)
-
-    base = rows[0]
-    for row in rows:
-        for role in ("encoder", "decoder"):
-            row[role]["size_ratio"] = round(row[role]["size_mb"] / base[role]["size_mb"], 3)
-        row["encoder"]["speedup_vs_fp32"] = round(base["encoder"]["latency_ms"] / row["encoder"]["latency_ms"], 2)
-        row["decoder"]["speedup_vs_fp32"] = {k: round(base["decoder"]["latency_ms"][k] / v, 2) for k, v in row["decoder"]["latency_ms"].items()}
-
-    header = f"{'precision':13} {'enc MB':>7} {'ratio':>6} {'enc ms':>8} {'x fp32':>7} {'emb cos':>9} {'emb max|d|':>10} {'IoU(enc)':>9} | {'dec MB':>7} {'N=2 ms':>7} {'N=16 ms':>8} {'IoU(dec)':>9}"
-    print(header)
-    for r in rows:
-        e, d = r["encoder"], r["decoder"]
-        print(f"{r['precision']:13} {e['size_mb']:7.2f} {e['size_ratio']:6.3f} {e['latency_ms']:8.1f} {e['speedup_vs_fp32']:7.2f} "
-              f"{e['parity']['emb_cosine_min']:9.6f} {e['parity']['emb_max_abs']:10.2e} {e['parity']['mask_iou_mean']:9.5f} | "
-              f"{d['size_mb']:7.2f} {d['latency_ms']['1 point']:7.2f} {d['latency_ms']['16 points']:8.2f} {d['parity']['mask_iou_mean']:9.5f}")
-
+        enc, dec = row[Role.ENCODER]["latency_ms"], row[Role.DECODER]["latency_ms"]
+        print(f"{precision}: encoder {enc} ms, decoder {dec} ms", flush=True)
+    add_ratios(rows)
+    print_table(rows)
     result = {
         "benchmark": "tflite",
         "runtime": "ai-edge-litert interpreter, XNNPACK",
@@ -129,6 +86,75 @@ def main() -> None:
     write_json(args.out, result)
     print(f"wrote {args.out}")
     print(json.dumps({"export_dir": str(export_dir)}))
+
+
+def exported_records(model, source, export_dir: Path) -> dict[tuple[str, str], ArtifactRecord]:
+    """The TFLite records of ``export_dir``, exporting every precision there first if any is missing."""
+    records = tflite_records(export_dir)
+    if set(records) != {(r, p) for r in Role for p in PRECISIONS}:
+        print(f"exporting to {export_dir} ...", flush=True)
+        options = ExportOptions.of(TfliteOptions(PRECISIONS))
+        run_export(model, source, [Target.TFLITE], export_dir, options, run_parity=False,
+                   progress=lambda m: print(f"  {m}", flush=True))
+        records = tflite_records(export_dir)
+    return records
+
+
+def benchmark_feeds(case) -> dict[Role, dict[str, dict[str, np.ndarray]]]:
+    """Encoder feeds of the first parity photo, decoder feeds per click count (label -> feeds)."""
+    rng = np.random.default_rng(0)
+    decoder = {
+        label: {
+            "image_embeddings": case.ref_embeddings,
+            "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
+            "point_labels": np.concatenate([np.ones((1, n - 1)), -np.ones((1, 1))], axis=1).astype(np.float32),
+        }
+        for label, n in CLICKS.items()
+    }
+    return {Role.ENCODER: {"image": {"image": case.tensor}}, Role.DECODER: decoder}
+
+
+def measure(session: GraphSession, record: ArtifactRecord, reference: Reference,
+            feeds: dict[str, dict[str, np.ndarray]], repeats: int) -> dict:
+    """Size, XNNPACK delegation, parity and median latency of one artifact."""
+    info = session.describe()
+    parity = evaluate(session, reference)
+    keys = ("delegated", "fallback", "partitions", "fallback_ops")
+    latency = {label: round(median_ms(session, f, repeats * (1 if label == "image" else 5)), 2)
+               for label, f in feeds.items()}
+    return {
+        "file": record.file,
+        "size_mb": round(record.size_bytes / 1e6, 2),
+        "ops": record.details.get("ops"),
+        "xnnpack": {k: info[k] for k in keys if k in info},
+        "parity": {k: round(v, 6) for k, v in parity.metrics.items()},
+        "passed": parity.passed,
+        "latency_ms": latency.get("image", latency),
+    }
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Size and speed of each precision relative to fp32 (the first row)."""
+    base = rows[0]
+    for row in rows:
+        for role in Role:
+            row[role]["size_ratio"] = round(row[role]["size_mb"] / base[role]["size_mb"], 3)
+        enc, dec = row[Role.ENCODER], row[Role.DECODER]
+        enc["speedup_vs_fp32"] = round(base[Role.ENCODER]["latency_ms"] / enc["latency_ms"], 2)
+        base_dec = base[Role.DECODER]["latency_ms"]
+        dec["speedup_vs_fp32"] = {k: round(base_dec[k] / v, 2) for k, v in dec["latency_ms"].items()}
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'precision':13} {'enc MB':>7} {'ratio':>6} {'enc ms':>8} {'x fp32':>7} {'emb cos':>9} "
+          f"{'emb max|d|':>10} {'IoU(enc)':>9} | {'dec MB':>7} {'N=2 ms':>7} {'N=16 ms':>8} {'IoU(dec)':>9}")
+    for r in rows:
+        e, d = r[Role.ENCODER], r[Role.DECODER]
+        ep, lat = e["parity"], d["latency_ms"]
+        print(f"{r['precision']:13} {e['size_mb']:7.2f} {e['size_ratio']:6.3f} {e['latency_ms']:8.1f} "
+              f"{e['speedup_vs_fp32']:7.2f} {ep['emb_cosine_min']:9.6f} {ep['emb_max_abs']:10.2e} "
+              f"{ep['mask_iou_mean']:9.5f} | {d['size_mb']:7.2f} {lat['1 point']:7.2f} "
+              f"{lat['16 points']:8.2f} {d['parity']['mask_iou_mean']:9.5f}")
 
 
 if __name__ == "__main__":

@@ -31,29 +31,45 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder; labels selected arithmetically, dense PE a constant."""
+    """Prompt encoder + mask decoder; labels selected arithmetically, dense PE a constant.
 
-    def __init__(self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU) -> None:
+    With ``mask_input`` the graph also takes ``mask_input`` [1, 1, 256, 256] (a previous answer's
+    low-res logits) and ``has_mask_input`` [1] (1 uses it, 0 gives today's decoder), as SAM's export.
+    """
+
+    def __init__(self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False) -> None:
         super().__init__()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
         self.mask_decoder = copy.deepcopy(model.mask_decoder).eval()
         self.scores = ScoreKind(scores)
+        self.mask_input = mask_input
         with torch.no_grad():
             self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().clone())
 
     def forward(
-        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor | None = None,
+        has_mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
         dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        if mask_input is not None and has_mask_input is not None:
+            has = has_mask_input.reshape(1, 1, 1, 1)
+            dense = has * self.prompt_encoder.mask_downscaling(mask_input) + (1 - has) * dense
         masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
-        scores = stability_score(masks) if self.scores is ScoreKind.STABILITY else iou
+        scores = stability_score(masks) if self.scores == ScoreKind.STABILITY else iou
         return scores, masks
 
 
-def build_graph(model: EdgeSam, role: Role, scores: ScoreKind = ScoreKind.IOU) -> nn.Module:
-    """The deployable graph of ``role`` (folded encoder, or decoder with ``scores``), in eval mode."""
-    graph = EncoderGraph(model) if role is Role.ENCODER else DecoderGraph(model, scores)
+def build_graph(
+    model: EdgeSam, role: Role, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+) -> nn.Module:
+    """The deployable graph of ``role`` (folded encoder, or decoder with ``scores`` and, with
+    ``mask_input``, the previous-mask inputs), in eval mode."""
+    graph = EncoderGraph(model) if role == Role.ENCODER else DecoderGraph(model, scores, mask_input)
     return graph.eval()
 
 
@@ -63,15 +79,18 @@ def graph_outputs(role: Role, out: torch.Tensor | tuple[torch.Tensor, ...]) -> d
     return {name: t.numpy() for name, t in zip(graph_spec(role).output_names, tensors)}
 
 
-def example_inputs(role: Role, num_points: int = 2) -> tuple[torch.Tensor, ...]:
+def example_inputs(role: Role, num_points: int = 2, mask_input: bool = False) -> tuple[torch.Tensor, ...]:
     """Deterministic example inputs of ``role``'s graph for tracing: encoder (image,), decoder
-    (embeddings [1, 256, 64, 64], coords [1, N, 2], labels [1, N] with a padding point last)."""
+    (embeddings [1, 256, 64, 64], coords [1, N, 2], labels [1, N] with a padding point last, and
+    with ``mask_input`` a mask [1, 1, 256, 256] and has_mask_input [1] = 1)."""
     g = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, 1024, 1024, generator=g)
-    if role is Role.ENCODER:
+    if role == Role.ENCODER:
         return (image,)
     emb = torch.randn(1, 256, 64, 64, generator=g)
     coords = torch.rand(1, num_points, 2, generator=g) * 1024
     labels = torch.ones(1, num_points)
     labels[0, -1] = -1
+    if mask_input:
+        return emb, coords, labels, torch.randn(1, 1, 256, 256, generator=g) * 4, torch.ones(1)
     return emb, coords, labels

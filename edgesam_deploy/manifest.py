@@ -12,6 +12,7 @@ from . import __version__
 from .errors import DeployError
 from .fileio import write_json
 from .processing import IMG_SIZE, MEAN_RGB, STD_RGB
+from .vocabulary import GraphSpec, graph_spec
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -67,6 +68,12 @@ class ArtifactRecord:
     size_bytes: int
     sha256: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def graph(self) -> GraphSpec:
+        """The interface of this artifact's graph (the decoder variant with mask inputs where
+        ``details["mask_input"]``)."""
+        return graph_spec(self.role, bool(self.details.get("mask_input")))
 
 
 @dataclass

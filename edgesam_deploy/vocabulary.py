@@ -114,9 +114,22 @@ DECODER = GraphSpec(
     ),
     outputs=(TensorSpec("scores", (1, 4)), TensorSpec("masks", (1, 4, 256, 256))),
 )
+# the decoder that also takes the previous answer (SAM's names and meaning): ``mask_input`` low-res
+# logits in the 1024 frame, ``has_mask_input`` 1 to use them, 0 for today's decoder
+DECODER_MASK_INPUT = GraphSpec(
+    Role.DECODER,
+    inputs=(
+        *DECODER.inputs,
+        TensorSpec("mask_input", (1, 1, 256, 256)),
+        TensorSpec("has_mask_input", (1,)),
+    ),
+    outputs=DECODER.outputs,
+)
 GRAPHS: dict[Role, GraphSpec] = {Role.ENCODER: ENCODER, Role.DECODER: DECODER}
 
 
-def graph_spec(role: Role | str) -> GraphSpec:
-    """The graph spec of ``role``."""
+def graph_spec(role: Role | str, mask_input: bool = False) -> GraphSpec:
+    """The graph spec of ``role`` (the decoder with the mask inputs when ``mask_input``)."""
+    if mask_input and Role(role) == Role.DECODER:
+        return DECODER_MASK_INPUT
     return GRAPHS[Role(role)]

@@ -137,3 +137,59 @@ def test_repository_copies_match_shared():
         copy = CONFORMANCE_DIR / original.name
         assert copy.is_file(), f"{original.name} is in ../shared but not in tests/data/conformance"
         assert copy.read_bytes() == original.read_bytes(), f"{copy} differs from {original}"
+
+
+MASK_CASES = ("refine_point", "refine_box")
+
+
+@pytest.fixture(scope="module")
+def maskinput() -> dict[str, np.ndarray]:
+    """The official predictor's two-click refinement vectors; missing FAILS (never skips)."""
+    from conftest import CONFORMANCE_DIR
+
+    path = CONFORMANCE_DIR / "edgesam_seed0_maskinput.npz"
+    if not path.is_file():
+        pytest.fail(f"mask-input conformance vectors not found at {path}", pytrace=False)
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _second_prompt(maskinput, conformance, case: str) -> tuple[np.ndarray, np.ndarray]:
+    """The second click of ``case`` as decoder inputs (1024 frame, padding point or box corners)."""
+    pre = preprocess(conformance["image"])
+    p = f"maskinput/{case}/second"
+    box = tuple(maskinput[f"{p}/box"]) if f"{p}/box" in maskinput else None
+    prompt = Prompt([tuple(c) for c in maskinput[f"{p}/point_coords"]],
+                    [int(v) for v in maskinput[f"{p}/point_labels"]], box)
+    return decoder_inputs(prompt, pre.original_size, pre.input_size)
+
+
+@pytest.mark.parametrize("case", MASK_CASES)
+def test_mask_input_refinement(conformance, conformance_model, maskinput, case):
+    """The model's second click with the first answer's logits as mask_input equals the official
+    predictor's (low-res logits within 1e-4), and is not today's answer."""
+    coords, labels = _second_prompt(maskinput, conformance, case)
+    emb = torch.from_numpy(conformance["bilinear/image_embeddings"])
+    mask = torch.from_numpy(maskinput[f"maskinput/{case}/mask_input"])[None]
+    logits, iou, _ = conformance_model.decode(emb, torch.from_numpy(coords), torch.from_numpy(labels),
+                                              mask_input=mask)
+    ref = maskinput[f"maskinput/{case}/n4/low_res_logits"]
+    assert np.abs(logits[0].numpy() - ref).max() <= TOL
+    assert np.abs(iou[0].numpy() - maskinput[f"maskinput/{case}/n4/iou_predictions"]).max() <= TOL
+    without = maskinput[f"maskinput/{case}/without_mask_input/n4/low_res_logits"]
+    assert np.abs(ref - without).max() > 100 * TOL  # the mask input is not a no-op
+
+
+@pytest.mark.parametrize("case", MASK_CASES)
+def test_mask_input_decoder_graph(conformance, conformance_model, maskinput, case):
+    """The exported decoder with mask inputs: has_mask_input 1 reproduces the refinement, 0 gives
+    the decoder without a mask (the official second prediction without mask_input)."""
+    coords, labels = _second_prompt(maskinput, conformance, case)
+    graph = DecoderGraph(conformance_model, mask_input=True)
+    emb = torch.from_numpy(conformance["bilinear/image_embeddings"])
+    mask = torch.from_numpy(maskinput[f"maskinput/{case}/mask_input"])[None]
+    prefix = f"maskinput/{case}"
+    for has, key in ((1.0, f"{prefix}/n4/low_res_logits"), (0.0, f"{prefix}/without_mask_input/n4/low_res_logits")):
+        with torch.no_grad():
+            _, masks = graph(emb, torch.from_numpy(coords), torch.from_numpy(labels), mask, torch.tensor([has]))
+        assert np.abs(masks[0].numpy() - maskinput[key]).max() <= TOL, (case, has)

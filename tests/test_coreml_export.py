@@ -55,7 +55,7 @@ def test_every_package_loads_back_with_official_io(exported):
     )
     assert not list((out / "coreml").glob(".*")), "temporary files left behind"
     for a in manifest.artifacts:
-        check = check_package(out / a.file, a.role, max_points=16)
+        check = check_package(out / a.file, a.graph, max_points=16)
         assert check["problems"] == [], a.file
         io = check["io"]
         if a.role == "encoder":

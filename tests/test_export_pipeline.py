@@ -118,3 +118,53 @@ def test_cli_rejects_bad_choices_as_usage_errors(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "'NPU' is not one of 'ALL', 'CPU_AND_NE', 'CPU_AND_GPU', 'CPU_ONLY'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [(Target.ONNX, "int8-static"), (Target.TFLITE, "int8-dynamic"), (Target.COREML, "int8-weight")],
+)
+def test_int8_alias_resolves_per_target(target: Target, expected: str):
+    from edgesam_deploy.exporters import get_exporter
+
+    exporter = get_exporter(target)
+    assert exporter.resolve_precisions(("fp32", "int8", expected)) == ["fp32", expected]
+
+
+def test_cli_precision_aliases_reach_every_target(monkeypatch, tmp_path: Path):
+    from edgesam_deploy.cli import export as cli_export
+    from edgesam_deploy.cli.app import main
+
+    calls = []
+    monkeypatch.setattr(cli_export, "run_export",
+                        lambda model, source, targets, out, options, **kw: calls.append(options) or
+                        (Manifest(model=source.as_dict()), []))
+    argv = ["export", "--target", "onnx,coreml", "--out", str(tmp_path), "--random-weights", "0",
+            "--precision", "fp16,int8", "--no-parity"]
+    assert main(argv) == 0
+    assert {t: o.precisions for t, o in calls[0].targets.items()} == {
+        Target.ONNX: ("fp16", "int8"), Target.COREML: ("fp16", "int8")}
+    assert main([*argv[:-3], "--precision", "int4", "--no-parity"]) == 2
+
+
+def test_alias_is_recorded_in_the_manifest(monkeypatch, random_model, tmp_path: Path):
+    from edgesam_deploy.exporters import pipeline
+    from edgesam_deploy.exporters.onnx.options import OnnxOptions
+
+    class AliasExporter(_exporter_for(Target.ONNX)):
+        precisions = (Precision.FP32, Precision.INT8_STATIC)
+        aliases = {"int8": Precision.INT8_STATIC}
+
+        def export(self, ctx):
+            path = ctx.out_dir / "onnx" / "encoder.int8-static.bin"
+            with atomic_output(path) as tmp:
+                tmp.write_text("x")
+            precision = self.resolve_precisions(self.options(ctx).precisions)[0]
+            return [self.make_record(ctx, path, Role.ENCODER, precision)]
+
+    monkeypatch.setattr(pipeline, "get_exporter", lambda target: AliasExporter())
+    options = ExportOptions.of(OnnxOptions(("int8",)))
+    source = ModelSource("edgesam", "random", seed=0)
+    manifest, _ = run_export(random_model, source, [Target.ONNX], tmp_path, options, run_parity=False)
+    [record] = manifest.artifacts
+    assert record.precision == "int8-static" and record.details["requested_as"] == "int8"

@@ -73,9 +73,11 @@ def test_files_names_shapes(exported):
             assert t.elem_type == onnx.TensorProto.FLOAT, (record.file, spec["name"])
             dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
             assert dims == spec["shape"], (record.file, spec["name"], dims)
-        for key in ("opset", "simplifier", "exporter"):
-            assert key in record.details
+        assert record.details["simplifier"] == "onnxslim" and record.details["runtime"] == "onnxruntime"
+        assert record.details["exporter"] == "torch.onnx legacy TorchScript exporter (dynamo=False)"
         assert record.details["opset"] == (20 if record.file == "onnx/encoder.int8-static.onnx" else 17)
+        default_domain = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+        assert default_domain == [record.details["opset"]]
     decoder = next(a for a in manifest.artifacts if a.file == "onnx/decoder.fp32.onnx")
     assert decoder.inputs[1]["shape"] == [1, None, 2] and decoder.inputs[2]["shape"] == [1, None]
 

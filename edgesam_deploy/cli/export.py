@@ -14,32 +14,34 @@ from ..exporters.onnx.options import OnnxOptions
 from ..exporters.pipeline import resolve_targets, run_export
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.report import print_table
-from ..vocabulary import ComputeUnit, Precision, ScoreKind, Target
+from ..vocabulary import ComputeUnit, ScoreKind, Target
 from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
 from .progress import progress_reporter
 
 
-def split_precisions(text: Optional[str], targets: list[Target]) -> dict[Target, tuple[Precision, ...] | None]:
-    """Comma list -> per-target subsets (None: the target's defaults); a precision no chosen
-    target knows is an error."""
+def split_precisions(text: Optional[str], targets: list[Target]) -> dict[Target, tuple[str, ...] | None]:
+    """Comma list -> per-target subsets (None: the target's defaults). A name may be a precision
+    or an alias such as ``int8`` (each target's recommended variant); one that no chosen target
+    knows is an error."""
     if not text:
         return {t: None for t in targets}
     wanted = [p.strip() for p in text.split(",") if p.strip()]
-    known = {t: get_exporter(t).precisions for t in targets}
-    unknown = [p for p in wanted if not any(p in k for k in known.values())]
+    exporters = {t: get_exporter(t) for t in targets}
+    unknown = [p for p in wanted if not any(e.knows(p) for e in exporters.values())]
     if unknown:
-        choices = sorted({str(p) for k in known.values() for p in k})
+        choices = sorted({str(p) for e in exporters.values() for p in (*e.precisions, *e.aliases)})
         raise DeployError(
             f"unknown precision {', '.join(unknown)} for {', '.join(targets)}; choose from {', '.join(choices)}"
         )
-    return {t: tuple(Precision(p) for p in wanted if p in known[t]) for t in targets}
+    return {t: tuple(p for p in wanted if e.knows(p)) for t, e in exporters.items()}
 
 
 def export(
     target: str = typer.Option(..., "--target", help="coreml, onnx, tflite, a comma list, or all."),
     out: Path = typer.Option(..., "--out", help="Export directory (manifest.json is written there)."),
     precision: Optional[str] = typer.Option(
-        None, "--precision", help="Comma list, e.g. fp32,fp16,int8-static (default: each target's defaults)."
+        None, "--precision", help="Comma list, e.g. fp32,fp16,int8 (int8: each target's recommended int8 variant) "
+        "or exact names such as int8-static (default: each target's defaults)."
     ),
     scores: ScoreKind = typer.Option(
         ScoreKind.IOU, "--scores", help="Decoder 'scores' output: the IoU head or the stability score."
@@ -55,6 +57,10 @@ def export(
     min_ios: int = typer.Option(17, "--min-ios", help="Core ML: minimum deployment target (16, 17, 18)."),
     compute_units: ComputeUnit = typer.Option(
         ComputeUnit.ALL, "--compute-units", help="Core ML: compute units recorded in the metadata."
+    ),
+    mask_input: bool = typer.Option(
+        False, "--mask-input", help="Decoder that also takes a previous mask (SAM's mask_input, has_mask_input) "
+        "for click-by-click refinement, written as decoder-mask-input.<precision>; default: the official decoder."
     ),
     no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity check after export."),
     checkpoint: Optional[Path] = CheckpointOpt,
@@ -74,6 +80,7 @@ def export(
         scores=scores,
         calibration_dir=calibration_dir,
         calibration_size=calibration_size,
+        mask_input=mask_input,
         targets={t: builders[t] for t in targets},
     )
     model, source = model_from_options(variant, checkpoint, random_weights)

@@ -18,7 +18,7 @@ from ..graphs import DecoderGraph, EncoderGraph, build_graph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
 from ..samples import CALIBRATION_PHOTOS
-from ..vocabulary import Precision, ProgressFn, Role, ScoreKind, Target, graph_spec
+from ..vocabulary import GraphSpec, Precision, ProgressFn, Role, ScoreKind, Target, graph_spec
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ class TargetOptions:
     """Options of one target; each exporter subclasses it with the fields only it reads."""
 
     target: ClassVar[Target]
-    precisions: tuple[Precision, ...] | None = None  # None: the target's defaults
+    precisions: tuple[str, ...] | None = None  # precision names or aliases; None: the defaults
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ExportOptions:
     scores: ScoreKind = ScoreKind.IOU
     calibration_dir: Path | None = None
     calibration_size: int = 8
+    mask_input: bool = False  # the decoder takes a previous mask (click-by-click refinement)
     targets: dict[Target, TargetOptions] = field(default_factory=dict)
 
     @classmethod
@@ -66,8 +67,17 @@ class ExportContext:
     def graph(self, role: Role) -> Any:
         """The deployable graph of ``role`` (folded bilinear encoder, or decoder), built once."""
         if role not in self._graphs:
-            self._graphs[role] = build_graph(self.model, role, self.options.scores)
+            mask_input = self.options.mask_input
+            self._graphs[role] = build_graph(self.model, role, self.options.scores, mask_input)
         return self._graphs[role]
+
+    def spec(self, role: Role) -> GraphSpec:
+        """The interface of ``role``'s graph in this export."""
+        return graph_spec(role, self.options.mask_input)
+
+    def stem(self, role: Role) -> str:
+        """File stem of ``role``'s artifacts: ``encoder``, ``decoder`` or ``decoder-mask-input``."""
+        return "decoder-mask-input" if role == Role.DECODER and self.options.mask_input else str(role)
 
     @property
     def encoder_graph(self) -> EncoderGraph:
@@ -138,9 +148,13 @@ class ExportContext:
     @cached_property
     def calibration_decoder_feeds(self) -> list[dict[str, np.ndarray]]:
         """Decoder calibration feeds from the calibration images (embeddings + varied prompts)."""
-        from ..quantization.calibration import decoder_calibration_feeds
+        from ..quantization.calibration import decoder_calibration_feeds, with_previous_masks
 
-        return decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
+        feeds = decoder_calibration_feeds(self.encoder_graph, self.calibration_images)
+        if self.options.mask_input:
+            plain = build_graph(self.model, Role.DECODER, self.options.scores)
+            feeds = with_previous_masks(plain, feeds)
+        return feeds
 
 
 class Exporter(ABC):
@@ -152,6 +166,8 @@ class Exporter(ABC):
     precisions: ClassVar[tuple[Precision, ...]]
     default_precisions: ClassVar[tuple[Precision, ...]]
     options_class: ClassVar[type[TargetOptions]] = TargetOptions
+    # names a user can guess ("int8") -> this target's recommended variant of that kind
+    aliases: ClassVar[dict[str, Precision]] = {}
 
     def check_dependencies(self) -> None:
         """Raise MissingDependencyError naming the pip extra if a converter is missing."""
@@ -162,14 +178,24 @@ class Exporter(ABC):
         """This target's options in ``ctx`` (an ``options_class``)."""
         return ctx.target_options(self.target, self.options_class)
 
-    def resolve_precisions(self, requested: tuple[Precision, ...] | None) -> list[Precision]:
-        """The requested precisions (validated), or this target's defaults."""
-        chosen = list(requested) if requested else list(self.default_precisions)
-        unknown = [str(p) for p in chosen if p not in self.precisions]
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is one of this target's precisions or aliases."""
+        return name in self.precisions or name in self.aliases
+
+    def resolve_precisions(self, requested: tuple[str, ...] | None) -> list[Precision]:
+        """The requested precisions (aliases resolved, validated, in order, no repeats), or this
+        target's defaults."""
+        names = list(requested) if requested else list(self.default_precisions)
+        unknown = [str(p) for p in names if not self.knows(p)]
         if unknown:
-            choices = ", ".join(self.precisions)
+            choices = ", ".join([*self.precisions, *self.aliases])
             raise DeployError(f"{self.target} has no precision {', '.join(unknown)}; choose from {choices}")
-        return [Precision(p) for p in chosen]
+        return list(dict.fromkeys(Precision(self.aliases.get(p, p)) for p in names))
+
+    def alias_of(self, ctx: ExportContext, precision: Precision) -> str | None:
+        """The alias the user asked for that resolved to ``precision``, if any."""
+        requested = self.options(ctx).precisions or ()
+        return next((a for a in requested if self.aliases.get(a) == precision), None)
 
     @abstractmethod
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
@@ -179,9 +205,12 @@ class Exporter(ABC):
         self, ctx: ExportContext, path: Path, role: Role, precision: Precision, **details: Any
     ) -> ArtifactRecord:
         """Manifest record of a finished artifact (size and SHA-256 read from disk)."""
-        spec = graph_spec(role)
-        if role is Role.DECODER:
-            details = {"scores": ctx.options.scores, **details}
+        spec = ctx.spec(role)
+        if role == Role.DECODER:
+            details = {"scores": ctx.options.scores, "mask_input": ctx.options.mask_input, **details}
+        alias = self.alias_of(ctx, precision)
+        if alias:
+            details = {"requested_as": alias, **details}
         return ArtifactRecord(
             file=str(Path(path).relative_to(ctx.out_dir)),
             target=self.target,

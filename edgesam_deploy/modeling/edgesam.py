@@ -33,14 +33,16 @@ class EdgeSam(nn.Module):
         point_coords: torch.Tensor,
         point_labels: torch.Tensor,
         num_masks: int = 4,
+        mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Assembled prompt in the 1024 frame -> (logits B x M x 256 x 256, IoU B x M, stability B x M).
 
         point_coords B x N x 2 and point_labels B x N follow the official decoder-graph contract:
         box corners labelled 2 / 3, a (0, 0, -1) padding point when there is no box.
-        M = num_masks (1, 3 or 4).
+        M = num_masks (1, 3 or 4). ``mask_input`` B x 1 x 256 x 256: low-res logits of a previous
+        prediction (click-by-click refinement), or None.
         """
-        sparse, dense = self.prompt_encoder(point_coords, point_labels)
+        sparse, dense = self.prompt_encoder(point_coords, point_labels, mask_input)
         logits, iou = self.mask_decoder(
             image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, num_masks=num_masks
         )

@@ -48,3 +48,17 @@ def decoder_calibration_feeds(
             coords, labels = decoder_inputs(prompt, (1024, 1024), (1024, 1024))
             feeds.append({"image_embeddings": emb, "point_coords": coords, "point_labels": labels})
     return feeds
+
+
+def with_previous_masks(decoder: torch.nn.Module, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Feeds for the decoder with mask inputs: each prompt's own best answer from ``decoder`` (the
+    plain decoder graph) as ``mask_input`` [1, 1, 256, 256], used (``has_mask_input`` 1) on every
+    other feed and ignored (0) on the rest, as an app's first and later clicks."""
+    out = []
+    for i, feed in enumerate(feeds):
+        with torch.no_grad():
+            scores, masks = decoder(*(torch.from_numpy(feed[k]) for k in ("image_embeddings", "point_coords", "point_labels")))
+        best = int(torch.argmax(scores[0]))
+        mask = masks[:, best : best + 1].numpy()
+        out.append({**feed, "mask_input": mask, "has_mask_input": np.array([float(i % 2 == 0)], np.float32)})
+    return out

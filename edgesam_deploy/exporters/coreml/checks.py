@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ...errors import DeployError, require, first_line
-from ...vocabulary import Role, graph_spec
+from ...vocabulary import GraphSpec, Role
 
 # ops a converted graph may contain (weight compression adds constexpr_* ops)
 EXPECTED_OPS: dict[Role, frozenset[str]] = {
@@ -98,13 +98,12 @@ def unexpected_ops(census: dict[str, Any], role: Role) -> set[str]:
     return set(census["ops"]) - EXPECTED_OPS[role] - COMPRESSION_OPS
 
 
-def check_package(path: Path, role: Role, max_points: int) -> dict[str, Any]:
+def check_package(path: Path, spec: GraphSpec, max_points: int) -> dict[str, Any]:
     """All Linux checks of one package: loads back, official names and shapes, flexible N,
     op census. -> {"io", "census", "problems": [str]} (empty problems: it passes)."""
     mlmodel = load_package(path)
     io = io_summary(mlmodel)
     census = op_census(mlmodel)
-    spec = graph_spec(role)
     problems = []
     for kind, expected in (("inputs", spec.inputs), ("outputs", spec.outputs)):
         names = [f["name"] for f in io[kind]]
@@ -114,7 +113,7 @@ def check_package(path: Path, role: Role, max_points: int) -> dict[str, Any]:
         want = [[1, max_points] if d is None else [d, d] for d in tensor.shape]
         if feat["range"] != want:
             problems.append(f"input {feat['name']} range {feat['range']} != {want}")
-    bad = unexpected_ops(census, role)
+    bad = unexpected_ops(census, spec.role)
     if bad:
         problems.append(f"unexpected ops {sorted(bad)}")
     return {"io": io, "census": census, "problems": problems}

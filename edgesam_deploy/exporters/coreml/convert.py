@@ -29,7 +29,7 @@ from ...quantization.coreml_compress import (
     compress_weights,
     quantize_activations,
 )
-from ...vocabulary import Precision, Role, Target, graph_spec
+from ...vocabulary import GraphSpec, Precision, Role, Target
 from ..base import ExportContext, Exporter
 from .checks import check_package
 from .options import FP32_OPS_AUTO, CoremlOptions
@@ -41,6 +41,8 @@ DESCRIPTIONS = {
     "image_embeddings": "image embeddings from the EdgeSAM encoder, 1 x 256 x 64 x 64",
     "point_coords": "prompt points (x, y) in the 1024 x 1024 input frame, 1 x N x 2; without a box append (0, 0)",
     "point_labels": "1 fg, 0 bg, 2 box top-left, 3 box bottom-right, -1 padding point; 1 x N",
+    "mask_input": "low-res logits of a previous prediction, 1 x 1 x 256 x 256 (refinement)",
+    "has_mask_input": "1 to use mask_input, 0 to ignore it; shape 1",
     "scores": "one score per mask, 1 x 4 (IoU prediction or stability score)",
     "masks": "low-res mask logits 1 x 4 x 256 x 256 (token 0 is the single-mask output); threshold at 0 after upsampling",
 }
@@ -68,6 +70,7 @@ class CoremlExporter(Exporter):
     precisions = (Precision.FP16, Precision.FP32, *WEIGHT_COMPRESSIONS, *ACTIVATION_COMPRESSIONS)
     default_precisions = (Precision.FP16,)
     options_class = CoremlOptions
+    aliases = {"int8": Precision.INT8_WEIGHT}  # runs everywhere; int8-full needs macOS to export
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         ct = require("coremltools", "coreml")
@@ -77,15 +80,13 @@ class CoremlExporter(Exporter):
             check_activation_quantization_supported(p)
         if Precision.INT8_FULL in precisions and opts.min_ios < 17:
             raise DeployError("Core ML int8 activations need --min-ios 17 or later")
-        from ...quantization.calibration import decoder_calibration_feeds
-
         images = ctx.calibration_images[:1]
-        names = graph_spec(Role.DECODER).input_names
+        names = ctx.spec(Role.DECODER).input_names
         samples = {
             Role.ENCODER: [(torch.from_numpy(images[0]),)],
             Role.DECODER: [
                 tuple(torch.from_numpy(f[k]) for k in names)
-                for f in decoder_calibration_feeds(ctx.encoder_graph, images)
+                for f in ctx.calibration_decoder_feeds[: len(images) * 5]
             ],
         }
         records = []
@@ -94,9 +95,8 @@ class CoremlExporter(Exporter):
         return records
 
     @staticmethod
-    def _tensor_types(ct: Any, role: Role, max_points: int) -> tuple[list[Any], list[Any]]:
-        """coremltools input and output types of ``role``'s graph (N a RangeDim 1..max_points)."""
-        spec = graph_spec(role)
+    def _tensor_types(ct: Any, spec: GraphSpec, max_points: int) -> tuple[list[Any], list[Any]]:
+        """coremltools input and output types of ``spec``'s graph (N a RangeDim 1..max_points)."""
         n = ct.RangeDim(lower_bound=1, upper_bound=max_points, default=2, symbol="N")
         inputs = [
             ct.TensorType(name=s.name, shape=tuple(n if d is None else d for d in s.shape), dtype=np.float32)
@@ -105,12 +105,12 @@ class CoremlExporter(Exporter):
         return inputs, [ct.TensorType(name=name) for name in spec.output_names]
 
     def _convert(
-        self, ct: Any, opts: CoremlOptions, role: Role, traced: Any, fp32_ops: list[str] | None
+        self, ct: Any, opts: CoremlOptions, spec: GraphSpec, traced: Any, fp32_ops: list[str] | None
     ) -> Any:
         """Traced graph -> ML program; ``fp32_ops`` None: all fp32, else fp16 except those groups."""
         from ...runtimes.coreml_fp16 import mil_op_selector
 
-        inputs, outputs = self._tensor_types(ct, role, opts.max_points)
+        inputs, outputs = self._tensor_types(ct, spec, opts.max_points)
         if fp32_ops is None:
             precision = ct.precision.FLOAT32
         else:
@@ -122,7 +122,7 @@ class CoremlExporter(Exporter):
                 minimum_deployment_target=ios, skip_model_load=True,
             )
         except Exception as exc:  # the converter raises plain exceptions
-            raise DeployError(f"Core ML conversion of the {role} failed: {first_line(exc, 300)}") from exc
+            raise DeployError(f"Core ML conversion of the {spec.role} failed: {first_line(exc, 300)}") from exc
 
     def _export_role(
         self,
@@ -139,10 +139,11 @@ class CoremlExporter(Exporter):
         graph = ctx.graph(role)
         ctx.progress(f"coreml: tracing the {role}")
         with torch.no_grad():
-            traced = torch.jit.trace(graph, example_inputs(role), check_trace=False)
+            example = example_inputs(role, mask_input=ctx.options.mask_input)
+            traced = torch.jit.trace(graph, example, check_trace=False)
         measured: dict[str, Any] = {}
         fp32_ops: list[str] = []
-        if any(p is not Precision.FP32 for p in precisions):
+        if any(p != Precision.FP32 for p in precisions):
             ctx.progress(f"coreml: measuring fp16 activations of the {role}")
             chosen = None if opts.fp32_ops == FP32_OPS_AUTO else validate_groups(opts.fp32_ops)
             report = activation_report(graph, samples, chosen)
@@ -151,36 +152,37 @@ class CoremlExporter(Exporter):
         records = []
         for precision in precisions:
             ctx.progress(f"coreml: {role} {precision}")
-            if precision is Precision.FP32:
-                mlmodel = self._convert(ct, opts, role, traced, None)
+            if precision == Precision.FP32:
+                mlmodel = self._convert(ct, opts, ctx.spec(role), traced, None)
             else:
-                fp16 = fp16 or [self._convert(ct, opts, role, traced, fp32_ops)]
-                mlmodel = self._compressed(fp16[0], role, precision, samples)
-            kept = fp32_ops if precision is not Precision.FP32 else []
+                fp16 = fp16 or [self._convert(ct, opts, ctx.spec(role), traced, fp32_ops)]
+                mlmodel = self._compressed(fp16[0], ctx.spec(role), precision, samples)
+            kept = fp32_ops if precision != Precision.FP32 else []
             self._set_metadata(mlmodel, ctx, opts, role, precision, kept)
-            path = ctx.out_dir / "coreml" / f"{role}.{precision}.mlpackage"
+            path = ctx.out_dir / "coreml" / f"{ctx.stem(role)}.{precision}.mlpackage"
             _save(mlmodel, path)
-            details = self._details(path, opts, role, kept)
-            if precision is not Precision.FP32:
+            details = self._details(path, opts, ctx.spec(role), kept)
+            if precision != Precision.FP32:
                 details["fp16_activations"] = measured
             records.append(self.make_record(ctx, path, role, precision, **details))
         self._add_compression_details(ctx, records, samples)
         return records
 
     def _compressed(
-        self, fp16: Any, role: Role, precision: Precision, samples: list[tuple[torch.Tensor, ...]]
+        self, fp16: Any, spec: GraphSpec, precision: Precision, samples: list[tuple[torch.Tensor, ...]]
     ) -> Any:
         """The fp16 program, or its weight-compressed / activation-quantized variant."""
         if precision in WEIGHT_COMPRESSIONS:
             return compress_weights(fp16, precision)
         if precision in ACTIVATION_COMPRESSIONS:
-            return quantize_activations(fp16, self._sample_data(role, samples))
+            return quantize_activations(fp16, self._sample_data(spec, samples))
         return fp16
 
     @staticmethod
-    def _details(path: Path, opts: CoremlOptions, role: Role, fp32_ops: list[str]) -> dict[str, Any]:
+    def _details(path: Path, opts: CoremlOptions, spec: GraphSpec, fp32_ops: list[str]) -> dict[str, Any]:
         """Check a saved package back (DeployError listing its problems) and describe it."""
-        check = check_package(path, role, opts.max_points)
+        role = spec.role
+        check = check_package(path, spec, opts.max_points)
         if check["problems"]:
             raise DeployError(f"{path}: " + "; ".join(check["problems"]))
         details: dict[str, Any] = {
@@ -191,16 +193,16 @@ class CoremlExporter(Exporter):
             "fp32_ops_choice": opts.fp32_ops,
             "op_census": check["census"],
             "input_ranges": {f["name"]: f["range"] for f in check["io"]["inputs"]},
-            "folded_encoder": role is Role.ENCODER,
+            "folded_encoder": role == Role.ENCODER,
             "upsampling": "bilinear",
         }
-        if role is Role.DECODER:
+        if role == Role.DECODER:
             details["max_points"] = opts.max_points
         return details
 
     @staticmethod
-    def _sample_data(role: Role, samples: list[tuple[torch.Tensor, ...]]) -> list[dict[str, np.ndarray]]:
-        names = graph_spec(role).input_names
+    def _sample_data(spec: GraphSpec, samples: list[tuple[torch.Tensor, ...]]) -> list[dict[str, np.ndarray]]:
+        names = spec.input_names
         return [{n: t.numpy() for n, t in zip(names, s)} for s in samples]
 
     def _add_compression_details(self, ctx: ExportContext, records: list[ArtifactRecord], samples: list[tuple[torch.Tensor, ...]]) -> None:
@@ -227,17 +229,17 @@ class CoremlExporter(Exporter):
 
         session = CoremlEmulationSession(record, ctx.out_dir / record.file, ctx.model)
         graph = ctx.graph(record.role)
-        data = CoremlExporter._sample_data(record.role, samples)
+        data = CoremlExporter._sample_data(record.graph, samples)
         cos, ious = [], []
         with torch.no_grad():
             for feed, args in zip(data, samples):
                 out = session.run(feed)
-                if record.role is Role.ENCODER:
+                if record.role == Role.ENCODER:
                     cos.append(M.cosine(graph(*args).numpy(), out["image_embeddings"]))
                 else:
                     ref = graph(*args)[1].numpy() > 0
                     ious.extend(M.mask_iou(ref[0], out["masks"][0] > 0)[0].tolist())
-        if record.role is Role.ENCODER:
+        if record.role == Role.ENCODER:
             return {"emb_cosine_min": float(np.min(cos)), "samples": len(cos)}
         return {"lowres_mask_iou_mean": float(np.mean(ious)), "lowres_mask_iou_min": float(np.min(ious)), "samples": len(data)}
 
@@ -252,7 +254,7 @@ class CoremlExporter(Exporter):
     ) -> None:
         """What Xcode shows: author, license, description, per-feature descriptions, and
         user-defined entries (precision, compute units, preprocessing constants)."""
-        spec = graph_spec(role)
+        spec = ctx.spec(role)
         mlmodel.author = AUTHOR
         mlmodel.license = LICENSE
         mlmodel.version = __version__
@@ -272,7 +274,7 @@ class CoremlExporter(Exporter):
             "edgesam.pixel_std": ",".join(f"{v:g}" for v in PREPROCESSING["pixel_std"]),
             "edgesam.preprocessing": json.dumps(PREPROCESSING),
         }
-        if role is Role.DECODER:
+        if role == Role.DECODER:
             meta["edgesam.scores"] = str(ctx.options.scores)
             meta["edgesam.max_points"] = str(opts.max_points)
         mlmodel.user_defined_metadata.update(meta)

@@ -29,7 +29,7 @@ from ...quantization.tflite_quant import (
     recipe_for,
 )
 from ...runtimes.litert import encoder_outputs
-from ...vocabulary import Precision, Role, Target, graph_spec
+from ...vocabulary import DECODER, GraphSpec, Precision, Role, Target, graph_spec
 from ..base import ExportContext, Exporter
 from .inspection import TfliteSummary, require_no_flex
 from .options import TfliteOptions
@@ -63,8 +63,15 @@ class _NamedDecoder(nn.Module):
         super().__init__()
         self.net = graph
 
-    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        scores, masks = self.net(image_embeddings, point_coords, point_labels)
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor | None = None,
+        has_mask_input: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        scores, masks = self.net(image_embeddings, point_coords, point_labels, mask_input, has_mask_input)
         return {"scores": scores, "masks": masks}
 
 
@@ -97,15 +104,15 @@ def convert_encoder(graph: EncoderGraph) -> bytes:
         return converter.convert().model_content()
 
 
-def convert_decoder(graph: DecoderGraph, counts: list[int]) -> bytes:
+def convert_decoder(graph: DecoderGraph, counts: list[int], spec: GraphSpec = DECODER) -> bytes:
     """fp32 flatbuffer of the decoder, one signature ``decoder_n<N>`` per N in ``counts`` (shared weights)."""
     import litert_torch
 
     module = _NamedDecoder(graph).eval()
     converter = litert_torch.Converter()
-    names = graph_spec(Role.DECODER).input_names
+    mask_input = len(spec.inputs) > len(DECODER.inputs)
     for n in counts:
-        sample = dict(zip(names, example_inputs(Role.DECODER, n)))
+        sample = dict(zip(spec.input_names, example_inputs(Role.DECODER, n, mask_input)))
         converter.signature(decoder_signature(n), module, sample_kwargs=sample)
     with _quiet_converter():
         return converter.convert().model_content()
@@ -120,6 +127,7 @@ class TfliteExporter(Exporter):
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_FULL)
     default_precisions = (Precision.FP32, Precision.FP16)  # int8 on request (docs/tflite.md)
     options_class = TfliteOptions
+    aliases = {"int8": Precision.INT8_DYNAMIC}  # the more accurate int8 here (docs/tflite.md)
 
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         opts: TfliteOptions = self.options(ctx)
@@ -154,10 +162,10 @@ class TfliteExporter(Exporter):
         """``tflite/decoder.<precision>.tflite`` with one signature per point count."""
         counts = list(opts.point_counts)
         signatures = {n: decoder_signature(n) for n in counts}
-        spec = graph_spec(Role.DECODER)
+        spec = ctx.spec(Role.DECODER)
         io = {"inputs": list(spec.input_names), "outputs": list(spec.output_names)}
         ctx.progress(f"tflite: converting the decoder, {len(counts)} signature(s) N = {counts[0]}..{counts[-1]}")
-        decoder = convert_decoder(ctx.decoder_graph, counts)
+        decoder = convert_decoder(ctx.decoder_graph, counts, spec)
         records = []
         for precision in precisions:
             calibration = None
@@ -224,7 +232,7 @@ class TfliteExporter(Exporter):
         self, ctx: ExportContext, role: Role, precision: Precision, data: bytes, details: dict[str, Any]
     ) -> ArtifactRecord:
         """Write atomically, refuse Flex/custom ops, and describe the file."""
-        path = Path(ctx.out_dir) / "tflite" / f"{role}.{precision}.tflite"
+        path = Path(ctx.out_dir) / "tflite" / f"{ctx.stem(role)}.{precision}.tflite"
         ctx.progress(f"tflite: {path.name}")
         with atomic_output(path) as tmp:
             tmp.write_bytes(data)
