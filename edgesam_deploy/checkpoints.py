@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import sys
 import urllib.error
@@ -13,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint_scan import load_failure
 from .errors import DeployError
 from .fileio import sha256_path as sha256_file
+from .manifest_schema import MAX_SEED
 from .modeling import EdgeSam
 from .modeling.image_encoder import UpsampleMode
 from .modeling.random_init import randomize_
@@ -119,13 +120,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused, the pickle needs code to load (weights_only=True): "
-            f"{str(exc).splitlines()[0][:200]}"
-        ) from exc
-    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, KeyError, EOFError ...)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {str(exc).splitlines()[0][:160]})") from exc
+    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, EOFError ...)
+        raise CheckpointError(load_failure(path, exc)) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -163,6 +159,8 @@ def load_model(
     if random_seed is not None:
         if checkpoint is not None:
             raise CheckpointError("give either --checkpoint or --random-weights, not both")
+        if not 0 <= random_seed <= MAX_SEED:
+            raise CheckpointError(f"--random-weights {random_seed}: a seed is an integer from 0 to {MAX_SEED}")
         randomize_(model, random_seed)
         return model, ModelSource(variant, "random", seed=random_seed)
     if checkpoint is None:

@@ -36,3 +36,8 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(module, extra) from exc
+
+
+class OutputError(DeployError):
+    """An output location cannot be written: not a directory, read-only, full, or not a disk."""
+

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import DeployError
+from .errors import first_line
 from .fileio import write_json
+from .manifest_schema import ManifestError, inside, validate_manifest
 from .processing import IMG_SIZE, MEAN_RGB, STD_RGB
 from .vocabulary import GraphSpec, graph_spec
 
@@ -33,10 +34,6 @@ PREPROCESSING = {
     "point_labels": "1 fg, 0 bg, 2 box top-left, 3 box bottom-right, -1 padding; without a box append (0, 0) label -1",
     "masks": "low-res logits [1, 4, 256, 256] -> bilinear 1024 -> crop to resized size -> bilinear H x W -> > 0",
 }
-
-
-class ManifestError(DeployError):
-    """A manifest is missing or malformed."""
 
 
 def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
@@ -92,20 +89,35 @@ class Manifest:
         new = {r.file for r in records}
         self.artifacts = [a for a in self.artifacts if a.file not in new] + list(records)
 
+    root: Path | None = field(default=None, init=False, repr=False, compare=False)  # where loaded
+
     def save(self, directory: Path) -> Path:
         path = Path(directory) / MANIFEST_NAME
-        data = asdict(self)
-        write_json(path, data)
+        write_json(path, {k: v for k, v in asdict(self).items() if k != "root"})
         return path
+
+    def artifact_path(self, record: ArtifactRecord) -> Path:
+        """Where ``record``'s file is: inside the directory the manifest was loaded from (the one
+        place that turns a record into a path; a path leaving the directory is a ManifestError)."""
+        if self.root is None:
+            raise ManifestError("this manifest was not loaded from an export directory")
+        return inside(self.root, record.file, f"{self.root / MANIFEST_NAME}")
 
     @classmethod
     def load(cls, directory: Path) -> "Manifest":
+        """Read and validate ``directory``'s manifest (untrusted: schema and paths checked)."""
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ManifestError(f"{directory}: no {MANIFEST_NAME}; is this an export directory of edgesam-deploy?")
         try:
-            data = json.loads(path.read_text())
-            data["artifacts"] = [ArtifactRecord(**a) for a in data.get("artifacts", [])]
-            return cls(**data)
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            raise ManifestError(f"{path}: malformed manifest ({exc})") from exc
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ManifestError(f"{path}: not valid JSON ({first_line(exc)})") from exc
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot be read ({first_line(exc)})") from exc
+        validate_manifest(data, str(path))
+        manifest = cls(**{**data, "artifacts": [ArtifactRecord(**a) for a in data["artifacts"]]})
+        manifest.root = Path(directory)
+        for record in manifest.artifacts:
+            manifest.artifact_path(record)  # every path is checked once, here
+        return manifest

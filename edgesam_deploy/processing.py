@@ -6,10 +6,9 @@ feed artifacts exactly what the official pipeline would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DeployError
 from .vocabulary import IMG_SIZE
@@ -27,24 +26,6 @@ class ImageError(DeployError):
 
 class PromptError(DeployError):
     """A prompt is malformed or lies outside the image."""
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Read any PIL-readable file -> RGB uint8 H x W x 3."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.array(im)
-            mode = im.mode
-    except FileNotFoundError as exc:
-        raise ImageError(f"{path}: no such file") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
-    if mode == "P":
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGBA"))
-    return to_rgb_uint8(arr, source=str(path))
 
 
 def to_rgb_uint8(arr: np.ndarray, source: str = "image") -> np.ndarray:

@@ -13,6 +13,7 @@ from ..bench.runners import RunnerOptions, get_runner
 from ..checkpoints import load_model, load_model_for_source
 from ..devices import get_profile
 from ..errors import DeployError
+from ..exportdir import settle
 from ..manifest import Manifest
 from ..modeling import EdgeSam
 from .options import RandomWeightsOpt, err_console, out_console
@@ -62,6 +63,8 @@ def bench(
 
     Artifacts of DIR that the device cannot run are listed as not measured, with the reason.
     """
+    if not timeout > 0:  # also refuses NaN
+        raise DeployError(f"--timeout {timeout:g}: must be more than 0 seconds")
     profile = get_profile(device, profiles)
     options = RunnerOptions(
         ssh_host=ssh_host, ssh_config=ssh_config, remote_python=remote_python, remote_dir=remote_dir,
@@ -73,6 +76,7 @@ def bench(
         raise DeployError("--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy export)")
     if not artifacts.is_dir():
         raise DeployError(f"{artifacts}: not a directory")
+    settle(artifacts)
     settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference)
     with progress_reporter(f"bench {device}") as progress:
         result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)

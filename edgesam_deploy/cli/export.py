@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import DeployError
+from ..exportdir import check_output_dir
 from ..exporters import ExportOptions, TargetOptions, get_exporter
 from ..exporters.coreml.options import CoremlOptions
 from ..exporters.onnx.options import OnnxOptions
@@ -83,6 +84,7 @@ def export(
         mask_input=mask_input,
         targets={t: builders[t] for t in targets},
     )
+    check_output_dir(out)
     model, source = model_from_options(variant, checkpoint, random_weights)
     with progress_reporter("export") as report:
         manifest, results = run_export(

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ..checkpoints import REGISTRY, ModelSource, load_model
+from ..manifest_schema import MAX_SEED
 from ..modeling import EdgeSam
 
 err_console = Console(stderr=True)
@@ -20,7 +21,7 @@ def out_console() -> Console:
 
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Local checkpoint (.pth: flat state_dict or {'model': ...}).", dir_okay=False)
 RandomWeightsOpt = typer.Option(
-    None, "--random-weights", metavar="SEED",
+    None, "--random-weights", metavar="SEED", min=0, max=MAX_SEED,
     help="Seeded random weights of realistic scale: the embedded default for machines without a checkpoint.",
 )
 VariantOpt = typer.Option("edgesam", "--variant", help=f"Model variant: {', '.join(REGISTRY)}.")

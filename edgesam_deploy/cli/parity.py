@@ -9,6 +9,7 @@ from rich.console import Console
 
 from ..checkpoints import load_model_for_source
 from ..errors import DeployError
+from ..exportdir import settle
 from ..manifest import Manifest
 from ..parity import check_directory, reference_description
 from ..parity.report import print_table, write_json_report, write_junit
@@ -26,6 +27,7 @@ def parity(
     """Compare every artifact in DIR with the PyTorch fp32 reference against its precision's thresholds."""
     if not directory.is_dir():
         raise DeployError(f"{directory}: not a directory")
+    settle(directory)
     manifest = Manifest.load(directory)
     if not manifest.artifacts:
         raise DeployError(f"{directory}: the manifest lists no artifacts")

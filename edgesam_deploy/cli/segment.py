@@ -7,12 +7,13 @@ from typing import List, Optional
 import numpy as np
 import torch
 import typer
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from rich.console import Console
 
 from ..errors import DeployError
-from ..fileio import atomic_output
-from ..processing import Prompt, PromptError, decoder_inputs, load_image, masks_from_logits, postprocess_logits, preprocess
+from ..fileio import atomic_output, check_output_file
+from ..photos import DEFAULT_MAX_MEGAPIXELS, read_photo
+from ..processing import Prompt, PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
 from ..visualize import mask_image, overlay
 from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options
 
@@ -47,9 +48,14 @@ def _image_format(path: Path) -> str:
     return fmt
 
 
-def _save(im: Image.Image, path: Path) -> None:
+def _save(im: Image.Image, path: Path, frame: str) -> None:
+    """Write ``im`` atomically; a PNG also states the frame its pixels are in."""
+    fmt = _image_format(path)
+    info = PngImagePlugin.PngInfo() if fmt == "PNG" else None
+    if info is not None:
+        info.add_text("edgesam-deploy:frame", frame)
     with atomic_output(path) as tmp:
-        im.save(tmp, format=_image_format(path))
+        im.save(tmp, format=fmt, **({"pnginfo": info} if info is not None else {}))
 
 
 def segment(
@@ -63,6 +69,9 @@ def segment(
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
+    max_megapixels: float = typer.Option(
+        DEFAULT_MAX_MEGAPIXELS, "--max-megapixels", min=0.01,
+        help="Refuse larger images before decoding them (decompression-bomb guard)."),
 ) -> None:
     """Segment IMAGE from point and box prompts with the PyTorch reference; write a mask overlay.
 
@@ -76,7 +85,9 @@ def segment(
     for path in (out, mask_out):
         if path is not None:
             _image_format(path)
-    rgb = load_image(image)
+            check_output_file(path)
+    photo = read_photo(image, max_megapixels)
+    rgb = photo.rgb
     pts = [parse_point(p) for p in point]
     prompt = Prompt([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], parse_box(box) if box else None)
     prompt.validate(rgb.shape[:2])
@@ -89,11 +100,12 @@ def segment(
     full = postprocess_logits(logits[0, best].numpy(), pre.input_size, pre.original_size)
     mask = masks_from_logits(full)
     caption = f"RANDOM WEIGHTS (seed {source.seed}): not a trained model" if source.kind == "random" else None
-    _save(overlay(rgb, mask, prompt, caption), out)
+    _save(overlay(rgb, mask, prompt, caption), out, photo.describe())
     if mask_out is not None:
-        _save(mask_image(mask), mask_out)
+        _save(mask_image(mask), mask_out, photo.describe())
     area = float(np.mean(mask))
     Console().print(
         f"mask {best} of {num_masks}: {area:.1%} of the image, stability {float(stability[0, best]):.3f}, "
         f"IoU head {float(iou[0, best]):.3f} -> {out}" + (f", {mask_out}" if mask_out else "")
+        + f" (frame: {photo.describe()})"
     )

@@ -131,7 +131,11 @@ def load_profiles(user_file: Path | None = None) -> dict[str, DeviceProfile]:
         path = Path(path)
         if not path.is_file():
             raise ProfileError(f"{path}: no such profiles file")
-        profiles.update(_read(path.read_text(), str(path)))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start}); a profiles file is TOML") from exc
+        profiles.update(_read(text, str(path)))
     return profiles
 
 

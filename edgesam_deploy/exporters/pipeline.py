@@ -5,7 +5,8 @@ from pathlib import Path
 
 from ..checkpoints import ModelSource
 from ..errors import DeployError
-from ..manifest import ArtifactRecord, Manifest, ManifestError
+from ..exportdir import export_transaction
+from ..manifest import MANIFEST_NAME, ArtifactRecord, Manifest, ManifestError
 from ..modeling import EdgeSam
 from ..parity import ArtifactParity, check_directory, reference_description
 from ..vocabulary import ProgressFn, Target
@@ -29,6 +30,18 @@ def resolve_targets(target: str) -> list[Target]:
     return [Target(n) for n in dict.fromkeys(names)]
 
 
+def _existing_manifest(out_dir: Path, source: ModelSource) -> Manifest:
+    """The directory's manifest to extend (one of another model is refused), or a new one."""
+    if not (out_dir / MANIFEST_NAME).exists():
+        return Manifest(model=source.as_dict())
+    manifest = Manifest.load(out_dir)
+    if manifest.model != source.as_dict():
+        raise ManifestError(
+            f"{out_dir} holds an export of another model; choose an empty --out directory"
+        )
+    return manifest
+
+
 def run_export(
     model: EdgeSam,
     source: ModelSource,
@@ -40,40 +53,37 @@ def run_export(
 ) -> tuple[Manifest, list[ArtifactParity]]:
     """Export ``targets`` into ``out_dir`` against one ``ExportContext`` (graphs, calibration data
     and the equalization search are computed once) and record them, with their parity, in its
-    manifest. Dependencies of every target are checked before anything is written. An existing
-    manifest of the same model is extended; one of another model is refused.
+    manifest. Dependencies of every target are checked before anything is written. The export is
+    one transaction (``exportdir``): it commits completely or leaves the directory as it was; an
+    existing manifest of the same model is extended, one of another model is refused.
     """
     exporters = [get_exporter(t) for t in targets]
     for exporter in exporters:
         exporter.check_dependencies()
     out_dir = Path(out_dir)
-    try:
-        manifest = Manifest.load(out_dir)
-        if manifest.model != source.as_dict():
-            raise ManifestError(f"{out_dir} holds an export of another model; choose an empty --out directory")
-    except ManifestError as exc:
-        if (out_dir / "manifest.json").exists():
-            raise exc
-        manifest = Manifest(model=source.as_dict())
-    ctx = ExportContext(model=model, source=source, out_dir=out_dir, options=options, progress=progress)
-    new: list[ArtifactRecord] = []
-    for exporter in exporters:
-        progress(f"{exporter.target}: exporting")
-        records = exporter.export(ctx)
-        manifest.add(records)
-        manifest.save(out_dir)  # each finished target is recorded even if a later one fails
-        new.extend(records)
-    results: list[ArtifactParity] = []
-    if run_parity:
-        results = check_directory(out_dir, model, files=[r.file for r in new], progress=progress)
-        previous = {a["file"]: a for a in (manifest.parity or {}).get("artifacts", [])}
-        previous.update({r.file: r.as_dict() for r in results})
-        manifest.parity = {
-            "passed": all(a["passed"] for a in previous.values()),
-            "reference": reference_description(),
-            "artifacts": list(previous.values()),
-        }
-        manifest.save(out_dir)
+    with export_transaction(out_dir) as txn:
+        manifest = _existing_manifest(out_dir, source)
+        ctx = ExportContext(
+            model=model, source=source, out_dir=txn.staging, options=options, progress=progress
+        )
+        new: list[ArtifactRecord] = []
+        for exporter in exporters:
+            progress(f"{exporter.target}: exporting")
+            new.extend(exporter.export(ctx))
+        manifest.add(new)
+        txn.commit(manifest, [r.file for r in new])
+        results: list[ArtifactParity] = []
+        if run_parity:
+            files = [r.file for r in new]
+            results = check_directory(out_dir, model, files=files, progress=progress)
+            previous = {a["file"]: a for a in (manifest.parity or {}).get("artifacts", [])}
+            previous.update({r.file: r.as_dict() for r in results})
+            manifest.parity = {
+                "passed": all(a["passed"] for a in previous.values()),
+                "reference": reference_description(),
+                "artifacts": list(previous.values()),
+            }
+            manifest.save(out_dir)
     return manifest, results
 
 

@@ -37,7 +37,7 @@ def check_directory(
             continue
         session = open_session(record, export_dir, model=model)
         result = evaluate(session, reference, progress)
-        if sha256_path(Path(export_dir) / record.file) != record.sha256:
+        if sha256_path(manifest.artifact_path(record)) != record.sha256:
             result.failures.append("sha256 differs from the manifest: the file changed after export")
             result.passed = False
         results.append(result)

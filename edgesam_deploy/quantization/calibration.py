@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from ..errors import DeployError
-from ..processing import ImageError, decoder_inputs, load_image, preprocess
+from ..photos import load_image
+from ..processing import ImageError, decoder_inputs, preprocess
 from ..samples import CALIBRATION_PHOTOS, load_photo, random_prompts
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

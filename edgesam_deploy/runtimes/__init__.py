@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
+from ..manifest_schema import inside
 from ..modeling import EdgeSam
 from .base import GraphSession
 
@@ -22,7 +23,7 @@ def open_session(record: ArtifactRecord, root: Path, model: EdgeSam | None = Non
     ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``)."""
     if record.target not in _SESSIONS:
         raise DeployError(f"no runtime for target '{record.target}'")
-    path = Path(root) / record.file
+    path = inside(Path(root), record.file, str(root))
     if not path.exists():
         raise DeployError(f"{path}: listed in the manifest but missing")
     module, cls = _SESSIONS[record.target].split(":")

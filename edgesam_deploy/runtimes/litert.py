@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeployError, require
+from ..errors import DeployError, first_line, require
 from ..manifest import ArtifactRecord
 from ..processing import PromptError
 from .base import GraphSession
@@ -61,7 +61,7 @@ class LiteRtSession(GraphSession):
             )
             it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise DeployError(f"{self.path}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})") from exc
+            raise DeployError(f"{self.path}: LiteRT cannot load it ({first_line(exc)})") from exc
         return it
 
     @property

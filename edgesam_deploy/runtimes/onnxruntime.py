@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeployError, require
+from ..errors import DeployError, first_line, require
 from ..manifest import ArtifactRecord
 from .base import GraphSession
 
@@ -29,7 +29,7 @@ class OrtSession(GraphSession):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise DeployError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from exc
+            raise DeployError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from exc
         self.providers = self.session.get_providers()
         self.threads = threads
         self._outputs = [o.name for o in self.session.get_outputs()]
