@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from .errors import DeployError
 from .vocabulary import IMG_SIZE
@@ -70,6 +69,8 @@ class Preprocessed:
 
 def preprocess(image: np.ndarray) -> Preprocessed:
     """RGB uint8 H x W x 3 -> resized (PIL bilinear), normalized, zero-padded 1 x 3 x 1024 x 1024."""
+    from PIL import Image
+
     image = to_rgb_uint8(image)
     h, w = image.shape[:2]
     nh, nw = resized_size(h, w)

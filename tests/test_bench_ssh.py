@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 from edgesam_deploy.bench.parsers import trtexec
-from edgesam_deploy.bench.runners.ssh import stats_from_trtexec, trtexec_command
+from edgesam_deploy.bench.runners import BenchRequest, RunnerOptions
+from edgesam_deploy.bench.runners.ssh import SshRunner, stats_from_trtexec, trtexec_command
 from edgesam_deploy.cli.app import main
+from edgesam_deploy.device.protocol import Results, Settings
+from edgesam_deploy.devices import DeviceProfile
+from edgesam_deploy.errors import DeviceError
+from edgesam_deploy.manifest import Manifest
+from edgesam_deploy.parity import Reference
+from edgesam_deploy.parity.bundle import write_bundle
+from edgesam_deploy.parity.judge import judge_device_outputs
+
 from test_bench_support import make_onnx_export, subset_export
 
 SSHD = Path("/usr/sbin/sshd")
@@ -72,6 +81,25 @@ def decoder_export(tmp_path_factory, random_model) -> Path:
     return subset_export(full, tmp_path_factory.mktemp("decoder-only"), ["decoder.onnx"])
 
 
+@pytest.fixture(scope="module")
+def torchless_python(tmp_path_factory) -> str:
+    """A Python for the board in which torch and PIL cannot be imported (stub packages that raise
+    ImportError come first on its path): the board has NumPy and ONNX Runtime only."""
+    d = tmp_path_factory.mktemp("torchless")
+    for name in ("torch", "PIL"):
+        (d / "block" / name).mkdir(parents=True)
+        (d / "block" / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is not installed on this board')\n"
+        )
+    wrapper = d / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{d / "block"}${{PYTHONPATH:+:$PYTHONPATH}}" '
+        f'exec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def test_ssh_runner_benchmarks_on_the_loopback_board(loopback, decoder_export, tmp_path, capsys):
     profiles = tmp_path / "profiles.toml"
     profiles.write_text('[board]\nrunner = "ssh"\ntarget = "onnx"\nprecision = ["fp32"]\nconnection = { host_env = "EDGESAM_TEST_BOARD" }\n')
@@ -80,7 +108,7 @@ def test_ssh_runner_benchmarks_on_the_loopback_board(loopback, decoder_export, t
         "bench", "--device", "board", "--profiles", str(profiles), "--artifacts", str(decoder_export),
         "--ssh-host", HOST, "--ssh-config", str(loopback / "ssh_config"), "--remote-python", sys.executable,
         "--remote-dir", str(tmp_path / "remote"), "--runs", "2", "--warmup", "1", "--threads", "1",
-        "--json", str(out), "--no-parity",
+        "--json", str(out), "--parity-photos", "coffee",
     ])
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
@@ -91,11 +119,50 @@ def test_ssh_runner_benchmarks_on_the_loopback_board(loopback, decoder_export, t
     assert decoder["latency"]["decoder_1_click"]["runs"] == 2 and decoder["clicks_per_s"] > 0
     assert decoder["runtime_details"]["threads"] == 1
     assert (tmp_path / "remote" / "artifacts" / "decoder.onnx").is_file()
+    # parity measured on the board through the protocol, the host's figure beside it
+    assert decoder["parity_measured_on"] == "device", decoder["parity_reason"]
+    assert decoder["parity"]["passed"], decoder["parity"]
+    device, host = decoder["parity"], decoder["host_parity"]
+    assert device["evaluated_with"].startswith("onnxruntime") and host["passed"]
+    assert device["metrics"]["mask_iou_mean"] == pytest.approx(host["metrics"]["mask_iou_mean"], abs=1e-4)
+    assert (tmp_path / "remote" / "parity" / "outputs" / "results.json").is_file()
+    assert "device: pass" in capsys.readouterr().out
+
+
+def test_device_parity_on_a_board_without_torch(
+    loopback, decoder_export, torchless_python, random_model, tmp_path
+):
+    profile = DeviceProfile(
+        "board", "ssh", runtime="onnxruntime", delegate="cpu", connection={"host": HOST}
+    )
+    options = RunnerOptions(
+        ssh_config=loopback / "ssh_config",
+        remote_python=torchless_python,
+        remote_dir=str(tmp_path / "remote"),
+    )
+    runner = SshRunner(profile, options)
+    with pytest.raises(DeviceError, match="torch is not installed on this board"):
+        runner.ssh(f"{torchless_python} -c 'import torch'", "importing torch on the board")
+    manifest = Manifest.load(decoder_export)
+    reference = Reference(random_model, photos=["coffee"])
+    bundle, outputs = tmp_path / "bundle", tmp_path / "outputs"
+    write_bundle(
+        bundle, reference, manifest.artifacts, decoder_export, Settings(threads=1, delegate="cpu")
+    )
+    runner.run_parity(
+        bundle, outputs, BenchRequest(decoder_export, manifest, manifest.artifacts, 1, 0, threads=1)
+    )
+    assert Results.load(outputs).device["settings"]["delegate"] == "cpu"
+    (decoder,) = judge_device_outputs(bundle, outputs, reference)
+    assert decoder.passed and decoder.measured_on == "device", decoder.failures
+    assert decoder.runtime.startswith("onnxruntime") and "1 thread)" in decoder.runtime
 
 
 def test_ssh_without_host_says_how_to_give_one(decoder_export, capsys, monkeypatch):
     monkeypatch.delenv("EDGESAM_JETSON_ORIN_NANO_HOST", raising=False)
-    code = main(["bench", "--device", "jetson-orin-nano", "--artifacts", str(decoder_export), "--no-parity"])
+    code = main(
+        ["bench", "--device", "jetson-orin-nano", "--artifacts", str(decoder_export), "--no-parity"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "--ssh-host" in err and "$EDGESAM_JETSON_ORIN_NANO_HOST" in err

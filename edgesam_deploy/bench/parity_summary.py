@@ -1,15 +1,16 @@
-"""The parity verdict of each benchmarked artifact: recorded at export if the file is unchanged,
-else computed now against the PyTorch fp32 reference on this machine."""
+"""The host's parity figure of each benchmarked artifact, shown beside the device's: recorded at
+export if the file is unchanged, else computed now against the PyTorch fp32 reference here."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DeployError
 from ..fileio import sha256_path
 from ..manifest import Manifest
-from ..modeling import EdgeSam
 from ..parity import Reference, check_directory
+from .device_parity import summary_of
 from .schema import ArtifactResult, ParitySummary
 
 
@@ -20,34 +21,53 @@ def _recorded(manifest: Manifest, export_dir: Path) -> dict[str, ParitySummary]:
     for entry in (manifest.parity or {}).get("artifacts", []):
         path = Path(export_dir) / entry["file"]
         if entry["file"] in sha and path.exists() and sha256_path(path) == sha[entry["file"]]:
-            out[entry["file"]] = ParitySummary(entry["passed"], entry["metrics"], entry["failures"], entry.get("runtime", ""), "manifest")
+            out[entry["file"]] = ParitySummary(
+                entry["passed"],
+                entry["metrics"],
+                entry["failures"],
+                entry.get("runtime", ""),
+                "manifest",
+                "host",
+            )
     return out
 
 
-def attach_parity(
+def attach_host_parity(
     results: list[ArtifactResult],
     export_dir: Path,
     manifest: Manifest,
-    model: Callable[[], EdgeSam],
+    reference: Callable[[], Reference],
+    compute: bool,
     progress: Callable[[str], None] = lambda m: None,
 ) -> None:
-    """Fill ``result.parity`` of the exported artifacts in ``results``: recorded parity for any of them,
-    computed parity for measured ones without a record (``model`` is called only then). Artifacts
-    that cannot be checked here say why in ``extra``."""
-    listed = {a.file for a in manifest.artifacts}
-    recorded = _recorded(manifest, export_dir)
-    missing = [r.file for r in results if r.measured and r.file in listed and r.file not in recorded]
-    computed: dict[str, ParitySummary] = {}
-    if missing:
-        weights = model()
-        reference = Reference(weights)
-        for file in missing:
-            progress(f"{file}: parity")
-            try:
-                (res,) = check_directory(export_dir, weights, files=[file], reference=reference)
-            except (DeployError, ImportError) as exc:  # e.g. no runtime for this target on this machine
-                next(r for r in results if r.file == file).extra["parity_error"] = f"parity not checked here: {exc}"
-                continue
-            computed[file] = ParitySummary(res.passed, res.metrics, res.failures, res.runtime, "computed")
+    """Fill ``result.host_parity`` of the exported artifacts in ``results``: the recorded figure of
+    any of them; with ``compute`` (rows measured on another device), a figure computed here for
+    measured rows without a record (``reference`` is called only then). Artifacts that cannot be
+    checked here say why in ``extra``. Each file is judged once, whatever its number of rows (one
+    per compute-unit setting on an iPhone)."""
+    listed = {a.file: a for a in manifest.artifacts}
+    known: dict[str, ParitySummary | None] = dict(_recorded(manifest, export_dir))
     for result in results:
-        result.parity = recorded.get(result.file) or computed.get(result.file)
+        if result.file not in listed:
+            continue
+        if result.file not in known and compute and result.measured:
+            known[result.file] = _host_summary(result, export_dir, reference, progress)
+        result.host_parity = known.get(result.file)
+
+
+def _host_summary(
+    result: ArtifactResult,
+    export_dir: Path,
+    reference: Callable[[], Reference],
+    progress: Callable[[str], None],
+) -> ParitySummary | None:
+    """Parity of ``result``'s artifact judged on this host (None, with the reason in ``extra``,
+    where it cannot run here)."""
+    progress(f"{result.file}: parity on this host")
+    try:
+        model = reference()
+        (res,) = check_directory(export_dir, model.model, files=[result.file], reference=model)
+        return summary_of(res)
+    except (DeployError, ImportError) as exc:  # e.g. no runtime for this target on this machine
+        result.extra["parity_error"] = f"parity not checked here: {exc}"
+        return None

@@ -7,10 +7,28 @@ from rich.console import Console
 from rich.table import Table
 
 from ..fileio import atomic_output, write_json
-from .schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, PipelineResult, Stats
+from .schema import (
+    DECODER_1,
+    DECODER_16,
+    ENCODER,
+    ArtifactResult,
+    BenchReport,
+    ParitySummary,
+    PipelineResult,
+    Stats,
+)
 
 ARTIFACT_HEADERS = (
-    "artifact", "runtime", "load", "encoder p50/p90/min", "decoder p50 1 click/16 pts", "clicks/s", "RSS peak (+load)", "MB", "parity",
+    "artifact", "runtime", "load", "encoder p50/p90/min", "decoder p50 1 click/16 pts", "clicks/s",
+    "RSS peak (+load)", "MB", "parity (measured on)", "host parity",
+)
+# host vs device: the metric columns shown side by side (key, header, format)
+COMPARED = (
+    ("emb_cosine_min", "emb cos", "{:.6f}"),
+    ("emb_max_abs", "emb max|d|", "{:.2e}"),
+    ("logit_max_abs", "logit max|d|", "{:.2e}"),
+    ("mask_iou_mean", "mask IoU", "{:.4f}"),
+    ("mask_iou_min", "IoU min", "{:.4f}"),
 )
 PIPELINE_HEADERS = ("pipeline", "FPS (encoder + 1 decode)", "frame p50/p90/min", "time to first mask")
 UNITS = "times in ms, memory in MiB, sizes in MB"
@@ -24,12 +42,26 @@ def _stats(stats: Stats | None) -> str:
     return "" if stats is None else f"{stats.p50:.1f} / {_f(stats.p90) or '-'} / {stats.min:.1f}"
 
 
+def _verdict(p: ParitySummary) -> str:
+    verdict = "pass" if p.passed else "FAIL: " + "; ".join(p.failures)
+    iou = p.metrics.get("mask_iou_mean")
+    return verdict + (f" (IoU {iou:.4f})" if iou is not None else "")
+
+
 def _parity(r: ArtifactResult) -> str:
-    if r.parity is None:
-        return r.extra.get("parity_error", "")
-    verdict = "pass" if r.parity.passed else "FAIL: " + "; ".join(r.parity.failures)
-    iou = r.parity.metrics.get("mask_iou_mean")
-    return f"{verdict}" + (f" (IoU {iou:.4f})" if iou is not None else "")
+    """Where the row's parity was measured and the verdict, or why it was not measured."""
+    if r.parity is not None:
+        return f"{r.parity_measured_on}: {_verdict(r.parity)}"
+    return f"not measured: {r.parity_reason}" if r.parity_reason else ""
+
+
+def _host_parity(r: ArtifactResult) -> str:
+    if r.host_parity is not None:
+        recorded = " (recorded at export)" if r.host_parity.source == "manifest" else ""
+        return _verdict(r.host_parity) + recorded
+    if r.parity_measured_on == "host":
+        return "this row"
+    return r.extra.get("parity_error", "")
 
 
 def _runtime(r: ArtifactResult) -> str:
@@ -49,12 +81,39 @@ def artifact_row(r: ArtifactResult) -> list[str]:
     head = [f"{r.file} {r.precision}"]
     size = _f(r.size_bytes / 1e6 if r.size_bytes else None)
     if not r.measured:
-        return head + [f"not measured: {r.reason}", "", "", "", "", "", size, _parity(r)]
+        blank = ["", "", "", "", ""]
+        return head + [f"not measured: {r.reason}", *blank, size, _parity(r), _host_parity(r)]
     rss = "" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f} (+{r.rss_delta_mib or 0:.0f})"
     return head + [
         _runtime(r), _f(r.load_ms), _stats(r.latency.get(ENCODER)),
-        _decoder(r), _f(r.clicks_per_s), rss, size, _parity(r),
+        _decoder(r), _f(r.clicks_per_s), rss, size, _parity(r), _host_parity(r),
     ]
+
+
+def compared(report: BenchReport) -> list[tuple[ArtifactResult, ParitySummary, ParitySummary]]:
+    """(row, host figure, device figure) of rows measured away from this host and on it too."""
+    return [
+        (r, r.host_parity, r.parity) for r in report.artifacts
+        if r.parity and r.host_parity and r.parity_measured_on != "host"
+    ]
+
+
+def comparison_headers(report: BenchReport) -> tuple[str, ...]:
+    where = next((r.parity_measured_on for r, _, _ in compared(report)), "device")
+    cells = tuple(f"{header} host / {where}" for _, header, _ in COMPARED)
+    return ("artifact", *cells, "verdict host / " + where)
+
+
+def comparison_row(r: ArtifactResult, host: ParitySummary, dev: ParitySummary) -> list[str]:
+    """One artifact's host and device figures side by side; '<- missed on the host' flags a drift
+    that only the device shows."""
+    cells = []
+    for key, _, fmt in COMPARED:
+        pair = [fmt.format(p.metrics[key]) if key in p.metrics else "-" for p in (host, dev)]
+        cells.append(" / ".join(pair))
+    verdict = " / ".join("pass" if p.passed else "FAIL" for p in (host, dev))
+    missed = "  <- missed on the host" if host.passed and not dev.passed else ""
+    return [f"{r.file} {r.precision}", *cells, verdict + missed]
 
 
 def pipeline_row(p: PipelineResult) -> list[str]:
@@ -74,7 +133,8 @@ def print_report(report: BenchReport, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"Benchmark on {title(report)}; {UNITS}")
     for h in ARTIFACT_HEADERS:
-        table.add_column(h, justify="left" if h in ("artifact", "runtime", "parity") else "right")
+        left = h in ("artifact", "runtime") or "parity" in h
+        table.add_column(h, justify="left" if left else "right")
     for r in report.artifacts:
         table.add_row(*artifact_row(r))
     console.print(table)
@@ -85,6 +145,13 @@ def print_report(report: BenchReport, console: Console | None = None) -> None:
         for p in report.pipelines:
             pipes.add_row(*pipeline_row(p))
         console.print(pipes)
+    if compared(report):
+        side = Table(title="Parity: the same artifact on this host and on the device")
+        for h in comparison_headers(report):
+            side.add_column(h, justify="left" if h == "artifact" else "right")
+        for row in compared(report):
+            side.add_row(*comparison_row(*row))
+        console.print(side)
 
 
 def write_json_report(path: Path, report: BenchReport) -> None:
@@ -159,6 +226,10 @@ def write_markdown(path: Path, report: BenchReport) -> Path | None:
     ]
     if report.pipelines:
         parts += ["", "## Encoder + decoder", "", _md_table(PIPELINE_HEADERS, [pipeline_row(p) for p in report.pipelines])]
+    if compared(report):
+        rows = [comparison_row(*row) for row in compared(report)]
+        side = _md_table(comparison_headers(report), rows)
+        parts += ["", "## Parity on this host and on the device", "", side]
     if drawn:
         parts += ["", f"![latency against precision]({plot.name})"]
     with atomic_output(path) as tmp:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,10 @@ from ..devices import DeviceProfile, select_artifacts
 from ..errors import DeployError
 from ..manifest import Manifest
 from ..modeling import EdgeSam
-from .parity_summary import attach_parity
+from ..parity import Reference
+from ..samples import PARITY_PHOTOS
+from .device_parity import measure_device_parity, protocol_settings
+from .parity_summary import attach_host_parity
 from .runners import BenchRequest, RunnerOptions, get_runner
 from .schema import BenchReport
 
@@ -25,12 +29,18 @@ class BenchSettings:
     threads: int | None = None
     parity: bool = True
     reference: bool = True  # measure the PyTorch reference beside the artifacts (this machine only)
+    parity_photos: list[str] | None = None  # parity photos (default: all of samples.PARITY_PHOTOS)
 
     def validate(self) -> None:
         if self.runs < 1 or self.warmup < 0:
             raise DeployError("--runs must be at least 1 and --warmup at least 0")
         if self.threads is not None and self.threads < 1:
             raise DeployError("--threads must be at least 1")
+        unknown = sorted(set(self.parity_photos or []) - set(PARITY_PHOTOS))
+        if unknown:
+            raise DeployError(
+                f"unknown parity photo(s) {', '.join(unknown)}; choose from {', '.join(PARITY_PHOTOS)}"
+            )
 
 
 def run_bench(
@@ -44,7 +54,8 @@ def run_bench(
     """Measure the artifacts of ``export_dir`` that ``profile`` wants on its device.
 
     ``model`` gives the reference weights; it is called only for the PyTorch reference rows and
-    for artifacts whose parity is not recorded in the manifest.
+    for parity. Parity is measured on the device through the device-parity protocol and, beside
+    it, on this host (recorded in the manifest, else computed here when the device is elsewhere).
     """
     settings.validate()
     manifest = Manifest.load(export_dir)
@@ -61,8 +72,15 @@ def run_bench(
             torch.save(model().state_dict(), reference_state)
         request = BenchRequest(Path(export_dir), manifest, records, settings.runs, settings.warmup, threads, reference_state, progress)
         outcome = runner.run(request)
-    if settings.parity:
-        attach_parity(outcome.artifacts, export_dir, manifest, model, progress)
+        if settings.parity:
+            reference = functools.cache(lambda: Reference(model(), settings.parity_photos))
+            rows, on_device = outcome.artifacts, protocol_settings(profile, threads)
+            measure_device_parity(runner, request, rows, reference, on_device)
+            elsewhere = runner.measured_on != "host"
+            attach_host_parity(rows, export_dir, manifest, reference, elsewhere, progress)
+        else:
+            for row in outcome.artifacts:
+                row.parity_reason = "skipped (--no-parity)"
     return BenchReport(
         device=outcome.device,
         settings={"runs": settings.runs, "warmup": settings.warmup, "threads": threads, "profile": profile.as_dict()},

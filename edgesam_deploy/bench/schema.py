@@ -54,6 +54,10 @@ class ParitySummary:
     failures: list[str]
     evaluated_with: str  # runtime that produced the compared outputs
     source: str  # "computed" now, or "manifest" (recorded at export)
+    measured_on: str = "host"  # where those outputs were computed: host | device | emulated
+
+
+PARITY_NOT_MEASURED = "not measured"
 
 
 @dataclass
@@ -75,7 +79,10 @@ class ArtifactResult:
     latency: dict[str, Stats] = field(default_factory=dict)
     clicks_per_s: float | None = None  # decoder: one click after another on a cached embedding
     extra: dict[str, Any] = field(default_factory=dict)  # tool-specific facts (delegated nodes ...)
-    parity: ParitySummary | None = None
+    parity: ParitySummary | None = None  # judged from the outputs of this row's device
+    parity_measured_on: str = PARITY_NOT_MEASURED  # host | device | emulated | not measured
+    parity_reason: str = ""  # why parity was not measured on this row's device
+    host_parity: ParitySummary | None = None  # the same artifact on the host, beside the device's
 
 
 @dataclass
@@ -145,6 +152,8 @@ def artifact_from_dict(data: dict[str, Any]) -> ArtifactResult:
     result = _build(ArtifactResult, data)
     result.latency = {k: _build(Stats, v) for k, v in data.get("latency", {}).items()}
     result.parity = _build(ParitySummary, data["parity"]) if data.get("parity") else None
+    host = data.get("host_parity")
+    result.host_parity = _build(ParitySummary, host) if host else None
     return result
 
 

@@ -10,6 +10,7 @@ import typer
 from ..bench.report import print_report, write_json_report, write_markdown
 from ..bench.run import BenchSettings, run_bench
 from ..bench.runners import RunnerOptions, get_runner
+from ..bench.runners.emulated import DEFAULT_PHOTOS as EMULATED_PHOTOS
 from ..checkpoints import load_model, load_model_for_source
 from ..devices import get_profile
 from ..errors import DeployError
@@ -47,6 +48,14 @@ def bench(
     report: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report (and a latency PNG beside it).", dir_okay=False),
     no_parity: bool = typer.Option(False, "--no-parity", help="Skip the parity summary."),
     no_reference: bool = typer.Option(False, "--no-reference", help="Do not measure the PyTorch reference beside the artifacts."),
+    emulate: bool = typer.Option(
+        False, "--emulate",
+        help="Run on the device's emulated ARM64 twin (QEMU user mode; docs/emulation.md).",
+    ),
+    parity_photos: Optional[str] = typer.Option(
+        None, "--parity-photos",
+        help="Parity photos, comma-separated (default: all four; with --emulate: coffee).",
+    ),
     benchmark_model: Optional[Path] = typer.Option(None, "--benchmark-model", help="adb: LiteRT's benchmark_model binary for the phone.", dir_okay=False),
     adb_serial: Optional[str] = typer.Option(None, "--adb-serial", help="adb: serial of the phone (default: the profile's variable, else the only device)."),
     ssh_host: Optional[str] = typer.Option(None, "--ssh-host", help="ssh: [user@]host or a Host of your ssh config."),
@@ -66,6 +75,8 @@ def bench(
     if not timeout > 0:  # also refuses NaN
         raise DeployError(f"--timeout {timeout:g}: must be more than 0 seconds")
     profile = get_profile(device, profiles)
+    if emulate:
+        profile = profile.emulated()
     options = RunnerOptions(
         ssh_host=ssh_host, ssh_config=ssh_config, remote_python=remote_python, remote_dir=remote_dir,
         remote_command=remote_command, adb_serial=adb_serial, benchmark_model=benchmark_model,
@@ -77,7 +88,13 @@ def bench(
     if not artifacts.is_dir():
         raise DeployError(f"{artifacts}: not a directory")
     settle(artifacts)
-    settings = BenchSettings(runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference)
+    photos = [p.strip() for p in parity_photos.split(",") if p.strip()] if parity_photos else None
+    if emulate and photos is None:
+        photos = list(EMULATED_PHOTOS)  # a full-size encoder takes minutes per photo emulated
+    settings = BenchSettings(
+        runs=runs, warmup=warmup, threads=threads, parity=not no_parity, reference=not no_reference,
+        parity_photos=photos,
+    )
     with progress_reporter(f"bench {device}") as progress:
         result = run_bench(profile, artifacts, settings, options, _model_loader(artifacts, checkpoint, random_weights), progress)
     print_report(result, out_console())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,13 @@ from ..vocabulary import Target
 
 PROFILES_ENV = "EDGESAM_DEPLOY_PROFILES"
 RUNNERS = ("local", "ssh", "adb", "xcode")
+EMULATED = "emulated"  # the runner of a profile's ARM64 twin (``bench --emulate``), never in a file
 TARGETS = tuple(str(t) for t in Target)
 PACKAGED = "packaged profiles.toml"
-_FIELDS = {"description", "runner", "target", "precision", "runtime", "delegate", "compute_units", "threads", "connection"}
+_FIELDS = {
+    "description", "runner", "target", "precision", "runtime", "delegate", "compute_units", "threads",
+    "connection", "emulate_cpu",
+}
 
 
 class ProfileError(DeployError):
@@ -42,6 +46,7 @@ class DeviceProfile:
     threads: int | None = None
     connection: dict[str, Any] = field(default_factory=dict)
     source: str = PACKAGED
+    emulate_cpu: str | None = None  # QEMU CPU model of the emulated ARM64 twin; None: no twin
 
     def wants(self, record: ArtifactRecord) -> bool:
         """Whether an artifact has a target and precision this device runs."""
@@ -68,12 +73,21 @@ class DeviceProfile:
         env = self.connection.get(f"{key}_env")
         return f"${env}" if env else ""
 
+    def emulated(self) -> "DeviceProfile":
+        """This device's emulated ARM64 twin (same artifacts and runtime, runner 'emulated')."""
+        if not self.emulate_cpu:
+            raise ProfileError(
+                f"device '{self.name}' has no emulated ARM64 twin (its profile sets no emulate_cpu)"
+            )
+        return replace(self, runner=EMULATED)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "runner": self.runner, "description": self.description,
             "targets": list(self.targets), "precisions": list(self.precisions), "runtime": self.runtime,
             "delegate": self.delegate, "compute_units": self.compute_units, "threads": self.threads,
             "connection": dict(self.connection), "source": self.source,
+            "emulate_cpu": self.emulate_cpu,
         }
 
 
@@ -106,11 +120,14 @@ def _parse(name: str, table: Any, source: str) -> DeviceProfile:
     connection = table.get("connection", {})
     if not isinstance(connection, dict):
         raise ProfileError(f"{where}: 'connection' must be a table")
+    emulate_cpu = table.get("emulate_cpu")
+    if emulate_cpu is not None and (not isinstance(emulate_cpu, str) or not emulate_cpu.strip()):
+        raise ProfileError(f"{where}: 'emulate_cpu' must be a QEMU CPU model, e.g. \"cortex-a76\"")
     return DeviceProfile(
         name=name, runner=runner, description=str(table.get("description", "")), targets=targets,
         precisions=_as_tuple(table.get("precision"), "precision", where), runtime=str(table.get("runtime", "auto")),
         delegate=table.get("delegate"), compute_units=table.get("compute_units"), threads=threads,
-        connection=dict(connection), source=source,
+        connection=dict(connection), source=source, emulate_cpu=emulate_cpu,
     )
 
 

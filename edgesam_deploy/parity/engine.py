@@ -19,6 +19,7 @@ from ..modeling import EdgeSam
 from ..processing import PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
 from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
+from ..vocabulary import Role
 from . import metrics as M
 from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
 
@@ -47,6 +48,7 @@ class Reference:
     """The fp32 PyTorch reference (bilinear upsampling, unfolded) on the parity photos and prompts."""
 
     def __init__(self, model: EdgeSam, photos: list[str] | None = None) -> None:
+        self.model = model
         self.encoder = EncoderGraph(model, fold=False).eval()
         self.decoders = {kind: DecoderGraph(model, kind).eval() for kind in ("iou", "stability")}
         self.photo_names = photos or list(PARITY_PHOTOS)
@@ -89,12 +91,33 @@ class ArtifactParity:
     passed: bool
     runtime: str
     note: str = ""
+    measured_on: str = "host"  # host | device | emulated: where the judged outputs were computed
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, scores: np.ndarray, kind: str, acc: dict[str, list]) -> None:
+CaseOutputs = dict[str, dict[str, np.ndarray]]  # case id -> output name -> tensor
+
+
+def encoder_case_id(photo: str) -> str:
+    """Protocol case id of a photo's encoder input."""
+    return f"enc-{photo}"
+
+
+def decoder_case_id(photo: str, prompt: str) -> str:
+    """Protocol case id of a photo's reference embeddings with one prompt."""
+    return f"dec-{photo}-{prompt}"
+
+
+def _mask_metrics(
+    case: ImageCase,
+    prompt: PromptCase,
+    logits: np.ndarray,
+    scores: np.ndarray,
+    kind: str,
+    acc: dict[str, list],
+) -> None:
     masks = masks_from_logits(postprocess_logits(logits, case.input_size, case.original_size))
     iou, union = M.mask_iou(prompt.ref_masks, masks)
     acc["iou"].extend(iou.tolist())
@@ -105,29 +128,102 @@ def _mask_metrics(case: ImageCase, prompt: PromptCase, logits: np.ndarray, score
     acc["best"].append(float(np.argmax(ref_scores) == np.argmax(scores)))
 
 
-def evaluate(session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None) -> ArtifactParity:
-    """Run ``session`` on every parity case and judge it against its precision's thresholds."""
+def collect(
+    session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None
+) -> CaseOutputs:
+    """Run ``session`` on every parity case of its role it takes (outputs keyed by case id)."""
     record: ArtifactRecord = session.record
-    kind: ScoreKind = record.details.get("scores", "iou")
-    acc: dict[str, list] = {"iou": [], "iou_sized": [], "logit": [], "score": [], "best": [], "cos": [], "psnr": [], "emb": []}
-    skipped = 0
+    out: CaseOutputs = {}
     for case in reference.cases:
         progress(f"{record.file}: {case.name}")
-        if record.role == "encoder":
-            emb = session.run({"image": case.tensor})["image_embeddings"]
+        if record.role == Role.ENCODER:
+            out[encoder_case_id(case.name)] = session.run({"image": case.tensor})
+            continue
+        for prompt in case.prompts:
+            if session.accepts_points(prompt.labels.shape[1]):
+                feeds = {
+                    "image_embeddings": case.ref_embeddings,
+                    "point_coords": prompt.coords,
+                    "point_labels": prompt.labels,
+                }
+                out[decoder_case_id(case.name, prompt.name)] = session.run(feeds)
+    return out
+
+
+def _accumulate(
+    record: ArtifactRecord, reference: Reference, outputs: CaseOutputs
+) -> tuple[dict[str, list], int]:
+    """Metric samples of every case in ``outputs``, and the number of reference cases absent."""
+    kind: ScoreKind = record.details.get("scores", "iou")
+    acc: dict[str, list] = {
+        "iou": [],
+        "iou_sized": [],
+        "logit": [],
+        "score": [],
+        "best": [],
+        "cos": [],
+        "psnr": [],
+        "emb": [],
+    }
+    absent = 0
+    for case in reference.cases:
+        if record.role == Role.ENCODER:
+            out = outputs.get(encoder_case_id(case.name))
+            if out is None:
+                absent += 1
+                continue
+            emb = out["image_embeddings"]
             acc["cos"].append(M.cosine(case.ref_embeddings, emb))
             acc["psnr"].append(M.psnr(case.ref_embeddings, emb))
             acc["emb"].append(M.max_abs(case.ref_embeddings, emb))
             for prompt in case.prompts:
-                scores, logits = reference.decode(emb.astype(np.float32), prompt.coords, prompt.labels, kind)
+                scores, logits = reference.decode(
+                    emb.astype(np.float32), prompt.coords, prompt.labels, kind
+                )
                 _mask_metrics(case, prompt, logits, scores, kind, acc)
-        else:
-            for prompt in case.prompts:
-                if not session.accepts_points(prompt.labels.shape[1]):
-                    skipped += 1
-                    continue
-                out = session.run({"image_embeddings": case.ref_embeddings, "point_coords": prompt.coords, "point_labels": prompt.labels})
-                _mask_metrics(case, prompt, out["masks"][0], out["scores"][0], kind, acc)
+            continue
+        for prompt in case.prompts:
+            out = outputs.get(decoder_case_id(case.name, prompt.name))
+            if out is None:
+                absent += 1
+                continue
+            _mask_metrics(case, prompt, out["masks"][0], out["scores"][0], kind, acc)
+    return acc, absent
+
+
+def failed(
+    record: ArtifactRecord, reason: str, runtime: str = "", measured_on: str = "host"
+) -> ArtifactParity:
+    """A failed row that carries no metrics: the artifact could not be judged (``reason``)."""
+    limits = thresholds_for(record.precision, record.role)
+    return ArtifactParity(
+        record.file,
+        record.target,
+        record.role,
+        record.precision,
+        {},
+        {k: list(v) for k, v in limits.items()},
+        [reason],
+        False,
+        runtime,
+        "",
+        measured_on,
+    )
+
+
+def judge(
+    record: ArtifactRecord,
+    reference: Reference,
+    outputs: CaseOutputs,
+    runtime: str,
+    note: str = "",
+    measured_on: str = "host",
+) -> ArtifactParity:
+    """Judge an artifact's outputs (from any runtime, on any device) against the reference and its
+    precision's thresholds. Reference cases absent from ``outputs`` are counted as skipped."""
+    acc, absent = _accumulate(record, reference, outputs)
+    if not acc["iou"]:
+        return failed(record, "no parity case was run", runtime, measured_on)
     metrics: dict[str, float] = {
         "mask_iou_mean": float(np.mean(acc["iou"])),
         "mask_iou_min": float(np.min(acc["iou_sized"] or [1.0])),
@@ -135,13 +231,42 @@ def evaluate(session: GraphSession, reference: Reference, progress: Callable[[st
         "score_max_abs": float(np.max(acc["score"])),
         "best_mask_agreement": float(np.mean(acc["best"])),
     }
-    if record.role == "encoder":
-        metrics.update(emb_cosine_min=float(np.min(acc["cos"])), emb_psnr_min=float(np.min(acc["psnr"])), emb_max_abs=float(np.max(acc["emb"])))
+    if record.role == Role.ENCODER:
+        metrics.update(
+            emb_cosine_min=float(np.min(acc["cos"])),
+            emb_psnr_min=float(np.min(acc["psnr"])),
+            emb_max_abs=float(np.max(acc["emb"])),
+        )
     limits = thresholds_for(record.precision, record.role)
     failures = violations(metrics, limits)
-    skip_note = f"{skipped} prompt case(s) skipped: the artifact has no input for their point count" if skipped else ""
-    note = "; ".join(n for n in (session.note, skip_note) if n)
+    skip_note = (
+        f"{absent} prompt case(s) skipped: the artifact has no input for their point count"
+        if absent
+        else ""
+    )
     return ArtifactParity(
-        record.file, record.target, record.role, record.precision, metrics,
-        {k: list(v) for k, v in limits.items()}, failures, not failures, session.runtime, note,
+        record.file,
+        record.target,
+        record.role,
+        record.precision,
+        metrics,
+        {k: list(v) for k, v in limits.items()},
+        failures,
+        not failures,
+        runtime,
+        "; ".join(n for n in (note, skip_note) if n),
+        measured_on,
+    )
+
+
+def evaluate(
+    session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None
+) -> ArtifactParity:
+    """Run ``session`` on every parity case here and judge it against its precision's thresholds."""
+    return judge(
+        session.record,
+        reference,
+        collect(session, reference, progress),
+        session.runtime,
+        session.note,
     )

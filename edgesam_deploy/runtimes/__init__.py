@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
 from ..manifest_schema import inside
-from ..modeling import EdgeSam
 from .base import GraphSession
+
+if TYPE_CHECKING:  # torch stays unimported: the device side opens sessions through this package
+    from ..modeling import EdgeSam
 
 _SESSIONS = {
     "onnx": "edgesam_deploy.runtimes.onnxruntime:OrtSession",
@@ -18,7 +20,7 @@ _SESSIONS = {
 }
 
 
-def open_session(record: ArtifactRecord, root: Path, model: EdgeSam | None = None, **options: Any) -> GraphSession:
+def open_session(record: ArtifactRecord, root: Path, model: "EdgeSam | None" = None, **options: Any) -> GraphSession:
     """Load ``record`` (relative to export dir ``root``) in its runtime; options go to the session,
     ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``)."""
     if record.target not in _SESSIONS:

@@ -11,6 +11,7 @@ _RUNNERS = {
     "ssh": "edgesam_deploy.bench.runners.ssh:SshRunner",
     "adb": "edgesam_deploy.bench.runners.adb:AdbRunner",
     "xcode": "edgesam_deploy.bench.runners.xcode:XcodeRunner",
+    "emulated": "edgesam_deploy.bench.runners.emulated:EmulatedRunner",  # profile.emulated()
 }
 
 

@@ -1,17 +1,32 @@
 """An Android phone or emulator over adb: push the .tflite files and LiteRT's ``benchmark_model``,
-run it with the profile's delegate, parse its statistics."""
+run it with the profile's delegate, parse its statistics. Parity: the same binary runs every parity
+case from the protocol's feed files and writes its outputs (see ``benchmark_model_parity``)."""
 from __future__ import annotations
 
 import shlex
+import tempfile
+from pathlib import Path
 
+from ...device.protocol import (
+    STATUS_ERROR,
+    ArtifactOutputs,
+    Bundle,
+    ProtocolError,
+    Results,
+    write_tensor,
+)
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord
+from ...vocabulary import Role, Target
 from ..parsers import adb_devices, benchmark_model
 from ..parsers.adb_devices import AdbDevice
 from ..schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, DeviceInfo, Stats
 from .base import BenchRequest, Runner, RunOutcome, blank_result, summed_pipelines
+from .benchmark_model_parity import parity_command, signature_for, signature_io, split_outputs
 
 DEVICE_DIR = "/data/local/tmp/edgesam"
+BINARY = f"{DEVICE_DIR}/benchmark_model"
+PARITY_DIR = f"{DEVICE_DIR}/parity"
 DELEGATE_FLAGS = {
     "gpu": ["--use_gpu=true"],
     "nnapi": ["--use_nnapi=true"],
@@ -25,9 +40,19 @@ def benchmark_command(binary: str, graph: str, runs: int, warmup: int, threads: 
     argv = [binary, f"--graph={graph}", f"--num_runs={runs}", f"--warmup_runs={warmup}", "--min_secs=0", "--warmup_min_secs=0"]
     if threads:
         argv.append(f"--num_threads={threads}")
+    return argv + delegate_flags(delegate)
+
+
+def delegate_flags(delegate: str | None) -> list[str]:
+    """benchmark_model flags of a delegate (default XNNPACK)."""
     if delegate and delegate not in DELEGATE_FLAGS:
         raise DeviceError(f"unknown LiteRT delegate '{delegate}'; choose from {', '.join(DELEGATE_FLAGS)}")
-    return argv + DELEGATE_FLAGS.get(delegate or "xnnpack", [])
+    return DELEGATE_FLAGS[delegate or "xnnpack"]
+
+
+def device_graph(file: str) -> str:
+    """Where an artifact lies on the phone."""
+    return f"{DEVICE_DIR}/{file.replace('/', '_')}"
 
 
 def stats_from(run: benchmark_model.RunStats) -> Stats:
@@ -98,7 +123,7 @@ class AdbRunner(Runner):
             raise DeviceError(f"{self.options.benchmark_model}: no such benchmark_model binary")
         phone = self._find()
         serial = phone.serial
-        binary = f"{DEVICE_DIR}/benchmark_model"
+        binary = BINARY
         self.adb("shell", f"mkdir -p {DEVICE_DIR}", what="creating the device folder", serial=serial)
         self.adb("push", str(self.options.benchmark_model), binary, what="pushing benchmark_model", serial=serial)
         self.adb("shell", f"chmod 755 {binary}", what="making benchmark_model executable", serial=serial)
@@ -108,7 +133,7 @@ class AdbRunner(Runner):
             if record.target != "tflite":
                 results.append(blank_result(record, "benchmark_model runs .tflite artifacts only"))
                 continue
-            graph = f"{DEVICE_DIR}/{record.file.replace('/', '_')}"
+            graph = device_graph(record.file)
             request.progress(f"{serial}: {record.file} ({delegate})")
             self.adb("push", str(request.export_dir / record.file), graph, what=f"pushing {record.file}", serial=serial)
             argv = benchmark_command(binary, graph, request.runs, request.warmup, request.threads, delegate)
@@ -121,3 +146,96 @@ class AdbRunner(Runner):
         )
         tflite = [r for r in request.artifacts if r.target == "tflite"]
         return RunOutcome(device, results, summed_pipelines(results, tflite, "sum of benchmark_model p50s"), {"benchmark_model": str(self.options.benchmark_model)})
+
+    def parity_unsupported(self, record: ArtifactRecord) -> str | None:
+        return (
+            None
+            if record.target == Target.TFLITE
+            else "benchmark_model runs .tflite artifacts only"
+        )
+
+    def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
+        """Every case through benchmark_model (pushed by ``run``) with the profile's delegate."""
+        serial = self._find().serial
+        self.adb(
+            "shell",
+            f"rm -rf {PARITY_DIR} && mkdir -p {PARITY_DIR}",
+            what="preparing the parity folder",
+            serial=serial,
+        )
+        self.adb(
+            "push",
+            str(bundle / "feeds"),
+            f"{PARITY_DIR}/",
+            what="pushing the parity feeds",
+            serial=serial,
+        )
+        parsed = Bundle.load(bundle)
+        delegate = self.profile.delegate or "xnnpack"
+        runtime = {
+            "runtime": "litert benchmark_model",
+            "delegate": delegate,
+            "threads": request.threads,
+        }
+        entries = []
+        with tempfile.TemporaryDirectory(prefix="edgesam-adb-") as tmp:
+            for index, artifact in enumerate(parsed.artifacts):
+                request.progress(
+                    f"{serial}: {artifact.file}, {len(artifact.cases)} parity case(s) ({delegate})"
+                )
+                entry = ArtifactOutputs(artifact.file, runtime=dict(runtime))
+                try:
+                    self._parity_cases(
+                        parsed, bundle, index, entry, outputs, Path(tmp), request.threads, serial
+                    )
+                except (DeviceError, ProtocolError) as exc:  # this artifact fails, others run
+                    entry.status, entry.error, entry.outputs = STATUS_ERROR, str(exc), {}
+                entries.append(entry)
+        Results({"system": "Android", "serial": serial}, entries).save(outputs)
+
+    def _parity_cases(
+        self,
+        bundle: Bundle,
+        root: Path,
+        index: int,
+        entry: ArtifactOutputs,
+        outputs: Path,
+        scratch: Path,
+        threads: int | None,
+        serial: str,
+    ) -> None:
+        artifact = bundle.artifacts[index]
+        signatures = signature_io(root / "artifacts" / artifact.file)
+        flags = delegate_flags(self.profile.delegate)
+        for case_id in artifact.cases:
+            case = bundle.case(case_id)
+            points = case.feeds["point_labels"].shape[1] if artifact.role == Role.DECODER else None
+            signature = signature_for(signatures, artifact.role, points)
+            if signature is None:
+                entry.skipped[case_id] = f"no signature for {points} points"
+                continue
+            # feed files are bundle-relative; the bundle's feeds/ was pushed into PARITY_DIR
+            feeds = {n: (f"{PARITY_DIR}/{t.file}", t.shape) for n, t in case.feeds.items()}
+            remote = f"{PARITY_DIR}/out-{index}-{case_id}.bin"
+            argv = parity_command(
+                BINARY, device_graph(artifact.file), signature, feeds, remote, threads, flags
+            )
+            self.adb(
+                "shell",
+                " ".join(shlex.quote(a) for a in argv),
+                what=f"benchmark_model on {case_id}",
+                serial=serial,
+            )
+            local = scratch / f"{index}-{case_id}.bin"
+            try:
+                self.adb("pull", remote, str(local), what="fetching outputs", serial=serial)
+            except DeviceError as exc:
+                raise ProtocolError(
+                    f"benchmark_model wrote no --output_filepath file for {case_id}: this binary "
+                    f"cannot return outputs (use a LiteRT benchmark_model that has it) ({exc})"
+                ) from exc
+            tensors = split_outputs(local.read_bytes(), signature, artifact.role)
+            entry.outputs[case_id] = {
+                n: write_tensor(outputs, f"{index}/{case_id}/{n}.bin", a)
+                for n, a in tensors.items()
+            }

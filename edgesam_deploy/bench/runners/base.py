@@ -56,9 +56,15 @@ class RunOutcome:
 
 
 class Runner(ABC):
-    """Reaches one kind of device (this machine, ssh, adb, Xcode)."""
+    """Reaches one kind of device (this machine, ssh, adb, Xcode).
+
+    Device parity (docs/device-parity.md): ``parity_unsupported`` says which artifacts cannot send
+    their outputs back; ``run_parity`` runs a bundle there and leaves ``results.json`` and the
+    output tensors in a local folder, which the host judges. ``measured_on`` labels those figures.
+    """
 
     kind: ClassVar[str]
+    measured_on: ClassVar[str] = "device"
 
     def __init__(self, profile: DeviceProfile, options: RunnerOptions | None = None) -> None:
         self.profile = profile
@@ -71,6 +77,17 @@ class Runner(ABC):
     @abstractmethod
     def run(self, request: BenchRequest) -> RunOutcome:
         """Measure ``request.artifacts`` on the device."""
+
+    def parity_unsupported(self, record: ArtifactRecord) -> str | None:
+        """None if this runner can bring back the outputs of ``record``, else why not."""
+        return f"the {self.kind} runner does not run the device-parity protocol"
+
+    def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
+        """Run the bundle at ``bundle`` on the device; results.json and outputs go to ``outputs``."""
+        raise DeviceError(
+            f"device '{self.profile.name}': "
+            f"the {self.kind} runner does not run the device-parity protocol"
+        )
 
     def tool(self, name: str, explicit: str | Path | None = None, hint: str = "") -> str:
         """Path of a host program (explicit path or on PATH), or DeviceError saying what is missing."""

@@ -8,9 +8,11 @@ import platform
 import subprocess
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ...manifest import ArtifactRecord, tool_versions
+from ...vocabulary import Target
 from ..schema import ArtifactResult, DeviceInfo, PipelineResult, Stats
 from ..sessions import why_not_here
 from .base import BenchRequest, Runner, RunOutcome, blank_result, last_line, pairs, pipeline_label
@@ -42,6 +44,17 @@ def _reference_records(request: BenchRequest) -> list[ArtifactRecord]:
 
 class LocalRunner(Runner):
     kind = "local"
+    measured_on = "host"
+
+    def parity_unsupported(self, record: ArtifactRecord) -> str | None:
+        if record.target == Target.COREML:
+            return "Core ML outputs come from the iPhone app (here: ONNX Runtime and LiteRT)"
+        return why_not_here(record.target)
+
+    def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
+        """The device side in a fresh interpreter of this machine, as on any other device."""
+        argv = [sys.executable, "-m", "edgesam_deploy.device", str(bundle), str(outputs)]
+        self.execute(argv, "the device side of the parity protocol")
 
     def probe(self) -> str:
         return f"this machine: {platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPUs)"

@@ -3,6 +3,11 @@
 Two ways to measure: run edgesam-deploy's own local runner on the board (the default; the remote
 command is a template), or, for profiles with ``runtime = "tensorrt"``, build a TensorRT engine on
 the board from our ONNX with ``trtexec`` and parse its performance summary.
+
+Parity is measured on the board through the device-parity protocol: the bundle goes over scp, the
+board runs ``python -m edgesam_deploy.device`` (NumPy and the runtime only), the outputs come back
+over scp. TensorRT profiles run the engine built for timing on every case with trtexec's own
+``--loadInputs`` and ``--exportOutput``, so the fp16 engine is judged, not only timed.
 """
 from __future__ import annotations
 
@@ -12,17 +17,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ...device.protocol import Bundle
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord, Manifest
+from ...vocabulary import Role, Target
 from ..parsers import trtexec
 from ..schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, DeviceInfo, Stats
 from .base import BenchRequest, Runner, RunOutcome, blank_result, summed_pipelines
+from .trtexec_parity import EXPORTS_DIR, export_name, trtexec_parity_command, trtexec_results
 
 DEFAULT_REMOTE_COMMAND = (
     "{python} -m edgesam_deploy bench --device host --artifacts {artifacts} --json {json} "
     "--runs {runs} --warmup {warmup} {threads_option} --no-parity --no-reference"
 )
 DEFAULT_REMOTE_DIR = "edgesam-bench"
+PARITY_DIR = "parity"  # under the remote folder: the bundle, the outputs, trtexec's JSON files
 # decoder point counts: a single click (one point + padding) and 16 slots; engines cover 1..16
 _POINTS = {DECODER_1: 2, DECODER_16: 16}
 
@@ -76,8 +85,89 @@ class SshRunner(Runner):
     def remote_dir(self) -> str:
         return self.options.remote_dir or self.profile.resolve("remote_dir") or DEFAULT_REMOTE_DIR
 
+    @property
+    def python(self) -> str:
+        return self.options.remote_python or self.profile.resolve("remote_python") or "python3"
+
+    @property
+    def tensorrt(self) -> bool:
+        return self.profile.runtime == "tensorrt"
+
+    def _engine(self, file: str) -> str:
+        """The TensorRT engine trtexec builds on the board from ONNX artifact ``file``."""
+        return f"{self.remote_dir}/artifacts/{file}.{self.profile.delegate or 'fp32'}.engine"
+
     def probe(self) -> str:
         return f"{self.host}: " + " ".join(self.ssh("uname -snrm", "ssh connection", timeout=30).split())
+
+    def parity_unsupported(self, record: ArtifactRecord) -> str | None:
+        if self.tensorrt:
+            return None if record.target == Target.ONNX else "trtexec runs ONNX artifacts only"
+        return "Core ML runs on Apple devices only" if record.target == Target.COREML else None
+
+    def run_parity(self, bundle: Path, outputs: Path, request: BenchRequest) -> None:
+        """Copy the bundle to the board, run it there, fetch ``outputs``."""
+        remote = f"{self.remote_dir}/{PARITY_DIR}"
+        request.progress(f"{self.host}: copying the parity bundle to {remote}")
+        self.ssh(
+            f"rm -rf {shlex.quote(remote)} && mkdir -p {shlex.quote(remote)}",
+            "preparing the remote parity folder",
+        )
+        self.scp([str(bundle)], f"{self.host}:{remote}/", "copying the parity bundle")
+        remote_bundle = f"{remote}/{bundle.name}"
+        if self.tensorrt:
+            self._trtexec_parity(Bundle.load(bundle), remote_bundle, remote, outputs, request)
+            return
+        remote_outputs = f"{remote}/{outputs.name}"
+        request.progress(f"{self.host}: running the parity cases")
+        paths = f"{shlex.quote(remote_bundle)} {shlex.quote(remote_outputs)}"
+        command = f"{self.python} -m edgesam_deploy.device {paths}"
+        self.ssh(command, "the device side of the parity protocol")
+        self.scp(
+            [f"{self.host}:{remote_outputs}"], str(outputs.parent), "fetching the parity outputs"
+        )
+
+    def _trtexec_parity(
+        self, bundle: Bundle, remote_bundle: str, remote: str, outputs: Path, request: BenchRequest
+    ) -> None:
+        """Every case through the engine built for timing; trtexec's JSON exports -> ``outputs``."""
+        trt = self.profile.resolve("trtexec") or "trtexec"
+        exports = f"{remote}/{EXPORTS_DIR}"
+        self.ssh(f"mkdir -p {shlex.quote(exports)}", "preparing the trtexec output folder")
+        failures: dict[int, str] = {}
+        for index, artifact in enumerate(bundle.artifacts):
+            request.progress(
+                f"{self.host}: {artifact.file} on {len(artifact.cases)} parity case(s) with trtexec"
+            )
+            try:
+                for case_id in artifact.cases:
+                    case = bundle.case(case_id)
+                    feeds = {
+                        name: f"{remote_bundle}/{spec.file}" for name, spec in case.feeds.items()
+                    }
+                    points = (
+                        case.feeds["point_labels"].shape[1]
+                        if artifact.role == Role.DECODER
+                        else None
+                    )
+                    export = f"{exports}/{export_name(index, case_id)}"
+                    argv = trtexec_parity_command(
+                        trt, self._engine(artifact.file), feeds, export, points
+                    )
+                    self.ssh(
+                        " ".join(shlex.quote(a) for a in argv),
+                        f"trtexec on {artifact.file} ({case_id})",
+                    )
+            except DeviceError as exc:  # this artifact fails; the others still run
+                failures[index] = str(exc)
+        self.scp([f"{self.host}:{exports}"], str(outputs.parent), "fetching trtexec's outputs")
+        device = {"system": " ".join(self.ssh("uname -srm", "ssh connection").split()), "tool": trt}
+        runtime = {
+            "runtime": "tensorrt",
+            "precision": self.profile.delegate or "fp32",
+            "tool": "trtexec",
+        }
+        trtexec_results(bundle, outputs.parent / EXPORTS_DIR, outputs, failures, device, runtime)
 
     def _upload(self, request: BenchRequest, staging: Path) -> str:
         """Copy the chosen artifacts and a manifest listing only them; returns the remote folder."""
@@ -97,7 +187,7 @@ class SshRunner(Runner):
     def run(self, request: BenchRequest) -> RunOutcome:
         with tempfile.TemporaryDirectory(prefix="edgesam-ssh-") as tmp:
             remote = self._upload(request, Path(tmp))
-            if self.profile.runtime == "tensorrt":
+            if self.tensorrt:
                 return self._run_trtexec(request, remote)
             return self._run_tool(request, remote, Path(tmp))
 
@@ -105,7 +195,7 @@ class SshRunner(Runner):
         template = self.options.remote_command or self.profile.resolve("remote_command") or DEFAULT_REMOTE_COMMAND
         remote_json = f"{self.remote_dir}/result.json"
         command = template.format(
-            python=self.options.remote_python or self.profile.resolve("remote_python") or "python3",
+            python=self.python,
             artifacts=shlex.quote(remote), json=shlex.quote(remote_json), runs=request.runs, warmup=request.warmup,
             threads_option=f"--threads {request.threads}" if request.threads else "",
         )
@@ -124,7 +214,7 @@ class SshRunner(Runner):
     def _trtexec_result(self, record: ArtifactRecord, request: BenchRequest, remote: str) -> ArtifactResult:
         trt = self.profile.resolve("trtexec") or "trtexec"
         onnx = f"{remote}/{record.file}"
-        engine = f"{onnx}.{self.profile.delegate or 'fp32'}.engine"
+        engine = self._engine(record.file)
         fp16 = self.profile.delegate == "fp16"
         result = blank_result(record)
         keys = [ENCODER] if record.role == "encoder" else list(_POINTS)
