@@ -398,6 +398,10 @@ def test_signing_and_compute_unit_settings(monkeypatch):
         runner.team()
     monkeypatch.setenv("EDGESAM_DEVELOPMENT_TEAM", "ABCDE12345")
     assert runner.bundle_id(runner.team()) == "dev.edgesam-deploy.bench.ABCDE12345"
+    flagged = get_runner(get_profile("iphone14"), RunnerOptions(xcode_team="ZYXWV98765"))
+    assert flagged.team() == "ZYXWV98765"  # --xcode-team wins over the profile's variable
+    with pytest.raises(DeviceError, match=r"'bad' \(from --xcode-team\) is not an Apple team id"):
+        get_runner(get_profile("iphone14"), RunnerOptions(xcode_team="bad")).team()
     timed, parity = runner.compute_units()
     assert timed[-1] == parity == ComputeUnit.CPU_AND_NE and sorted(timed) == sorted(ComputeUnit)
     simulator = get_runner(get_profile("ios-simulator"))

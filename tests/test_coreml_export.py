@@ -132,7 +132,7 @@ def test_compressed_variants_are_smaller_and_emulated_from_the_package(exported,
     rec = _record(manifest, "encoder", "palette4")
     session = open_session(rec, out, model=conformance_model)
     assert session.describe()["emulation"] and session.weights_from_package > 50
-    weight = session.graph.encoder.features[5].channel_mixer.m[0].weight
+    weight = session.module.encoder.features[5].channel_mixer.m[0].weight
     assert torch.unique(weight).numel() <= 16  # really the 4-bit palette from the package
     # 4-bit per-tensor palettes cost accuracy (see docs/coreml.md); the emulation must show a
     # bounded, non-zero cost, matching the export-time figure

@@ -15,6 +15,7 @@ import numpy as np
 from ..processing import decoder_inputs, preprocess
 from ..runtimes.base import GraphSession
 from ..samples import load_photo, standard_prompts
+from ..vocabulary import DECODER, GraphSpec
 from .schema import DECODER_1, DECODER_16, ENCODER, Stats
 
 BENCH_PHOTO = "coffee"
@@ -54,12 +55,19 @@ class Inputs:
         self._pre = preprocess(load_photo(BENCH_PHOTO))
         self.image = {"image": self._pre.tensor}
 
-    def prompt(self, key: str, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        """Decoder feeds of prompt ``key`` (DECODER_1 / DECODER_16)."""
+    def prompt(
+        self, key: str, embeddings: np.ndarray, graph: GraphSpec = DECODER
+    ) -> dict[str, np.ndarray]:
+        """Decoder feeds of prompt ``key`` (DECODER_1 / DECODER_16). A ``graph`` that takes a
+        previous mask gets one (has_mask_input 1): its clicks are refinement clicks."""
         pre = self._pre
         prompt = standard_prompts(*pre.original_size)[_PROMPTS[key]]
         coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
-        return {"image_embeddings": embeddings, "point_coords": coords, "point_labels": labels}
+        feeds = {"image_embeddings": embeddings, "point_coords": coords, "point_labels": labels}
+        if "mask_input" in graph.input_names:
+            previous = np.random.default_rng(1).standard_normal((1, 1, 256, 256)) * 8
+            feeds.update(mask_input=previous.astype(np.float32), has_mask_input=np.ones(1, np.float32))
+        return feeds
 
 
 def embeddings_placeholder() -> np.ndarray:
@@ -80,7 +88,7 @@ def measure_decoder(session: GraphSession, inputs: Inputs, runs: int, warmup: in
     skipped: dict[str, str] = {}
     clicks = None
     for key in (DECODER_1, DECODER_16):
-        feeds = inputs.prompt(key, emb)
+        feeds = inputs.prompt(key, emb, session.graph)
         n = feeds["point_labels"].shape[1]
         if not session.accepts_points(n):
             skipped[key] = f"the decoder has no input for {n} points (export with more --num-points)"
@@ -96,6 +104,6 @@ def measure_pipeline(encoder: GraphSession, decoder: GraphSession, inputs: Input
     """Encoder + one single-click decode per frame."""
     def frame() -> None:
         emb = encoder.run(inputs.image)["image_embeddings"]
-        decoder.run(inputs.prompt(DECODER_1, emb))
+        decoder.run(inputs.prompt(DECODER_1, emb, decoder.graph))
 
     return Stats.from_samples(timed(frame, runs, warmup))

@@ -63,7 +63,12 @@ def bench(
     remote_python: Optional[str] = typer.Option(None, "--remote-python", help="ssh: Python with edgesam-deploy on the board (default python3)."),
     remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="ssh: working directory on the board."),
     remote_command: Optional[str] = typer.Option(None, "--remote-command", help="ssh: command template run on the board, with {python} {artifacts} {json} {runs} {warmup} {threads}."),
-    xcode_device: Optional[str] = typer.Option(None, "--xcode-device", help="xcode: device id (UDID) of the iPhone."),
+    xcode_device: Optional[str] = typer.Option(
+        None, "--xcode-device", help="xcode: UDID of the iPhone, or a Simulator's name or UDID."
+    ),
+    xcode_team: Optional[str] = typer.Option(
+        None, "--xcode-team", help="xcode: Apple development team id that signs the app (default: the profile's)."
+    ),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds allowed per measurement or device command."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Reference weights for parity, if not where the manifest says.", dir_okay=False),
     random_weights: Optional[int] = RandomWeightsOpt,
@@ -80,7 +85,7 @@ def bench(
     options = RunnerOptions(
         ssh_host=ssh_host, ssh_config=ssh_config, remote_python=remote_python, remote_dir=remote_dir,
         remote_command=remote_command, adb_serial=adb_serial, benchmark_model=benchmark_model,
-        xcode_device=xcode_device, timeout_s=timeout,
+        xcode_device=xcode_device, xcode_team=xcode_team, timeout_s=timeout,
     )
     if artifacts is None:
         get_runner(profile, options).probe()  # an unreachable device says so first

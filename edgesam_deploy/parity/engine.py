@@ -13,15 +13,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..graphs import DecoderGraph, EncoderGraph, ScoreKind
+from ..graphs import DecoderGraph, EncoderGraph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
 from ..processing import PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
 from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
-from ..vocabulary import Role
+from ..vocabulary import Role, ScoreKind
 from . import metrics as M
 from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
+
+
+# two-click cases for decoders that take a previous mask: (first prompt, second prompt)
+REFINEMENTS = (("one_point", "points_bg"), ("one_point", "box_point"))
 
 
 @dataclass
@@ -32,6 +36,7 @@ class PromptCase:
     ref_logits: np.ndarray = field(repr=False)  # 4 x 256 x 256
     ref_scores: dict[str, np.ndarray] = field(repr=False)  # kind -> 4
     ref_masks: np.ndarray = field(repr=False)  # 4 x H x W bool
+    mask_input: np.ndarray | None = field(default=None, repr=False)  # 1 x 1 x 256 x 256 (refinement)
 
 
 @dataclass
@@ -50,14 +55,52 @@ class Reference:
     def __init__(self, model: EdgeSam, photos: list[str] | None = None) -> None:
         self.model = model
         self.encoder = EncoderGraph(model, fold=False).eval()
-        self.decoders = {kind: DecoderGraph(model, kind).eval() for kind in ("iou", "stability")}
+        self.decoders = {kind: DecoderGraph(model, kind, mask_input=True).eval() for kind in ScoreKind}
         self.photo_names = photos or list(PARITY_PHOTOS)
 
     @torch.no_grad()
-    def decode(self, emb: np.ndarray, coords: np.ndarray, labels: np.ndarray, kind: ScoreKind = "iou") -> tuple[np.ndarray, np.ndarray]:
-        """Reference decoder: -> (scores 4, logits 4 x 256 x 256)."""
-        s, m = self.decoders[kind](torch.from_numpy(emb), torch.from_numpy(coords), torch.from_numpy(labels))
+    def decode(
+        self,
+        emb: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        kind: ScoreKind = ScoreKind.IOU,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reference decoder (``mask_input`` 1 x 1 x 256 x 256: a previous answer, or None):
+        -> (scores 4, logits 4 x 256 x 256)."""
+        args = [torch.from_numpy(a) for a in (emb, coords, labels)]
+        if mask_input is not None:
+            args += [torch.from_numpy(mask_input), torch.ones(1)]
+        s, m = self.decoders[ScoreKind(kind)](*args)
         return s[0].numpy(), m[0].numpy()
+
+    def _prompt_case(
+        self, name: str, case: ImageCase, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+    ) -> PromptCase:
+        """A prompt case with the reference's answers (both score kinds) and final masks."""
+        emb = case.ref_embeddings
+        scores_iou, logits = self.decode(emb, coords, labels, ScoreKind.IOU, mask_input)
+        scores_stab, _ = self.decode(emb, coords, labels, ScoreKind.STABILITY, mask_input)
+        masks = masks_from_logits(postprocess_logits(logits, case.input_size, case.original_size))
+        scores = {ScoreKind.IOU: scores_iou, ScoreKind.STABILITY: scores_stab}
+        return PromptCase(name, coords, labels, logits, scores, masks, mask_input)
+
+    @cached_property
+    def refinements(self) -> dict[str, list[PromptCase]]:
+        """Per photo, two-click cases (``REFINEMENTS``): the first prompt's answer (the mask the IoU
+        head ranks best, as an app picks it) is the second prompt's ``mask_input``."""
+        out = {}
+        for case in self.cases:
+            prompts = {p.name: p for p in case.prompts}
+            out[case.name] = []
+            for first, second in REFINEMENTS:
+                best = int(np.argmax(prompts[first].ref_scores[ScoreKind.IOU]))
+                mask = prompts[first].ref_logits[best][None, None].astype(np.float32)
+                p = prompts[second]
+                name = f"{first}+{second}"
+                out[case.name].append(self._prompt_case(name, case, p.coords, p.labels, mask))
+        return out
 
     @cached_property
     def cases(self) -> list[ImageCase]:
@@ -66,16 +109,12 @@ class Reference:
             pre = preprocess(load_photo(name))
             with torch.no_grad():
                 emb = self.encoder(torch.from_numpy(pre.tensor)).numpy()
-            prompts = []
+            case = ImageCase(name, pre.tensor, pre.original_size, pre.input_size, emb, [])
             for pname, prompt in standard_prompts(*pre.original_size).items():
                 coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
-                scores_iou, logits = self.decode(emb, coords, labels, "iou")
-                scores_stab, _ = self.decode(emb, coords, labels, "stability")
-                masks = masks_from_logits(postprocess_logits(logits, pre.input_size, pre.original_size))
-                prompts.append(PromptCase(pname, coords, labels, logits, {"iou": scores_iou, "stability": scores_stab}, masks))
-            out.append(ImageCase(name, pre.tensor, pre.original_size, pre.input_size, emb, prompts))
+                case.prompts.append(self._prompt_case(pname, case, coords, labels, None))
+            out.append(case)
         return out
-
 
 @dataclass
 class ArtifactParity:
@@ -110,6 +149,29 @@ def decoder_case_id(photo: str, prompt: str) -> str:
     return f"dec-{photo}-{prompt}"
 
 
+def decoder_cases(record: ArtifactRecord, reference: Reference, case: ImageCase) -> list[PromptCase]:
+    """The prompt cases a decoder is judged on: every prompt, and for a decoder that takes a
+    previous mask also the two-click refinements of this photo."""
+    if "mask_input" not in record.graph.input_names:
+        return case.prompts
+    return case.prompts + reference.refinements[case.name]
+
+
+def decoder_feeds(record: ArtifactRecord, case: ImageCase, prompt: PromptCase) -> dict[str, np.ndarray]:
+    """A decoder's feeds for one prompt case (the mask inputs where its graph has them: the
+    previous answer with has_mask_input 1, or zeros with 0 for a first click)."""
+    feeds = {
+        "image_embeddings": case.ref_embeddings,
+        "point_coords": prompt.coords,
+        "point_labels": prompt.labels,
+    }
+    if "mask_input" in record.graph.input_names:
+        has = prompt.mask_input is not None
+        mask = prompt.mask_input if has else np.zeros((1, 1, 256, 256), np.float32)
+        feeds.update(mask_input=mask, has_mask_input=np.array([float(has)], np.float32))
+    return feeds
+
+
 def _mask_metrics(
     case: ImageCase,
     prompt: PromptCase,
@@ -139,13 +201,9 @@ def collect(
         if record.role == Role.ENCODER:
             out[encoder_case_id(case.name)] = session.run({"image": case.tensor})
             continue
-        for prompt in case.prompts:
+        for prompt in decoder_cases(record, reference, case):
             if session.accepts_points(prompt.labels.shape[1]):
-                feeds = {
-                    "image_embeddings": case.ref_embeddings,
-                    "point_coords": prompt.coords,
-                    "point_labels": prompt.labels,
-                }
+                feeds = decoder_feeds(record, case, prompt)
                 out[decoder_case_id(case.name, prompt.name)] = session.run(feeds)
     return out
 
@@ -182,7 +240,7 @@ def _accumulate(
                 )
                 _mask_metrics(case, prompt, logits, scores, kind, acc)
             continue
-        for prompt in case.prompts:
+        for prompt in decoder_cases(record, reference, case):
             out = outputs.get(decoder_case_id(case.name, prompt.name))
             if out is None:
                 absent += 1

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..manifest import ArtifactRecord
+from ..vocabulary import GraphSpec
 
 if TYPE_CHECKING:
     from ..modeling import EdgeSam
@@ -34,6 +35,11 @@ class GraphSession(ABC):
         """Load an artifact. ``model`` (the reference weights) is offered to sessions that need it,
         e.g. Core ML's fp16 emulation where Core ML cannot predict; most ignore it."""
         return cls(record, path, **options)
+
+    @property
+    def graph(self) -> GraphSpec:
+        """The interface of the loaded graph (names and shapes of its inputs and outputs)."""
+        return self.record.graph
 
     def accepts_points(self, n: int) -> bool:
         """Whether the decoder takes a prompt of N points (per-N artifacts override this)."""

@@ -19,7 +19,7 @@ from ..errors import DeployError, first_line, require
 from ..graphs import build_graph, graph_outputs
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
-from ..vocabulary import ComputeUnit, Precision, ScoreKind, graph_spec
+from ..vocabulary import ComputeUnit, Precision, ScoreKind
 from .base import GraphSession
 
 EMULATION_NOTE = "fp16 emulation on CPU, not Core ML"
@@ -60,7 +60,7 @@ class CoremlSession(GraphSession):
         return CoremlEmulationSession(record, path, model)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = graph_spec(self.record.role).input_names
+        names = self.graph.input_names
         out = self.model.predict({k: np.ascontiguousarray(feeds[k], dtype=np.float32) for k in names})
         return {k: np.asarray(out[k], dtype=np.float32) for k in self._outputs}
 
@@ -108,10 +108,11 @@ class CoremlEmulationSession(GraphSession):
         from .coreml_fp16 import validate_groups
 
         scores = ScoreKind(record.details.get("scores", ScoreKind.IOU))
-        self.graph: nn.Module = build_graph(model, record.role, scores)
+        mask_input = "mask_input" in record.graph.input_names
+        self.module: nn.Module = build_graph(model, record.role, scores, mask_input)
         self.fp16 = record.precision != Precision.FP32
         self.fp32_ops = validate_groups(record.details.get("fp32_ops", []))
-        self.weights_from_package, unmatched = _load_package_weights(self.graph, path)
+        self.weights_from_package, unmatched = _load_package_weights(self.module, path)
         notes = [EMULATION_NOTE if self.fp16 else "fp32 PyTorch on CPU, not Core ML"]
         notes.append(f"{self.weights_from_package} weight tensors read from the package")
         if unmatched:
@@ -125,13 +126,13 @@ class CoremlEmulationSession(GraphSession):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .coreml_fp16 import Fp16Emulation
 
-        spec = graph_spec(self.record.role)
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[k], dtype=np.float32)) for k in spec.input_names]
+        names = self.graph.input_names
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[k], dtype=np.float32)) for k in names]
         if self.fp16:
-            with Fp16Emulation(self.graph, self.fp32_ops):
-                out = self.graph(*args)
+            with Fp16Emulation(self.module, self.fp32_ops):
+                out = self.module(*args)
         else:
-            out = self.graph(*args)
+            out = self.module(*args)
         return graph_outputs(self.record.role, out)
 
     def describe(self) -> dict:

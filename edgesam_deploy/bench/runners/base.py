@@ -28,6 +28,7 @@ class RunnerOptions:
     adb_serial: str | None = None
     benchmark_model: Path | None = None
     xcode_device: str | None = None
+    xcode_team: str | None = None
     timeout_s: float = 1800.0
 
 

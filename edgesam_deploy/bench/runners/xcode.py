@@ -289,8 +289,10 @@ class XcodeRunner(Runner):
         """The signing team of a phone build (None for the simulator); one-line error if unset."""
         if self.simulator:
             return None
-        team = self.profile.resolve("team")
-        hint = self.profile.env_hint("team") or "the profile's connection.team"
+        team = self.options.xcode_team or self.profile.resolve("team")
+        hint = "--xcode-team" if self.options.xcode_team else (
+            self.profile.env_hint("team") or "--xcode-team or the profile's connection.team"
+        )
         if not team:
             raise self.error(
                 f"code signing is not set up: set {hint} to your Apple development team id "
