@@ -38,6 +38,7 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_onnx.py --threads $(THREADS) --out benchmarks/results/onnx.json
 	$(BIN)/python benchmarks/bench_tflite.py --threads $(THREADS) --out benchmarks/results/tflite.json
+	$(BIN)/python benchmarks/bench_executorch.py --threads $(THREADS) --out benchmarks/results/executorch.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -6,6 +6,7 @@ feed artifacts exactly what the official pipeline would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -161,3 +162,26 @@ def postprocess_logits(lowres: np.ndarray, input_size: tuple[int, int], original
 def masks_from_logits(logits: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     """Logits -> boolean masks (logit > threshold)."""
     return logits > threshold
+
+
+LOWRES_SHAPE = (1, 1, 256, 256)  # a previous answer's low-res logits, as the decoder takes them
+
+
+def load_mask_input(path: Path) -> np.ndarray:
+    """A previous prediction's low-res logits from a ``.npy`` file ([256, 256], [1, 256, 256] or
+    [1, 1, 256, 256], floating point, finite) -> float32 [1, 1, 256, 256]; PromptError otherwise."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise PromptError(f"--mask-input {path}: not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+        kind = getattr(array, "dtype", type(array).__name__)
+        raise PromptError(f"--mask-input {path}: logits must be floating point, got {kind}")
+    if array.size != 256 * 256 or array.shape[-2:] != (256, 256):
+        raise PromptError(
+            f"--mask-input {path}: shape {list(array.shape)}; expected [1, 256, 256] low-res logits "
+            "(as --logits-out writes them) or [256, 256]"
+        )
+    if not np.all(np.isfinite(array)):
+        raise PromptError(f"--mask-input {path}: holds NaN or infinite values")
+    return array.astype(np.float32).reshape(LOWRES_SHAPE)

@@ -28,6 +28,7 @@ class Target(StrEnum):
     ONNX = "onnx"
     TFLITE = "tflite"
     COREML = "coreml"
+    EXECUTORCH = "executorch"
 
 
 class Precision(StrEnum):
@@ -42,10 +43,11 @@ class Precision(StrEnum):
     PALETTE8 = "palette8"  # Core ML: k-means palettized weights, 8/6/4 bits
     PALETTE6 = "palette6"
     PALETTE4 = "palette4"
+    COREML_FP16 = "coreml-fp16"  # ExecuTorch: the Core ML delegate, fp16 compute (Apple only)
 
     @property
     def is_float(self) -> bool:
-        return self in (Precision.FP32, Precision.FP16)
+        return self in (Precision.FP32, Precision.FP16, Precision.COREML_FP16)
 
 
 class ComputeUnit(StrEnum):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from coremltools.converters.mil.mil.scope import ScopeSource
 
+from conftest import CONFORMANCE_DIR
 from edgesam_deploy.checkpoints import ModelSource
 from edgesam_deploy.exporters.coreml.checks import check_package, load_package
 from edgesam_deploy.runtimes.coreml_fp16 import FP32_GROUPS, Fp16Emulation, activation_report, mil_op_selector
@@ -36,7 +37,7 @@ MACOS = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions
 def exported(conformance_model, tmp_path_factory) -> tuple[Path, Manifest]:
     """Both graphs in PRECISIONS, exported once, with a saved manifest."""
     out = tmp_path_factory.mktemp("coreml_export")
-    source = ModelSource(variant="edgesam", kind="conformance")
+    source = ModelSource("edgesam", "checkpoint", path=str(CONFORMANCE_DIR / "edgesam_seed0_coffee.npz"))
     ctx = ExportContext(model=conformance_model, source=source, out_dir=out, options=ExportOptions.of(CoremlOptions(tuple(PRECISIONS))))
     manifest = Manifest(model=source.as_dict())
     manifest.add(get_exporter("coreml").export(ctx))

@@ -65,11 +65,11 @@ def counting_exporters(monkeypatch):
 
 def test_all_targets_share_one_context(counting_exporters, random_model, tmp_path: Path):
     targets = resolve_targets("all")
-    assert targets == [Target.ONNX, Target.TFLITE, Target.COREML]
+    assert targets == [Target.ONNX, Target.TFLITE, Target.COREML, Target.EXECUTORCH]
     source = ModelSource("edgesam", "random", seed=0)
     manifest, _ = run_export(random_model, source, targets, tmp_path, ExportOptions(), run_parity=False)
     assert counting_exporters == {"graphs": 2, "calibration": 1}  # one encoder, one decoder graph
-    assert len(Manifest.load(tmp_path).artifacts) == len(manifest.artifacts) == 6
+    assert len(Manifest.load(tmp_path).artifacts) == len(manifest.artifacts) == 2 * len(Target)
     assert {(a.target, a.role) for a in manifest.artifacts} == {(t, r) for t in Target for r in Role}
 
 

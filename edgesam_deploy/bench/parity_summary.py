@@ -19,6 +19,8 @@ def _recorded(manifest: Manifest, export_dir: Path) -> dict[str, ParitySummary]:
     sha = {a.file: a.sha256 for a in manifest.artifacts}
     out = {}
     for entry in (manifest.parity or {}).get("artifacts", []):
+        if not entry.get("measured", True):  # e.g. an Apple-only delegate checked on Linux
+            continue
         path = Path(export_dir) / entry["file"]
         if entry["file"] in sha and path.exists() and sha256_path(path) == sha[entry["file"]]:
             out[entry["file"]] = ParitySummary(

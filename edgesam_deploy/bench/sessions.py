@@ -34,6 +34,9 @@ def why_not_here(target: str) -> str | None:
         if sys.platform != "darwin":
             return "Core ML predictions need macOS (measure on an iPhone with --device iphone14, or on a Mac)"
         return None if _has("coremltools") else "coremltools is not installed (pip install 'edgesam-deploy[coreml]')"
+    if target == "executorch":
+        hint = "executorch is not installed (pip install 'edgesam-deploy[executorch]')"
+        return None if _has("executorch") else hint
     return f"no runtime for target '{target}'"
 
 
@@ -49,7 +52,7 @@ def session_options(target: str, threads: int | None) -> dict:
     """Keyword options of the session class of ``target``."""
     if target == "onnx":
         return {"threads": threads, "providers": ort_providers()}
-    if target == "tflite":
+    if target in ("tflite", "executorch"):
         return {"threads": threads}
     return {}
 

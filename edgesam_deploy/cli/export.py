@@ -11,6 +11,7 @@ from ..errors import DeployError
 from ..exportdir import check_output_dir
 from ..exporters import ExportOptions, TargetOptions, get_exporter
 from ..exporters.coreml.options import CoremlOptions
+from ..exporters.executorch.options import ExecutorchOptions
 from ..exporters.onnx.options import OnnxOptions
 from ..exporters.pipeline import resolve_targets, run_export
 from ..exporters.tflite.options import TfliteOptions
@@ -38,7 +39,9 @@ def split_precisions(text: Optional[str], targets: list[Target]) -> dict[Target,
 
 
 def export(
-    target: str = typer.Option(..., "--target", help="coreml, onnx, tflite, a comma list, or all."),
+    target: str = typer.Option(
+        ..., "--target", help="coreml, onnx, tflite, executorch, a comma list, or all."
+    ),
     out: Path = typer.Option(..., "--out", help="Export directory (manifest.json is written there)."),
     precision: Optional[str] = typer.Option(
         None, "--precision", help="Comma list, e.g. fp32,fp16,int8 (int8: each target's recommended int8 variant) "
@@ -54,7 +57,9 @@ def export(
     num_points: int = typer.Option(
         16, "--num-points", help="TFLite: one decoder signature per point count N = 1..this (1..64)."
     ),
-    max_points: int = typer.Option(16, "--max-points", help="Core ML: upper bound of the flexible point count."),
+    max_points: int = typer.Option(
+        16, "--max-points", help="Core ML, ExecuTorch: upper bound of the dynamic point count."
+    ),
     min_ios: int = typer.Option(17, "--min-ios", help="Core ML: minimum deployment target (16, 17, 18)."),
     compute_units: ComputeUnit = typer.Option(
         ComputeUnit.ALL, "--compute-units", help="Core ML: compute units recorded in the metadata."
@@ -76,6 +81,7 @@ def export(
         Target.ONNX: OnnxOptions(per_target.get(Target.ONNX)),
         Target.TFLITE: TfliteOptions(per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))),
         Target.COREML: CoremlOptions(per_target.get(Target.COREML), min_ios, compute_units, max_points),
+        Target.EXECUTORCH: ExecutorchOptions(per_target.get(Target.EXECUTORCH), max_points),
     }
     options = ExportOptions(
         scores=scores,

@@ -13,7 +13,15 @@ from rich.console import Console
 from ..errors import DeployError
 from ..fileio import atomic_output, check_output_file
 from ..photos import DEFAULT_MAX_MEGAPIXELS, read_photo
-from ..processing import Prompt, PromptError, decoder_inputs, masks_from_logits, postprocess_logits, preprocess
+from ..processing import (
+    Prompt,
+    PromptError,
+    decoder_inputs,
+    load_mask_input,
+    masks_from_logits,
+    postprocess_logits,
+    preprocess,
+)
 from ..visualize import mask_image, overlay
 from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options
 
@@ -69,6 +77,12 @@ def segment(
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
+    logits_out: Optional[Path] = typer.Option(
+        None, "--logits-out", help="Also write the chosen mask's low-res logits ([1, 256, 256] float32 .npy): "
+        "the --mask-input of your next click."),
+    mask_input: Optional[Path] = typer.Option(
+        None, "--mask-input", help="Refine a previous answer: low-res logits from --logits-out ([1, 256, 256] "
+        "or [256, 256] float .npy), fed to the decoder with this click's prompt."),
     max_megapixels: float = typer.Option(
         DEFAULT_MAX_MEGAPIXELS, "--max-megapixels", min=0.01,
         help="Refuse larger images before decoding them (decompression-bomb guard)."),
@@ -86,6 +100,9 @@ def segment(
         if path is not None:
             _image_format(path)
             check_output_file(path)
+    if logits_out is not None:
+        check_output_file(logits_out)
+    previous = None if mask_input is None else torch.from_numpy(load_mask_input(mask_input))
     photo = read_photo(image, max_megapixels)
     rgb = photo.rgb
     pts = [parse_point(p) for p in point]
@@ -95,7 +112,9 @@ def segment(
     pre = preprocess(rgb)
     coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
     emb = model.encode(torch.from_numpy(pre.tensor))
-    logits, iou, stability = model.decode(emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=num_masks)
+    logits, iou, stability = model.decode(
+        emb, torch.from_numpy(coords), torch.from_numpy(labels), num_masks=num_masks, mask_input=previous
+    )
     best = int(torch.argmax(stability[0]))
     full = postprocess_logits(logits[0, best].numpy(), pre.input_size, pre.original_size)
     mask = masks_from_logits(full)
@@ -103,6 +122,9 @@ def segment(
     _save(overlay(rgb, mask, prompt, caption), out, photo.describe())
     if mask_out is not None:
         _save(mask_image(mask), mask_out, photo.describe())
+    if logits_out is not None:
+        with atomic_output(logits_out) as tmp, open(tmp, "wb") as f:
+            np.save(f, logits[0, best : best + 1].numpy().astype(np.float32))
     area = float(np.mean(mask))
     Console().print(
         f"mask {best} of {num_masks}: {area:.1%} of the image, stability {float(stability[0, best]):.3f}, "

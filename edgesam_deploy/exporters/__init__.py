@@ -15,6 +15,7 @@ EXPORTERS = LazyRegistry(
         Target.ONNX: "edgesam_deploy.exporters.onnx.convert:OnnxExporter",
         Target.TFLITE: "edgesam_deploy.exporters.tflite.convert:TfliteExporter",
         Target.COREML: "edgesam_deploy.exporters.coreml.convert:CoremlExporter",
+        Target.EXECUTORCH: "edgesam_deploy.exporters.executorch.convert:ExecutorchExporter",
     },
 )
 

@@ -136,13 +136,20 @@ class ExportContext:
         self,
         build: Callable[[EncoderGraph, float], T],
         embed: Callable[[T, list[np.ndarray]], list[np.ndarray]],
+        alphas: tuple[float, ...] | None = None,
     ) -> tuple[T, dict[str, Any]]:
         """The int8 encoder built from the best-equalized encoder (``quantization.equalize``'s
-        search on the calibration images) and its record."""
-        from ..quantization.equalize import search_equalization
+        search on the calibration images, over ``alphas`` or its default strengths) and its
+        record."""
+        from ..quantization.equalize import ALPHA_CANDIDATES, search_equalization
 
         return search_equalization(
-            self.equalized_encoder, build, embed, self.calibration_images, self.calibration_embeddings
+            self.equalized_encoder,
+            build,
+            embed,
+            self.calibration_images,
+            self.calibration_embeddings,
+            alphas or ALPHA_CANDIDATES,
         )
 
     @cached_property

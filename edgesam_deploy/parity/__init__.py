@@ -8,6 +8,7 @@ from ..manifest import Manifest
 from ..modeling import EdgeSam
 from ..fileio import sha256_path
 from ..runtimes import open_session
+from ..runtimes.base import NotRunnableHere
 from ..samples import PARITY_PHOTOS, standard_prompts
 from .engine import ArtifactParity, Reference, evaluate
 
@@ -35,7 +36,11 @@ def check_directory(
     for record in manifest.artifacts:
         if files is not None and record.file not in files:
             continue
-        session = open_session(record, export_dir, model=model)
+        try:
+            session = open_session(record, export_dir, model=model)
+        except NotRunnableHere as exc:
+            results.append(ArtifactParity.not_measured(record, str(exc)))
+            continue
         result = evaluate(session, reference, progress)
         if sha256_path(manifest.artifact_path(record)) != record.sha256:
             result.failures.append("sha256 differs from the manifest: the file changed after export")

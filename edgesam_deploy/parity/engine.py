@@ -131,9 +131,16 @@ class ArtifactParity:
     runtime: str
     note: str = ""
     measured_on: str = "host"  # host | device | emulated: where the judged outputs were computed
+    measured: bool = True  # False: the runtime cannot run here; checked structurally at export
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def not_measured(cls, record: ArtifactRecord, reason: str) -> ArtifactParity:
+        """The row of an artifact this machine cannot run: no metrics, no verdict on drift."""
+        return cls(record.file, record.target, record.role, record.precision, {}, {}, [], True,
+                   "not measured here", reason, measured=False)
 
 
 CaseOutputs = dict[str, dict[str, np.ndarray]]  # case id -> output name -> tensor

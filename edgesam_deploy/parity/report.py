@@ -32,6 +32,7 @@ def table(results: list[ArtifactParity], title: str = "Parity against the PyTorc
     for r in results:
         cells = [COLUMNS[i][2].format(r.metrics[k]) if k in r.metrics else "" for i, (k, _, _) in enumerate(COLUMNS)]
         verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]: " + "; ".join(r.failures)
+        verdict = verdict if r.measured else "[yellow]not measured here[/yellow]"
         t.add_row(r.file, r.precision, *cells, verdict + (f" ({r.note})" if r.note else ""))
     return t
 
@@ -62,7 +63,9 @@ def write_junit(path: Path, results: list[ArtifactParity]) -> None:
         props = ET.SubElement(case, "properties")
         for k, v in r.metrics.items():
             ET.SubElement(props, "property", name=k, value=f"{v:.8g}")
-        if not r.passed:
+        if not r.measured:
+            ET.SubElement(case, "skipped", message=r.note)
+        elif not r.passed:
             fail = ET.SubElement(case, "failure", message="; ".join(r.failures))
             fail.text = "\n".join(r.failures)
     with atomic_output(Path(path)) as tmp:

@@ -44,6 +44,7 @@ _INT8 = {
 THRESHOLDS: dict[Precision, dict[str, Threshold]] = {
     Precision.FP32: _FP32,
     Precision.FP16: _FP16,
+    Precision.COREML_FP16: _FP16,
     Precision.INT8_DYNAMIC: _INT8,
     Precision.INT8_STATIC: _INT8,
     Precision.INT8_WEIGHT: _INT8,

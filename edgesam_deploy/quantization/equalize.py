@@ -141,8 +141,9 @@ def search_equalization(
     embed: Callable[[T, list[np.ndarray]], list[np.ndarray]],
     images: list[np.ndarray],
     reference: list[np.ndarray],
+    alphas: tuple[float, ...] = ALPHA_CANDIDATES,
 ) -> tuple[T, dict[str, Any]]:
-    """Build an int8 encoder from the encoder equalized with each of ``ALPHA_CANDIDATES`` and keep
+    """Build an int8 encoder from the encoder equalized with each of ``alphas`` and keep
     the one whose embeddings of the calibration ``images`` are closest to the float encoder's
     ``reference`` embeddings (highest lowest cosine). ``equalized(alpha)`` gives (graph, record);
     ``embed(artifact, images)`` runs an artifact. Returns the best artifact and its record."""
@@ -150,7 +151,7 @@ def search_equalization(
 
     best: tuple[float, T, dict[str, Any]] | None = None
     trials = {}
-    for alpha in ALPHA_CANDIDATES:
+    for alpha in alphas:
         graph, record = equalized(alpha)
         artifact = build(graph, alpha)
         outputs = embed(artifact, images)

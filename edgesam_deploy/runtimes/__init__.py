@@ -17,6 +17,7 @@ _SESSIONS = {
     "onnx": "edgesam_deploy.runtimes.onnxruntime:OrtSession",
     "tflite": "edgesam_deploy.runtimes.litert:LiteRtSession",
     "coreml": "edgesam_deploy.runtimes.coreml:CoremlSession",
+    "executorch": "edgesam_deploy.runtimes.executorch:ExecutorchSession",
 }
 
 

@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import DeployError
 from ..manifest import ArtifactRecord
 from ..vocabulary import GraphSpec
 
 if TYPE_CHECKING:
     from ..modeling import EdgeSam
+
+
+class NotRunnableHere(DeployError):
+    """A valid artifact whose runtime cannot execute on this machine (e.g. an Apple-only delegate
+    on Linux): reports say "not measured here" and why, instead of failing."""
 
 
 class GraphSession(ABC):

@@ -27,6 +27,10 @@ from .benchmark_model_parity import parity_command, signature_for, signature_io,
 DEVICE_DIR = "/data/local/tmp/edgesam"
 BINARY = f"{DEVICE_DIR}/benchmark_model"
 PARITY_DIR = f"{DEVICE_DIR}/parity"
+NOT_RUN = {
+    "executorch": "not measured: a .pte needs ExecuTorch's executor_runner built for Android "
+    "arm64 with the XNNPACK backend (the executorch wheel ships no benchmark binary)",
+}
 DELEGATE_FLAGS = {
     "gpu": ["--use_gpu=true"],
     "nnapi": ["--use_nnapi=true"],
@@ -131,7 +135,8 @@ class AdbRunner(Runner):
         results = []
         for record in request.artifacts:
             if record.target != "tflite":
-                results.append(blank_result(record, "benchmark_model runs .tflite artifacts only"))
+                reason = NOT_RUN.get(record.target, "benchmark_model runs .tflite artifacts only")
+                results.append(blank_result(record, reason))
                 continue
             graph = device_graph(record.file)
             request.progress(f"{serial}: {record.file} ({delegate})")

@@ -61,6 +61,10 @@ def app_files(run_id: str) -> tuple[str, str, str]:
 
 
 NOT_COREML = "the iOS benchmark app runs Core ML artifacts only"
+NOT_RUN = {  # why an artifact of another target is not measured here
+    Target.EXECUTORCH: "not measured: the benchmark app runs Core ML packages; a .pte needs an app "
+    "linking ExecuTorch's runtime with the Core ML or XNNPACK backend",
+}
 
 
 def host_platform() -> str:
@@ -269,7 +273,7 @@ class XcodeRunner(Runner):
         return self.transport.find()
 
     def parity_unsupported(self, record: ArtifactRecord) -> str | None:
-        return None if record.target == Target.COREML else NOT_COREML
+        return None if record.target == Target.COREML else NOT_RUN.get(record.target, NOT_COREML)
 
     def compute_units(self) -> tuple[list[ComputeUnit], ComputeUnit]:
         """(settings timed, the profile's last; the one parity runs with). The simulator runs Core
@@ -405,7 +409,9 @@ class XcodeRunner(Runner):
         pairs."""
         coreml = [r for r in request.artifacts if r.target == Target.COREML]
         others = [
-            blank_result(r, NOT_COREML) for r in request.artifacts if r.target != Target.COREML
+            blank_result(r, NOT_RUN.get(r.target, NOT_COREML))
+            for r in request.artifacts
+            if r.target != Target.COREML
         ]
         timed, parity_units = self.compute_units()
         pipelines = [
