@@ -171,3 +171,46 @@ def test_console_script_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_version_prints_the_package_version(capsys):
+    from importlib.metadata import version
+
+    import edgesam_deploy
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"edgesam-deploy {edgesam_deploy.__version__}"
+    assert version("edgesam-deploy") == edgesam_deploy.__version__  # one source: pyproject reads it
+
+
+def test_completion_requests_go_through_main(monkeypatch, capsys):
+    """What the installed completion script asks at each TAB: main() answers and returns 0."""
+    monkeypatch.setenv("_EDGESAM_DEPLOY_COMPLETE", "source_bash")
+    assert main([]) == 0
+    assert "-F _edgesam_deploy_completion edgesam-deploy" in capsys.readouterr().out
+    monkeypatch.setenv("_EDGESAM_DEPLOY_COMPLETE", "complete_bash")
+    for words, cword, expect in (
+        ("edgesam-deploy ex", "1", ["export"]),
+        ("edgesam-deploy --vers", "1", ["--version"]),
+        ("edgesam-deploy export --tar", "2", ["--target"]),
+    ):
+        monkeypatch.setenv("COMP_WORDS", words)
+        monkeypatch.setenv("COMP_CWORD", cword)
+        assert main([]) == 0
+        assert capsys.readouterr().out.split() == expect
+
+
+def test_show_and_install_completion_from_bash(tmp_path):
+    """Typer's --show-completion/--install-completion, run from bash (detected) into a new HOME."""
+    import os
+    import shlex
+
+    cli = f"{shlex.quote(sys.executable)} -m edgesam_deploy"
+    script = f"set -e; {cli} --show-completion; {cli} --install-completion; exit"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "_EDGESAM_DEPLOY_COMPLETE=complete_bash" in proc.stdout
+    assert "bash completion installed" in proc.stdout
+    assert (tmp_path / ".bash_completions" / "edgesam-deploy.sh").is_file()
+    assert ".bash_completions/edgesam-deploy.sh" in (tmp_path / ".bashrc").read_text()

@@ -8,6 +8,7 @@ import warnings
 
 import typer
 
+from .. import __version__
 from ..errors import DeployError, first_line
 from . import bench, devices, export, models, parity, segment
 
@@ -16,12 +17,24 @@ app = typer.Typer(
     help="Export EdgeSAM to Core ML, ONNX and TFLite, verify parity with PyTorch, benchmark on devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
+def _print_version(value: bool) -> None:
+    """Eager ``--version``: print the package version and stop before any command runs."""
+    if value:
+        print(f"edgesam-deploy {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
     """EdgeSAM deployment toolchain."""
 
 
@@ -55,6 +68,8 @@ def _run(args: list[str], debug: bool) -> int:
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
+    except SystemExit as exc:  # Typer's completion options and completion requests exit this way
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
     except DeployError as exc:
