@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
 from ..runtimes import GraphSession
+from ..vocabulary import Role
 from .metrics import Inputs, measure_decoder, measure_encoder, measure_pipeline, peak_rss_mib
 from .schema import DECODER_1
 
@@ -37,7 +38,7 @@ def _open(spec: dict[str, Any], root: Path, threads: int | None) -> GraphSession
         role = spec["reference"]
         graph = (
             EncoderGraph(model.eval(), fold=False)
-            if role == "encoder"
+            if role == Role.ENCODER
             else DecoderGraph(model.eval())
         )
         return TorchSession(graph, role, threads=threads)
@@ -62,7 +63,7 @@ def measure_artifact(job: dict[str, Any]) -> dict[str, Any]:
         "runtime": session.runtime,
         "runtime_details": session.describe(),
     }
-    if _role(job["spec"]) == "encoder":
+    if _role(job["spec"]) == Role.ENCODER:
         out["latency"] = measure_encoder(session, inputs, job["runs"], job["warmup"])
     else:
         out["latency"], out["clicks_per_s"], skipped = measure_decoder(

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..fileio import atomic_output, write_json
+from ..vocabulary import Role
 from .schema import (
     DECODER_1,
     DECODER_16,
@@ -87,7 +88,7 @@ def _runtime(r: ArtifactResult) -> str:
 
 def _decoder(r: ArtifactResult) -> str:
     cells = [f"{r.latency[k].p50:.1f}" if k in r.latency else "-" for k in (DECODER_1, DECODER_16)]
-    return "" if r.role != "decoder" else " / ".join(cells)
+    return "" if r.role != Role.DECODER else " / ".join(cells)
 
 
 def artifact_row(r: ArtifactResult) -> list[str]:
@@ -202,7 +203,7 @@ def write_plot(path: Path, report: BenchReport) -> bool:
 
     points: dict[str, list[tuple[str, float]]] = {}
     for r in report.artifacts:
-        key = ENCODER if r.role == "encoder" else DECODER_1
+        key = ENCODER if r.role == Role.ENCODER else DECODER_1
         if r.measured and key in r.latency:
             points.setdefault(f"{r.target} {r.role}", []).append((r.precision, r.latency[key].p50))
     if not points:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..manifest import ArtifactRecord
 from ..runtimes import GraphSession, open_session
+from ..vocabulary import Target
 
 _ORT_ACCELERATORS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -25,13 +26,13 @@ def _has(module: str) -> bool:
 
 def why_not_here(target: str) -> str | None:
     """None if artifacts of ``target`` can run here, else the reason."""
-    if target == "onnx":
+    if target == Target.ONNX:
         return (
             None
             if _has("onnxruntime")
             else "onnxruntime is not installed (pip install 'edgesam-deploy[onnx]')"
         )
-    if target == "tflite":
+    if target == Target.TFLITE:
         if not _has("ai_edge_litert"):
             return "ai-edge-litert is not installed (pip install 'edgesam-deploy[tflite]')"
         return (
@@ -39,7 +40,7 @@ def why_not_here(target: str) -> str | None:
             if _has("edgesam_deploy.runtimes.litert")
             else "this edgesam-deploy has no LiteRT session"
         )
-    if target == "coreml":
+    if target == Target.COREML:
         if sys.platform != "darwin":
             return "Core ML predictions need macOS (measure on an iPhone with --device iphone14, or on a Mac)"
         return (
@@ -47,7 +48,7 @@ def why_not_here(target: str) -> str | None:
             if _has("coremltools")
             else "coremltools is not installed (pip install 'edgesam-deploy[coreml]')"
         )
-    if target == "executorch":
+    if target == Target.EXECUTORCH:
         hint = "executorch is not installed (pip install 'edgesam-deploy[executorch]')"
         return None if _has("executorch") else hint
     return f"no runtime for target '{target}'"
@@ -63,7 +64,7 @@ def ort_providers() -> list[str]:
 
 def session_options(target: str, threads: int | None) -> dict:
     """Keyword options of the session class of ``target``."""
-    if target == "onnx":
+    if target == Target.ONNX:
         return {"threads": threads, "providers": ort_providers()}
     if target in ("tflite", "executorch"):
         return {"threads": threads}

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
 from ..manifest_schema import inside
+from ..registry import LazyRegistry
+from ..vocabulary import Target
 from .base import GraphSession
 
 if TYPE_CHECKING:  # torch stays unimported: the device side opens sessions through this package
     from ..modeling import EdgeSam
 
-_SESSIONS = {
-    "onnx": "edgesam_deploy.runtimes.onnxruntime:OrtSession",
-    "tflite": "edgesam_deploy.runtimes.litert:LiteRtSession",
-    "coreml": "edgesam_deploy.runtimes.coreml:CoremlSession",
-    "executorch": "edgesam_deploy.runtimes.executorch:ExecutorchSession",
-}
+SESSIONS = LazyRegistry(
+    "runtime target",
+    {
+        Target.ONNX: "edgesam_deploy.runtimes.onnxruntime:OrtSession",
+        Target.TFLITE: "edgesam_deploy.runtimes.litert:LiteRtSession",
+        Target.COREML: "edgesam_deploy.runtimes.coreml:CoremlSession",
+        Target.EXECUTORCH: "edgesam_deploy.runtimes.executorch:ExecutorchSession",
+    },
+)
 
 
 def open_session(
@@ -27,13 +31,12 @@ def open_session(
 ) -> GraphSession:
     """Load ``record`` (relative to export dir ``root``) in its runtime; options go to the session,
     ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``)."""
-    if record.target not in _SESSIONS:
+    if record.target not in SESSIONS:
         raise DeployError(f"no runtime for target '{record.target}'")
     path = inside(Path(root), record.file, str(root))
     if not path.exists():
         raise DeployError(f"{path}: listed in the manifest but missing")
-    module, cls = _SESSIONS[record.target].split(":")
-    return getattr(importlib.import_module(module), cls).open(record, path, model=model, **options)
+    return SESSIONS[record.target].open(record, path, model=model, **options)
 
 
 __all__ = ["GraphSession", "open_session"]

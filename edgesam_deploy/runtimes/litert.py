@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import DeployError, first_line, require
 from ..manifest import ArtifactRecord
 from ..processing import PromptError
+from ..vocabulary import Role
 from .base import GraphSession
 
 _DELEGATE_NODE = "DELEGATE"
@@ -48,7 +49,7 @@ class LiteRtSession(GraphSession):
         self._runners = {key: self.interpreter.get_signature_runner(key) for key in signatures}
         self._outputs = {key: list(sig["outputs"]) for key, sig in signatures.items()}
         self.by_points: dict[int, str] = {}
-        if record.role == "decoder":
+        if record.role == Role.DECODER:
             for key, runner in self._runners.items():
                 labels = runner.get_input_details().get("point_labels")
                 if labels is None:
@@ -77,11 +78,11 @@ class LiteRtSession(GraphSession):
         return sorted(self.by_points)
 
     def accepts_points(self, n: int) -> bool:
-        return self.record.role == "decoder" and n in self.by_points
+        return self.record.role == Role.DECODER and n in self.by_points
 
     def signature_for(self, feeds: dict[str, np.ndarray]) -> str:
         """The signature key that takes these feeds (decoder: by the point count of ``point_labels``)."""
-        if self.record.role != "decoder":
+        if self.record.role != Role.DECODER:
             return next(iter(self._runners))
         labels = feeds.get("point_labels")
         if labels is None or labels.ndim != 2:

@@ -95,7 +95,7 @@ def result_from(
         return result
     stats = stats_from(parsed.steady)
     keys = (
-        [ENCODER] if record.role == "encoder" else [DECODER_1, DECODER_16]
+        [ENCODER] if record.role == Role.ENCODER else [DECODER_1, DECODER_16]
     )  # fixed slots: every click costs the same
     result.measured = True
     result.runtime, result.runtime_details = (
@@ -105,7 +105,7 @@ def result_from(
     result.latency = {k: stats for k in keys}
     result.load_ms = parsed.init_ms
     result.rss_delta_mib = parsed.memory_overall_mb
-    if record.role == "decoder":
+    if record.role == Role.DECODER:
         result.clicks_per_s = 1e3 / stats.mean
     result.extra = {
         "first_inference_ms": parsed.first_inference_ms,
@@ -189,7 +189,7 @@ class AdbRunner(Runner):
         delegate = self.profile.delegate or "xnnpack"
         results = []
         for record in request.artifacts:
-            if record.target != "tflite":
+            if record.target != Target.TFLITE:
                 reason = NOT_RUN.get(record.target, "benchmark_model runs .tflite artifacts only")
                 results.append(blank_result(record, reason))
                 continue
@@ -222,7 +222,7 @@ class AdbRunner(Runner):
             hostname=serial,
             details={"model": props.get("model", ""), "product": props.get("product", "")},
         )
-        tflite = [r for r in request.artifacts if r.target == "tflite"]
+        tflite = [r for r in request.artifacts if r.target == Target.TFLITE]
         return RunOutcome(
             device,
             results,

@@ -13,6 +13,7 @@ from typing import ClassVar
 from ...devices import DeviceProfile
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord, Manifest
+from ...vocabulary import Precision, Role
 from ..schema import DECODER_1, ENCODER, ArtifactResult, DeviceInfo, PipelineResult
 
 ProgressFn = Callable[[str], None]
@@ -141,10 +142,10 @@ def pairs(records: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, ArtifactR
     """(encoder, decoder) pipelines: each encoder with the decoder of its target and precision, else
     its target's fp32 decoder, else its target's first decoder."""
     out = []
-    for enc in (r for r in records if r.role == "encoder"):
-        decoders = [r for r in records if r.role == "decoder" and r.target == enc.target]
+    for enc in (r for r in records if r.role == Role.ENCODER):
+        decoders = [r for r in records if r.role == Role.DECODER and r.target == enc.target]
         ranked = sorted(
-            decoders, key=lambda d: (d.precision != enc.precision, d.precision != "fp32")
+            decoders, key=lambda d: (d.precision != enc.precision, d.precision != Precision.FP32)
         )
         if ranked:
             out.append((enc, ranked[0]))

@@ -60,7 +60,7 @@ def trtexec_command(
     ]
     if fp16:
         argv.append("--fp16")
-    if role == "decoder":
+    if role == Role.DECODER:
         argv += [
             "--minShapes=point_coords:1x1x2,point_labels:1x1",
             "--optShapes=point_coords:1x2x2,point_labels:1x2",
@@ -271,7 +271,7 @@ class SshRunner(Runner):
         engine = self._engine(record.file)
         fp16 = self.profile.delegate == "fp16"
         result = blank_result(record)
-        keys = [ENCODER] if record.role == "encoder" else list(_POINTS)
+        keys = [ENCODER] if record.role == Role.ENCODER else list(_POINTS)
         for key in keys:
             argv = trtexec_command(
                 trt,
@@ -306,12 +306,12 @@ class SshRunner(Runner):
         return result
 
     def _run_trtexec(self, request: BenchRequest, remote: str) -> RunOutcome:
-        onnx = [r for r in request.artifacts if r.target == "onnx"]
+        onnx = [r for r in request.artifacts if r.target == Target.ONNX]
         results = [self._trtexec_result(r, request, remote) for r in onnx]
         results += [
             blank_result(r, "trtexec runs ONNX artifacts only")
             for r in request.artifacts
-            if r.target != "onnx"
+            if r.target != Target.ONNX
         ]
         system = " ".join(self.ssh("uname -srm", "ssh connection").split())
         device = DeviceInfo(
