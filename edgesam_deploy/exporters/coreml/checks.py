@@ -69,6 +69,7 @@ EXPECTED_OPS: dict[Role, frozenset[str]] = {
         }
     ),
 }
+MASK_INPUT_OPS = frozenset({"conv"})
 COMPRESSION_OPS = frozenset(
     {
         "constexpr_affine_dequantize",
@@ -156,9 +157,13 @@ def op_census(mlmodel: Any) -> dict[str, Any]:
     }
 
 
-def unexpected_ops(census: dict[str, Any], role: Role) -> set[str]:
-    """Op types a converted ``role`` graph should not contain (e.g. a bicubic resize, gathers)."""
-    return set(census["ops"]) - EXPECTED_OPS[role] - COMPRESSION_OPS
+def unexpected_ops(census: dict[str, Any], spec: GraphSpec) -> set[str]:
+    """Op types a converted graph of ``spec`` should not contain (e.g. a bicubic resize, gathers);
+    a decoder with mask inputs also convolves the previous mask (the mask downscaling)."""
+    expected = EXPECTED_OPS[spec.role] | (
+        MASK_INPUT_OPS if "mask_input" in spec.input_names else set()
+    )
+    return set(census["ops"]) - expected - COMPRESSION_OPS
 
 
 def check_package(path: Path, spec: GraphSpec, max_points: int) -> dict[str, Any]:
@@ -176,7 +181,7 @@ def check_package(path: Path, spec: GraphSpec, max_points: int) -> dict[str, Any
         want = [[1, max_points] if d is None else [d, d] for d in tensor.shape]
         if feat["range"] != want:
             problems.append(f"input {feat['name']} range {feat['range']} != {want}")
-    bad = unexpected_ops(census, spec.role)
+    bad = unexpected_ops(census, spec)
     if bad:
         problems.append(f"unexpected ops {sorted(bad)}")
     return {"io": io, "census": census, "problems": problems}
