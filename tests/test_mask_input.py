@@ -182,3 +182,50 @@ def test_truncated_mask_file_is_one_line(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "not a readable .npy" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def exported_tflite_coreml(conformance_model, tmp_path_factory) -> Path:
+    """fp32 TFLite (one signature, N = 3) and Core ML exports of the mask-input decoder."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("coremltools")
+    from edgesam_deploy.exporters.coreml.options import CoremlOptions
+    from edgesam_deploy.exporters.tflite.options import TfliteOptions
+
+    out = tmp_path_factory.mktemp("mask-input-tflite-coreml")
+    options = ExportOptions.of(
+        TfliteOptions(("fp32",), (3,)),
+        CoremlOptions(("fp32",)),
+        mask_input=True,
+        calibration_size=1,
+    )
+    source = ModelSource(
+        "edgesam", "checkpoint", path=str(CONFORMANCE_DIR / "edgesam_seed0_coffee.npz")
+    )
+    run_export(
+        conformance_model, source, [Target.TFLITE, Target.COREML], out, options, run_parity=False
+    )
+    return out
+
+
+@pytest.mark.parametrize("target", [Target.TFLITE, Target.COREML])
+def test_tflite_and_coreml_decoders_reproduce_the_official_refinement(
+    exported_tflite_coreml, conformance, conformance_model, maskinput, target
+):
+    """Both cases take N = 3 decoder points. Core ML runs as its emulation on Linux (fp32 here:
+    PyTorch with the weights read back from the package); LiteRT runs the flatbuffer itself."""
+    manifest = Manifest.load(exported_tflite_coreml)
+    record = next(a for a in manifest.artifacts if a.role == Role.DECODER and a.target == target)
+    assert record.file.split("/")[1].startswith("decoder-mask-input.fp32")
+    session = open_session(record, exported_tflite_coreml, model=conformance_model)
+    for case in CASES:
+        _, coords, labels = _second(maskinput, conformance["image"], case)
+        feeds = {
+            "image_embeddings": conformance["bilinear/image_embeddings"],
+            "point_coords": coords,
+            "point_labels": labels,
+            "mask_input": maskinput[f"maskinput/{case}/mask_input"][None],
+            "has_mask_input": np.ones(1, np.float32),
+        }
+        logits = session.run(feeds)["masks"][0]
+        assert np.abs(logits - maskinput[f"maskinput/{case}/n4/low_res_logits"]).max() <= TOL, case
