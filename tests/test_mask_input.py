@@ -143,45 +143,38 @@ def test_segment_refines_with_mask_input(conformance, maskinput, tmp_path, confo
     ],
 )
 def test_bad_mask_input_is_one_line(tmp_path, capsys, array, message):
-    photo = tmp_path / "p.png"
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
     np.save(tmp_path / "m.npy", array)
-    args = [
-        "segment",
-        str(photo),
-        "--out",
-        str(tmp_path / "o.png"),
-        "--random-weights",
-        "0",
-        "--point",
-        "10,10",
-        "--mask-input",
-        str(tmp_path / "m.npy"),
-    ]
-    assert main(args) == 2
+    assert _segment_with_mask(tmp_path) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "m.npy" in err[0]
     assert not (tmp_path / "o.png").exists()
 
 
 def test_truncated_mask_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "m.npy").write_bytes(b"\x93NUMPY garbage")
+    assert _segment_with_mask(tmp_path) == 2
+    assert "not a readable .npy" in capsys.readouterr().err
+
+
+def _segment_with_mask(tmp_path: Path) -> int:
+    """``segment`` on a small black photo with ``tmp_path/m.npy`` as the previous mask."""
     photo = tmp_path / "p.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
-    (tmp_path / "m.npy").write_bytes(b"\x93NUMPY garbage")
-    args = [
-        "segment",
-        str(photo),
-        "--out",
-        str(tmp_path / "o.png"),
-        "--random-weights",
-        "0",
-        "--point",
-        "10,10",
-        "--mask-input",
-        str(tmp_path / "m.npy"),
-    ]
-    assert main(args) == 2
-    assert "not a readable .npy" in capsys.readouterr().err
+    out, mask = str(tmp_path / "o.png"), str(tmp_path / "m.npy")
+    return main(
+        [
+            "segment",
+            str(photo),
+            "--out",
+            out,
+            "--random-weights",
+            "0",
+            "--point",
+            "10,10",
+            "--mask-input",
+            mask,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
