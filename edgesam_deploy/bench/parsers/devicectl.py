@@ -69,43 +69,22 @@ def install_app(xcrun: str, device: str, app: Path) -> list[str]:
 
 def copy_to(xcrun: str, device: str, bundle_id: str, source: Path, destination: str) -> list[str]:
     """Copy one local file to ``destination`` (relative to the app's data container)."""
-    return [
-        xcrun,
-        "devicectl",
-        "device",
-        "copy",
-        "to",
-        "--device",
-        device,
-        "--domain-type",
-        APP_CONTAINER,
-        "--domain-identifier",
-        bundle_id,
-        "--source",
-        str(source),
-        "--destination",
-        destination,
-    ]
+    return _copy(xcrun, "to", device, bundle_id, str(source), destination)
 
 
 def copy_from(xcrun: str, device: str, bundle_id: str, source: str, destination: Path) -> list[str]:
     """Copy ``source`` (relative to the app's data container) to a local file."""
+    return _copy(xcrun, "from", device, bundle_id, source, str(destination))
+
+
+def _copy(
+    xcrun: str, direction: str, device: str, bundle_id: str, source: str, destination: str
+) -> list[str]:
+    """``devicectl device copy to|from`` between this machine and the app's data container."""
     return [
-        xcrun,
-        "devicectl",
-        "device",
-        "copy",
-        "from",
-        "--device",
-        device,
-        "--domain-type",
-        APP_CONTAINER,
-        "--domain-identifier",
-        bundle_id,
-        "--source",
-        source,
-        "--destination",
-        str(destination),
+        *(xcrun, "devicectl", "device", "copy", direction, "--device", device),
+        *("--domain-type", APP_CONTAINER, "--domain-identifier", bundle_id),
+        *("--source", source, "--destination", destination),
     ]
 
 
