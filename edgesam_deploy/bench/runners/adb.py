@@ -163,6 +163,22 @@ class AdbRunner(Runner):
         return f"{self._find().label} over adb"
 
     def run(self, request: BenchRequest) -> RunOutcome:
+        phone = self._find_with_binary()
+        delegate = self.profile.delegate or "xnnpack"
+        results = [
+            self._time_artifact(record, request, phone.serial, delegate)
+            for record in request.artifacts
+        ]
+        tflite = [r for r in request.artifacts if r.target == Target.TFLITE]
+        return RunOutcome(
+            self._device_info(phone),
+            results,
+            summed_pipelines(results, tflite, "sum of benchmark_model p50s"),
+            {"benchmark_model": str(self.options.benchmark_model)},
+        )
+
+    def _find_with_binary(self) -> AdbDevice:
+        """The phone, with LiteRT's benchmark_model pushed and made executable."""
         if self.options.benchmark_model is None:
             raise DeviceError(
                 f"device '{self.profile.name}': pass --benchmark-model PATH (LiteRT's "
@@ -172,62 +188,58 @@ class AdbRunner(Runner):
             raise DeviceError(f"{self.options.benchmark_model}: no such benchmark_model binary")
         phone = self._find()
         serial = phone.serial
-        binary = BINARY
         self.adb(
             "shell", f"mkdir -p {DEVICE_DIR}", what="creating the device folder", serial=serial
         )
         self.adb(
             "push",
             str(self.options.benchmark_model),
-            binary,
+            BINARY,
             what="pushing benchmark_model",
             serial=serial,
         )
         self.adb(
-            "shell", f"chmod 755 {binary}", what="making benchmark_model executable", serial=serial
+            "shell", f"chmod 755 {BINARY}", what="making benchmark_model executable", serial=serial
         )
-        delegate = self.profile.delegate or "xnnpack"
-        results = []
-        for record in request.artifacts:
-            if record.target != Target.TFLITE:
-                reason = NOT_RUN.get(record.target, "benchmark_model runs .tflite artifacts only")
-                results.append(blank_result(record, reason))
-                continue
-            graph = device_graph(record.file)
-            request.progress(f"{serial}: {record.file} ({delegate})")
-            self.adb(
-                "push",
-                str(request.export_dir / record.file),
-                graph,
-                what=f"pushing {record.file}",
-                serial=serial,
-            )
-            argv = benchmark_command(
-                binary, graph, request.runs, request.warmup, request.threads, delegate
-            )
-            output = self.adb(
-                "shell",
-                " ".join(shlex.quote(a) for a in argv),
-                what=f"benchmark_model on {record.file}",
-                serial=serial,
-            )
-            results.append(result_from(record, benchmark_model.parse(output), delegate))
+        return phone
+
+    def _time_artifact(
+        self, record: ArtifactRecord, request: BenchRequest, serial: str, delegate: str
+    ) -> ArtifactResult:
+        """One artifact through benchmark_model on the phone (a blank row for other targets)."""
+        if record.target != Target.TFLITE:
+            reason = NOT_RUN.get(record.target, "benchmark_model runs .tflite artifacts only")
+            return blank_result(record, reason)
+        graph = device_graph(record.file)
+        request.progress(f"{serial}: {record.file} ({delegate})")
+        self.adb(
+            "push",
+            str(request.export_dir / record.file),
+            graph,
+            what=f"pushing {record.file}",
+            serial=serial,
+        )
+        argv = benchmark_command(
+            BINARY, graph, request.runs, request.warmup, request.threads, delegate
+        )
+        output = self.adb(
+            "shell",
+            " ".join(shlex.quote(a) for a in argv),
+            what=f"benchmark_model on {record.file}",
+            serial=serial,
+        )
+        return result_from(record, benchmark_model.parse(output), delegate)
+
+    def _device_info(self, phone: AdbDevice) -> DeviceInfo:
         props = phone.properties
-        device = DeviceInfo(
+        return DeviceInfo(
             self.profile.name,
             self.kind,
             self.profile.description,
             system="Android",
             machine=props.get("device", ""),
-            hostname=serial,
+            hostname=phone.serial,
             details={"model": props.get("model", ""), "product": props.get("product", "")},
-        )
-        tflite = [r for r in request.artifacts if r.target == Target.TFLITE]
-        return RunOutcome(
-            device,
-            results,
-            summed_pipelines(results, tflite, "sum of benchmark_model p50s"),
-            {"benchmark_model": str(self.options.benchmark_model)},
         )
 
     def parity_unsupported(self, record: ArtifactRecord) -> str | None:
