@@ -3,10 +3,10 @@
 summary, verdict.
 
 ``python ci_action.py STEP``. Each step reads the action's inputs from ``EDGESAM_*`` environment
-variables (action.yml maps ``${{ inputs.* }}`` to them, so no input is pasted into a command line),
-runs the tool as ``PYTHON -m edgesam_deploy`` with the interpreter running this script, and writes
-its outputs to ``$GITHUB_OUTPUT``. Standard library only: the install step runs before the tool
-is installed. A bad input is one line (``::error::``) and exit 2, as in the tool.
+variables (action.yml maps ``${{ inputs.* }}`` to them rather than into the command line), runs
+the tool as ``PYTHON -m edgesam_deploy`` with the interpreter running this script, and writes its
+outputs to ``$GITHUB_OUTPUT``. Standard library only up to the summary step: the install step runs
+before the tool is installed. A bad input is one line (``::error::``) and exit 2, as in the tool.
 """
 
 from __future__ import annotations
@@ -124,39 +124,41 @@ def step_parity() -> int:
     return 0
 
 
-def _cell(metrics: dict, key: str, fmt: str) -> str:
-    return fmt.format(metrics[key]) if key in metrics else ""
+def _row(cells: list[str]) -> str:
+    """A Markdown table row; a '|' inside a cell (``max|d|``) is escaped."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _verdict(artifact: dict) -> str:
+    if not artifact.get("measured", True):
+        return f"not measured here: {artifact.get('note', '')}"
+    return "pass" if artifact.get("passed") else "**FAIL**: " + "; ".join(artifact["failures"])
 
 
 def summary_markdown(report: dict) -> str:
-    """The job summary of a parity JSON report: the verdict, then one row per artifact."""
-    artifacts = report.get("artifacts", [])
-    failed = [a for a in artifacts if not a.get("passed")]
-    verdict = "passed" if report.get("passed") else f"FAILED ({len(failed)} of {len(artifacts)})"
-    reference = report.get("reference", {})
+    """The job summary of a parity JSON report: the verdict, then one row per artifact with the
+    columns of the tool's own table (run after the install step: the tool is importable)."""
+    from edgesam_deploy.parity.report import COLUMNS
+
+    artifacts = report["artifacts"]
+    failed = [a for a in artifacts if not a["passed"]]
+    verdict = "passed" if report["passed"] else f"FAILED ({len(failed)} of {len(artifacts)})"
+    ref = report.get("reference", {})
+    headers = ["artifact", "precision", *(header for _, header, _ in COLUMNS), "verdict"]
     lines = [
         f"## EdgeSAM parity gate: {verdict}",
         "",
-        f"Against {reference.get('model', 'the PyTorch fp32 reference')}; photos: "
-        f"{', '.join(reference.get('photos', []))}; prompts: {', '.join(reference.get('prompts', []))}.",
+        f"Against {ref.get('model', 'the PyTorch fp32 reference')}; photos: "
+        f"{', '.join(ref.get('photos', []))}; prompts: {', '.join(ref.get('prompts', []))}.",
         "",
-        "| artifact | precision | mask IoU mean / min | emb cos | logit max abs | verdict |",
-        "|---|---|---|---|---|---|",
+        _row(headers),
+        "|" + "---|" * len(headers),
     ]
     for a in artifacts:
-        m = a.get("metrics", {})
-        iou = " / ".join(
-            c
-            for c in (_cell(m, "mask_iou_mean", "{:.5f}"), _cell(m, "mask_iou_min", "{:.4f}"))
-            if c
-        )
-        if not a.get("measured", True):
-            text = f"not measured here: {a.get('note', '')}"
-        else:
-            text = "pass" if a.get("passed") else "**FAIL**: " + "; ".join(a.get("failures", []))
-        cells = [a.get("file", ""), a.get("precision", ""), iou, _cell(m, "emb_cosine_min", "{:.6f}"),
-                 _cell(m, "logit_max_abs", "{:.2e}"), text]  # fmt: skip
-        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        m = a["metrics"]
+        cells = [fmt.format(m[key]) if key in m else "" for key, _, fmt in COLUMNS]
+        row = [a["file"], a["precision"], *cells, _verdict(a)]
+        lines.append(_row(row))
     return "\n".join(lines) + "\n"
 
 

@@ -160,6 +160,21 @@ def test_action_declares_what_it_uses():
     assert ACTION["runs"]["using"] == "composite"
 
 
+def _gate_steps(workflow: dict) -> list[dict]:
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    return [s for s in steps if "edgesam-deploy@" in s.get("uses", "") or s.get("uses") == "./"]
+
+
+def test_examples_give_declared_inputs():
+    """The example workflow and the README's snippet pass only inputs the action declares."""
+    readme = (ROOT / "README.md").read_text().split("## CI parity gate", 1)[1]
+    snippet = readme.split("```yaml", 1)[1].split("```", 1)[0]
+    example = (ROOT / ".github" / "workflows" / "example-parity-gate.yml").read_text()
+    for workflow in (yaml.safe_load(snippet), yaml.safe_load(example)):
+        (step,) = _gate_steps(workflow)
+        assert set(step["with"]) <= set(ACTION["inputs"]), step["with"]
+
+
 @pytest.mark.parametrize(
     ("package", "extras", "expected"),
     [
@@ -209,7 +224,8 @@ def test_gate_passes_and_publishes(passing):
     assert action == "actions/upload-artifact@v4" and given["name"] == "edgesam-parity"
     assert given["path"].split() == [out["junit"], out["json"]]
     assert "## EdgeSAM parity gate: passed" in job.summary
-    assert f"| {DECODER} | fp32 | 1.0" in job.summary
+    (row,) = [line for line in job.summary.splitlines() if line.startswith(f"| {DECODER} |")]
+    assert "| 1.00000 | 1.0000 |" in row and row.endswith("| pass |")
 
 
 def test_gate_fails_on_a_tampered_decoder(passing, tmp_path):
