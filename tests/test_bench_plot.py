@@ -143,6 +143,12 @@ def test_plot_is_written_readable_and_lists_what_it_left_out(report, tmp_path):
     assert "| onnx/encoder.fp16.onnx fp16 |" in text  # the table stays
 
 
+def test_one_point_is_drawn(report, tmp_path):
+    report.pipelines = report.pipelines[:1]
+    plot = write_markdown(tmp_path / "bench.md", report)
+    assert plot is not None and "Left off" not in (tmp_path / "bench.md").read_text()
+
+
 def test_no_point_no_plot(report, tmp_path):
     for row in report.artifacts:
         row.parity = None

@@ -249,6 +249,22 @@ def _draw_points(ax: Axes, points: list[TradeoffPoint], front: list[int]) -> Non
         ax.scatter([], [], color=colours[runtime], label=runtime)
 
 
+def _set_limits(ax: Axes, points: list[TradeoffPoint]) -> None:
+    """Log latency axis with room for the labels (every tick labelled within a decade), IoU axis
+    around the points (never a single point in a 0.1-wide band)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    lo, hi = min(p.latency_ms for p in points) / 1.2, max(p.latency_ms for p in points) * 1.5
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain if hi / lo < 10 else NullFormatter())
+    ious = [p.iou for p in points]
+    pad = 0.1 * max(max(ious) - min(ious), 0.01)
+    ax.set_ylim(min(ious) - pad, min(max(ious) + pad, 1.0 + pad / 3))  # IoU <= 1: little room above
+
+
 def write_plot(path: Path, report: BenchReport) -> tuple[bool, str]:
     """Latency (encoder + one click, p50) against mean mask IoU per pipeline, the Pareto frontier
     marked; returns whether a point was drawn and the 'not measured' caption."""
@@ -260,7 +276,6 @@ def write_plot(path: Path, report: BenchReport) -> tuple[bool, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     front = pareto_front([(p.latency_ms, p.iou) for p in points])
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -273,11 +288,7 @@ def write_plot(path: Path, report: BenchReport) -> tuple[bool, str]:
         label="Pareto frontier (ringed)",
         zorder=2,
     )
-    ax.set_xscale("log")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
-    ax.margins(x=0.12, y=0.08)
+    _set_limits(ax, points)
     ax.set_xlabel("latency, ms: encoder + one click (p50)")
     ax.set_ylabel("mask IoU against PyTorch fp32 (lower of encoder, decoder)")
     ax.set_title(plot_title(report, points), fontsize=9)
