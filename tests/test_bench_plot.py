@@ -130,6 +130,24 @@ def test_fps_alone_gives_the_latency(report):
     assert 250.0 in [p.latency_ms for p in points]
 
 
+def test_rows_per_compute_unit_pair_with_their_pipeline():
+    """An iPhone report has one row per file and compute-unit setting, and one pipeline each."""
+    rows, pipes = [], []
+    for unit, iou, frame in (("ALL", 0.998, 30.0), ("CPU_ONLY", 0.9995, 90.0)):
+        for file in ("coreml/encoder.fp16.mlpackage", "coreml/decoder.fp16.mlpackage"):
+            row = _row(file, "coreml", "fp16", 10.0, iou, "coreml")
+            row.runtime_details = {"compute_units": unit}
+            rows.append(row)
+        pipes.append(_pipe(rows[-2].file, rows[-1].file, f"coreml fp16 ({unit}, device)", frame))
+    report = BenchReport(DeviceInfo("iphone14", "xcode"), {}, {}, {}, rows, pipes)
+    points, missing = tradeoff_points(report)
+    assert [(p.label, p.iou, p.latency_ms) for p in points] == [
+        ("fp16 (ALL, device)", 0.998, 30.0),
+        ("fp16 (CPU_ONLY, device)", 0.9995, 90.0),
+    ]
+    assert not missing and pareto_front([(p.latency_ms, p.iou) for p in points]) == [0, 1]
+
+
 def test_plot_is_written_readable_and_lists_what_it_left_out(report, tmp_path):
     md = tmp_path / "bench.md"
     plot = write_markdown(md, report)
