@@ -1,14 +1,16 @@
-"""Benchmark reports: a rich table for people, JSON for tools, Markdown with a latency plot."""
+"""Benchmark reports: a rich table for people, JSON for tools, Markdown with a latency/IoU plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from ..fileio import atomic_output, write_json
 from ..vocabulary import Role
+from .runners import RUNNERS
 from .schema import (
     DECODER_1,
     DECODER_16,
@@ -19,6 +21,10 @@ from .schema import (
     PipelineResult,
     Stats,
 )
+from .tradeoff import TradeoffPoint, pareto_front, tradeoff_points
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 ARTIFACT_HEADERS = (
     "artifact",
@@ -194,48 +200,114 @@ def plot_path(markdown: Path) -> Path:
     return markdown.with_name(markdown.stem + "-latency.png")
 
 
-def write_plot(path: Path, report: BenchReport) -> bool:
-    """Latency (p50, log scale) against precision, one series per target and role; False if nothing was measured."""
+def latency_measured_on(report: BenchReport) -> str:
+    """Where the report's timings were taken: host, device or emulated (its runner's label)."""
+    kind = report.device.runner
+    return RUNNERS[kind].measured_on if kind in RUNNERS else "device"
+
+
+def plot_title(report: BenchReport, points: list[TradeoffPoint]) -> str:
+    """Says where the latencies and the IoUs were measured."""
+    iou_on = sorted({w for p in points for w in p.iou_measured_on})
+    return (
+        f"EdgeSAM on {report.device.name}: latency measured on {latency_measured_on(report)} "
+        f"({report.device.runner}), mask IoU on {' and '.join(iou_on) or '-'}"
+    )
+
+
+def not_measured_note(missing: list[str]) -> str:
+    """The caption naming the pipelines left off the plot ('' if none)."""
+    return f"not measured: {', '.join(missing)}" if missing else ""
+
+
+def _draw_points(ax: Axes, points: list[TradeoffPoint], front: list[int]) -> None:
+    """One colour per runtime, marker area by size, each point labelled, frontier points ringed."""
+    runtimes = sorted({p.runtime for p in points})
+    colours = {r: f"C{i % 10}" for i, r in enumerate(runtimes)}
+    for i, p in enumerate(points):
+        area = 30 + 8 * (p.size_mb or 0)
+        edge = "black" if i in front else "none"
+        ax.scatter(
+            p.latency_ms,
+            p.iou,
+            s=area,
+            color=colours[p.runtime],
+            alpha=0.75,
+            edgecolors=edge,
+            linewidths=1.5,
+            zorder=3,
+        )
+        size = f", {p.size_mb:.0f} MB" if p.size_mb is not None else ""
+        ax.annotate(
+            f"{p.label}{size}",
+            (p.latency_ms, p.iou),
+            textcoords="offset points",
+            xytext=(7, 5),
+            fontsize=8,
+        )
+    for runtime in runtimes:
+        ax.scatter([], [], color=colours[runtime], label=runtime)
+
+
+def _set_limits(ax: Axes, points: list[TradeoffPoint]) -> None:
+    """Log latency axis with room for the labels (every tick labelled within a decade), IoU axis
+    around the points (never a single point in a 0.1-wide band)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    lo, hi = min(p.latency_ms for p in points) / 1.2, max(p.latency_ms for p in points) * 1.5
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain if hi / lo < 10 else NullFormatter())
+    ious = [p.iou for p in points]
+    pad = 0.1 * max(max(ious) - min(ious), 0.01)
+    ax.set_ylim(min(ious) - pad, min(max(ious) + pad, 1.0 + pad / 3))  # IoU <= 1: little room above
+
+
+def write_plot(path: Path, report: BenchReport) -> tuple[bool, str]:
+    """Latency (encoder + one click, p50) against mean mask IoU per pipeline, the Pareto frontier
+    marked; returns whether a point was drawn and the 'not measured' caption."""
+    points, missing = tradeoff_points(report)
+    note = not_measured_note(missing)
+    if not points:
+        return False, note
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points: dict[str, list[tuple[str, float]]] = {}
-    for r in report.artifacts:
-        key = ENCODER if r.role == Role.ENCODER else DECODER_1
-        if r.measured and key in r.latency:
-            points.setdefault(f"{r.target} {r.role}", []).append((r.precision, r.latency[key].p50))
-    if not points:
-        return False
-    precisions = sorted({p for series in points.values() for p, _ in series})
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, series in sorted(points.items()):
-        ax.plot(
-            [precisions.index(p) for p, _ in series],
-            [v for _, v in series],
-            "o--" if "decoder" in label else "s-",
-            label=label,
-        )
-    ax.set_xticks(range(len(precisions)), precisions)
-    ax.set_yscale("log")
-    ax.set_xlabel("precision")
-    ax.set_ylabel("p50 latency, ms (decoder: 1 click)")
-    ax.set_title(f"EdgeSAM latency on {report.device.name}")
+    front = pareto_front([(p.latency_ms, p.iou) for p in points])
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    _draw_points(ax, points, front)
+    ax.plot(
+        [points[i].latency_ms for i in front],
+        [points[i].iou for i in front],
+        "k:",
+        drawstyle="steps-post",
+        label="Pareto frontier (ringed)",
+        zorder=2,
+    )
+    _set_limits(ax, points)
+    ax.set_xlabel("latency, ms: encoder + one click (p50)")
+    ax.set_ylabel("mask IoU against PyTorch fp32 (lower of encoder, decoder)")
+    ax.set_title(plot_title(report, points), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="lower right", title="runtime; marker area: MB", title_fontsize=8)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
-    return True
+    return True, note
 
 
 def write_markdown(path: Path, report: BenchReport) -> Path | None:
-    """Write ``path`` (Markdown) and the latency plot beside it; returns the plot's path if drawn."""
+    """Write ``path`` (Markdown) and the latency/IoU plot beside it; returns the plot's path if drawn."""
     path = Path(path)
     plot = plot_path(path)
-    drawn = write_plot(plot, report)
+    drawn, note = write_plot(plot, report)
     model = report.model
     source = (
         f"random weights, seed {model.get('seed')}"
@@ -272,7 +344,9 @@ def write_markdown(path: Path, report: BenchReport) -> Path | None:
         side = _md_table(comparison_headers(report), rows)
         parts += ["", "## Parity on this host and on the device", "", side]
     if drawn:
-        parts += ["", f"![latency against precision]({plot.name})"]
+        parts += ["", f"![latency against mask IoU per pipeline]({plot.name})"]
+    if note:
+        parts += ["", f"Left off the plot, {note}."]
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(parts) + "\n")
     return plot if drawn else None
