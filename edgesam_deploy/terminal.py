@@ -128,7 +128,7 @@ def session(level: Level) -> Iterator[Terminal]:
             with warnings.catch_warnings():  # filters changed by libraries end with the session
                 yield _ACTIVE[-1]
         finally:
-            _ACTIVE.pop().drain()
+            _ACTIVE.pop().show_captured()
 
 
 @contextmanager
