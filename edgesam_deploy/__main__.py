@@ -4,16 +4,19 @@ import sys
 
 
 def run() -> None:
-    """Import the CLI (seconds: torch) and run it; an interrupt during start-up exits 130."""
+    """Import the CLI (seconds: torch) and run it; an interrupt during start-up exits 130. Other
+    libraries' output is captured from before their import (``terminal.session``)."""
+    from .terminal import INTERRUPTED_LINE, Level, session
     from .testhook import hook
 
-    try:
-        hook("startup")
-        from .cli.app import main
-    except KeyboardInterrupt:
-        print("edgesam-deploy: interrupted", file=sys.stderr)
-        sys.exit(130)
-    main()
+    with session(Level.from_args(sys.argv[1:])) as terminal:
+        try:
+            hook("startup")
+            from .cli.app import main
+        except KeyboardInterrupt:
+            print(INTERRUPTED_LINE, file=terminal.stream)
+            sys.exit(130)
+        main()
 
 
 if __name__ == "__main__":

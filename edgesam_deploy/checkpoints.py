@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from .manifest_schema import MAX_SEED
 from .modeling import EdgeSam
 from .modeling.image_encoder import UpsampleMode
 from .modeling.random_init import randomize_
+from .terminal import current
 
 URL_BASE = "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights/"
 LICENSE_NOTICE = (
@@ -106,7 +106,7 @@ def download(variant: Variant, timeout: float = 30.0) -> Path:
     """Download ``variant`` into the cache (atomic), record its SHA-256, print the licence notice."""
     dest = cache_dir() / variant.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Downloading {variant.url}\n{LICENSE_NOTICE}", file=sys.stderr)
+    current().console.print(f"Downloading {variant.url}\n{LICENSE_NOTICE}", markup=False)
     part = dest.with_name(dest.name + ".part")
     try:
         with urllib.request.urlopen(variant.url, timeout=timeout) as resp, open(part, "wb") as out:

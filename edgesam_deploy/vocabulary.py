@@ -10,9 +10,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 IMG_SIZE = 1024  # side of the square encoder input
 ProgressFn = Callable[[str], None]  # receives one line per step of a long job
+
+
+@runtime_checkable
+class Progress(Protocol):
+    """A ``ProgressFn`` that can also count: ``step(msg, total)`` starts a step of ``total``
+    units (None: unknown), ``advance(n)`` marks ``n`` of them done; ``progress(msg)`` names the
+    current sub-step and keeps the count."""
+
+    def __call__(self, msg: str) -> None: ...
+
+    def step(self, msg: str, total: int | None = None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """A plain ``ProgressFn`` seen as a ``Progress``: one line per step, counts dropped."""
+
+    fn: ProgressFn
+
+    def __call__(self, msg: str) -> None:
+        self.fn(msg)
+
+    def step(self, msg: str, total: int | None = None) -> None:
+        self.fn(msg)
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+def counting(progress: ProgressFn) -> Progress:
+    """``progress`` itself when it can count, else a wrapper whose counts go nowhere."""
+    return progress if isinstance(progress, Progress) else _Lines(progress)
 
 
 class Role(StrEnum):

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from pathlib import Path
 from ..errors import DeviceError
 from ..fileio import atomic_output, write_json
 from ..manifest import package_versions
+from ..vocabulary import ProgressFn
 
 QEMU = "qemu-aarch64-static"
 SUITE = "bookworm"
@@ -71,8 +72,6 @@ _VERSIONS = (
     "print(json.dumps({{'python': platform.python_version(), "
     "'wheels': {{n: m.version(n) for n in names}}}}))"
 )
-
-Progress = Callable[[str], None]
 
 
 class EmulationError(DeviceError):
@@ -321,7 +320,7 @@ def twin_name(pins: dict[str, str]) -> str:
     return "-".join([SUITE, PYTHON_TAG[1], *(f"{n}-{v}" for n, v in sorted(pins.items()))])
 
 
-def _build(dest: Path, pins: dict[str, str], progress: Progress) -> None:
+def _build(dest: Path, pins: dict[str, str], progress: ProgressFn) -> None:
     """Unpack the sysroot, install the wheels and record what was built, into ``dest``."""
     start = time.perf_counter()
     mmdebstrap = host_tool("mmdebstrap", "mmdebstrap")
@@ -370,7 +369,7 @@ def _build(dest: Path, pins: dict[str, str], progress: Progress) -> None:
     )
 
 
-def ensure_twin(progress: Progress = lambda msg: None) -> Twin:
+def ensure_twin(progress: ProgressFn = lambda msg: None) -> Twin:
     """The cached twin of the host's runtime versions, built first if absent (one build at once)."""
     host_tool(QEMU, "qemu-user-static")
     pins = wheel_pins()

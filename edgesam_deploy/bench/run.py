@@ -15,6 +15,7 @@ from ..manifest import Manifest
 from ..modeling import EdgeSam
 from ..parity import Reference
 from ..samples import PARITY_PHOTOS
+from ..vocabulary import ProgressFn, counting
 from .device_parity import measure_device_parity, protocol_settings
 from .parity_summary import attach_host_parity
 from .runners import BenchRequest, RunnerOptions, get_runner
@@ -51,7 +52,7 @@ def run_bench(
     settings: BenchSettings,
     options: RunnerOptions,
     model: Callable[[], EdgeSam],
-    progress: Callable[[str], None] = lambda m: None,
+    progress: ProgressFn = lambda m: None,
 ) -> BenchReport:
     """Measure the artifacts of ``export_dir`` that ``profile`` wants on its device.
 
@@ -63,7 +64,8 @@ def run_bench(
     manifest = Manifest.load(export_dir)
     records = select_artifacts(profile, manifest.artifacts, export_dir)
     runner = get_runner(profile, options)
-    progress(runner.probe())
+    steps = counting(progress)
+    steps.step(runner.probe())
     threads = settings.threads or profile.threads
     with tempfile.TemporaryDirectory(prefix="edgesam-bench-") as tmp:
         reference_state = None
@@ -80,7 +82,11 @@ def run_bench(
             settings.warmup,
             threads,
             reference_state,
-            progress,
+            steps,
+        )
+        steps.step(
+            f"timing {len(records)} artifact(s), {settings.warmup} warm-up and "
+            f"{settings.runs} timed run(s) each"
         )
         outcome = runner.run(request)
         if settings.parity:
@@ -88,7 +94,7 @@ def run_bench(
             rows, on_device = outcome.artifacts, protocol_settings(profile, threads)
             measure_device_parity(runner, request, rows, reference, on_device)
             elsewhere = runner.measured_on != "host"
-            attach_host_parity(rows, export_dir, manifest, reference, elsewhere, progress)
+            attach_host_parity(rows, export_dir, manifest, reference, elsewhere, steps)
         else:
             for row in outcome.artifacts:
                 row.parity_reason = "skipped (--no-parity)"

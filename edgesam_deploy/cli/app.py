@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 import traceback
-import warnings
 
 import typer
 
 from .. import __version__
 from ..errors import DeployError, first_line
+from ..terminal import INTERRUPTED_LINE, Level, current, session
 from . import bench, devices, export, models, parity, segment
 
 app = typer.Typer(
@@ -30,7 +30,15 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show everything as it is written, and tracebacks on errors."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show what other libraries print, after each step."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", help="Only result tables and errors: no progress, no notes."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version."
     ),
@@ -50,13 +58,11 @@ INTERRUPTED = 130
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit codes: 0 ok, 1 check failed (parity), 2 bad input or environment,
-    3 internal error, 130 interrupted. ``--debug`` adds the traceback, never changes the code."""
+    3 internal error, 130 interrupted. ``--debug`` adds the traceback, never changes the code.
+    Other libraries' output is captured meanwhile (``terminal.session``)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    with warnings.catch_warnings():
-        if not debug:  # third-party warnings (torch, PIL) would break the one-line contract
-            warnings.simplefilter("ignore")
-        code = _run(args, debug)
+    with session(Level.from_args(args)) as terminal:
+        code = _run(args, terminal.level == Level.DEBUG)
     return _finish(code, argv)
 
 
@@ -89,7 +95,7 @@ def _run(args: list[str], debug: bool) -> int:
             debug,
         )
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without a word
-        print("edgesam-deploy: interrupted", file=sys.stderr)
+        print(INTERRUPTED_LINE, file=current().stream)
     return code
 
 
@@ -97,7 +103,7 @@ def _fail(message: str, code: int, debug: bool) -> int:
     """One line on stderr (after the traceback with --debug); returns ``code``."""
     if debug:
         traceback.print_exc()
-    print(f"edgesam-deploy: error: {' '.join(message.split())}", file=sys.stderr)
+    current().error(message)
     return code
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -12,8 +12,17 @@ from rich.console import Console
 from ..checkpoints import REGISTRY, ModelSource, load_model
 from ..manifest_schema import MAX_SEED
 from ..modeling import EdgeSam
+from ..terminal import current
 
-err_console = Console(stderr=True)
+
+class _Notes:
+    """Our side lines on stderr (rich markup): the current terminal's notes, hidden by --quiet."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        current().note(*objects, **kwargs)
+
+
+err_console = _Notes()
 
 
 def out_console() -> Console:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from ..checkpoints import load_model_for_source
 from ..errors import DeployError
@@ -14,7 +13,8 @@ from ..exportdir import settle
 from ..manifest import Manifest
 from ..parity import check_directory, reference_description
 from ..parity.report import print_table, write_json_report, write_junit
-from .options import out_console
+from ..terminal import current
+from .options import err_console, out_console
 from .progress import progress_reporter
 
 
@@ -46,7 +46,7 @@ def parity(
     if missing:
         raise DeployError(f"not in the manifest: {', '.join(missing)}")
     model, source = load_model_for_source(manifest.model, checkpoint)
-    Console(stderr=True).print(f"[dim]reference: {source.label}[/dim]")
+    err_console.print(f"[dim]reference: {source.label}[/dim]")
     with progress_reporter("parity") as report:
         results = check_directory(directory, model, files=only or None, progress=report)
     print_table(results, out_console())
@@ -56,5 +56,5 @@ def parity(
         write_junit(junit, results)
     failed = [r.file for r in results if not r.passed]
     if failed:
-        Console(stderr=True).print(f"[red]parity FAILED: {', '.join(failed)}[/red]")
+        current().console.print(f"[red]parity FAILED: {', '.join(failed)}[/red]")
         raise typer.Exit(1)

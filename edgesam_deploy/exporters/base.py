@@ -20,7 +20,16 @@ from ..graphs import DecoderGraph, EncoderGraph, build_graph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
 from ..samples import CALIBRATION_PHOTOS
-from ..vocabulary import GraphSpec, Precision, ProgressFn, Role, ScoreKind, Target, graph_spec
+from ..vocabulary import (
+    GraphSpec,
+    Precision,
+    ProgressFn,
+    Role,
+    ScoreKind,
+    Target,
+    counting,
+    graph_spec,
+)
 
 T = TypeVar("T")
 
@@ -223,7 +232,9 @@ class Exporter(ABC):
     def make_record(
         self, ctx: ExportContext, path: Path, role: Role, precision: Precision, **details: Any
     ) -> ArtifactRecord:
-        """Manifest record of a finished artifact (size and SHA-256 read from disk)."""
+        """Manifest record of a finished artifact (size and SHA-256 read from disk); one more
+        conversion done for ``ctx.progress``."""
+        counting(ctx.progress).advance()
         spec = ctx.spec(role)
         if role == Role.DECODER:
             details = {

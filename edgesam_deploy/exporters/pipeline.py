@@ -10,9 +10,9 @@ from ..exportdir import export_transaction
 from ..manifest import MANIFEST_NAME, ArtifactRecord, Manifest, ManifestError
 from ..modeling import EdgeSam
 from ..parity import ArtifactParity, check_directory, reference_description
-from ..vocabulary import ProgressFn, Target
+from ..vocabulary import ProgressFn, Role, Target, counting
 from . import EXPORTERS, get_exporter
-from .base import ExportContext, ExportOptions
+from .base import ExportContext, Exporter, ExportOptions
 
 ALL_TARGETS = "all"
 
@@ -43,6 +43,11 @@ def _existing_manifest(out_dir: Path, source: ModelSource) -> Manifest:
     return manifest
 
 
+def _conversions(exporter: Exporter, ctx: ExportContext) -> int:
+    """How many artifacts ``exporter`` writes in ``ctx``: each of its precisions, per role."""
+    return len(Role) * len(exporter.resolve_precisions(exporter.options(ctx).precisions))
+
+
 def run_export(
     model: EdgeSam,
     source: ModelSource,
@@ -62,21 +67,23 @@ def run_export(
     for exporter in exporters:
         exporter.check_dependencies()
     out_dir = Path(out_dir)
+    steps = counting(progress)
     with export_transaction(out_dir) as txn:
         manifest = _existing_manifest(out_dir, source)
         ctx = ExportContext(
-            model=model, source=source, out_dir=txn.staging, options=options, progress=progress
+            model=model, source=source, out_dir=txn.staging, options=options, progress=steps
         )
+        conversions = sum(_conversions(e, ctx) for e in exporters)
+        steps.step(f"exporting {conversions} artifact(s): {', '.join(targets)}", conversions)
         new: list[ArtifactRecord] = []
         for exporter in exporters:
-            progress(f"{exporter.target}: exporting")
             new.extend(exporter.export(ctx))
         manifest.add(new)
         txn.commit(manifest, [r.file for r in new])
         results: list[ArtifactParity] = []
         if run_parity:
             files = [r.file for r in new]
-            results = check_directory(out_dir, model, files=files, progress=progress)
+            results = check_directory(out_dir, model, files=files, progress=steps)
             previous = {a["file"]: a for a in (manifest.parity or {}).get("artifacts", [])}
             previous.update({r.file: r.as_dict() for r in results})
             manifest.parity = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from ..fileio import sha256_path
@@ -11,7 +10,8 @@ from ..modeling import EdgeSam
 from ..runtimes import open_session
 from ..runtimes.base import NotRunnableHere
 from ..samples import PARITY_PHOTOS, standard_prompts
-from .engine import ArtifactParity, Reference, evaluate
+from ..vocabulary import ProgressFn, counting
+from .engine import ArtifactParity, Reference, case_count, evaluate
 
 
 def reference_description() -> dict:
@@ -27,22 +27,27 @@ def check_directory(
     export_dir: Path,
     model: EdgeSam,
     files: list[str] | None = None,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: ProgressFn = lambda m: None,
     reference: Reference | None = None,
 ) -> list[ArtifactParity]:
-    """Evaluate every artifact listed in ``export_dir``'s manifest (or only ``files``)."""
+    """Evaluate every artifact listed in ``export_dir``'s manifest (or only ``files``);
+    ``progress`` counts the parity cases of all of them."""
     manifest = Manifest.load(export_dir)
+    records = [r for r in manifest.artifacts if files is None or r.file in files]
+    steps = counting(progress)
     reference = reference or Reference(model)
+    steps.step("parity: the PyTorch reference")
+    total = sum(case_count(r, reference) for r in records)
+    steps.step(f"parity: {len(records)} artifact(s)", total=total)
     results = []
-    for record in manifest.artifacts:
-        if files is not None and record.file not in files:
-            continue
+    for record in records:
         try:
             session = open_session(record, export_dir, model=model)
         except NotRunnableHere as exc:
             results.append(ArtifactParity.not_measured(record, str(exc)))
+            steps.advance(case_count(record, reference))
             continue
-        result = evaluate(session, reference, progress)
+        result = evaluate(session, reference, steps)
         if sha256_path(manifest.artifact_path(record)) != record.sha256:
             result.failures.append(
                 "sha256 differs from the manifest: the file changed after export"

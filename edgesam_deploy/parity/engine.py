@@ -7,7 +7,6 @@ reference decoder makes from them; a decoder artifact on what it makes from the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -25,7 +24,7 @@ from ..processing import (
 )
 from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
-from ..vocabulary import Role, ScoreKind
+from ..vocabulary import ProgressFn, Role, ScoreKind, counting
 from . import metrics as M
 from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
 
@@ -227,21 +226,33 @@ def _mask_metrics(
     acc["best"].append(float(np.argmax(ref_scores) == np.argmax(scores)))
 
 
+def case_count(record: ArtifactRecord, reference: Reference) -> int:
+    """How many parity cases ``collect`` goes through for ``record``: one per photo for an
+    encoder, one per photo and prompt case for a decoder."""
+    if record.role == Role.ENCODER:
+        return len(reference.cases)
+    return sum(len(decoder_cases(record, reference, case)) for case in reference.cases)
+
+
 def collect(
-    session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None
+    session: GraphSession, reference: Reference, progress: ProgressFn = lambda m: None
 ) -> CaseOutputs:
-    """Run ``session`` on every parity case of its role it takes (outputs keyed by case id)."""
+    """Run ``session`` on every parity case of its role it takes (outputs keyed by case id);
+    ``progress`` advances by one per case (``case_count`` in all)."""
     record: ArtifactRecord = session.record
+    steps = counting(progress)
+    steps(f"parity: {record.file}")
     out: CaseOutputs = {}
     for case in reference.cases:
-        progress(f"{record.file}: {case.name}")
         if record.role == Role.ENCODER:
             out[encoder_case_id(case.name)] = session.run({"image": case.tensor})
+            steps.advance()
             continue
         for prompt in decoder_cases(record, reference, case):
             if session.accepts_points(prompt.labels.shape[1]):
                 feeds = decoder_feeds(record, case, prompt)
                 out[decoder_case_id(case.name, prompt.name)] = session.run(feeds)
+            steps.advance()
     return out
 
 
@@ -355,7 +366,7 @@ def judge(
 
 
 def evaluate(
-    session: GraphSession, reference: Reference, progress: Callable[[str], None] = lambda m: None
+    session: GraphSession, reference: Reference, progress: ProgressFn = lambda m: None
 ) -> ArtifactParity:
     """Run ``session`` on every parity case here and judge it against its precision's thresholds."""
     return judge(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -13,10 +12,8 @@ from typing import ClassVar
 from ...devices import DeviceProfile
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord, Manifest
-from ...vocabulary import Precision, Role
+from ...vocabulary import Precision, ProgressFn, Role
 from ..schema import DECODER_1, ENCODER, ArtifactResult, DeviceInfo, PipelineResult
-
-ProgressFn = Callable[[str], None]
 
 
 @dataclass

@@ -33,6 +33,7 @@ def run_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
         )
     except subprocess.TimeoutExpired:
         return {"error": f"measurement timed out after {timeout:.0f} s"}
+    sys.stderr.write(proc.stderr)  # the runtimes' logs: captured, shown with --verbose
     if proc.returncode != 0:
         return {"error": f"measurement process failed: {last_line(proc.stderr)}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])

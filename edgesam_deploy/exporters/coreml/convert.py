@@ -84,6 +84,7 @@ class CoremlExporter(Exporter):
             check_activation_quantization_supported(p)
         if Precision.INT8_FULL in precisions and opts.min_ios < 17:
             raise DeployError("Core ML int8 activations need --min-ios 17 or later")
+        ctx.progress("coreml: preparing the calibration samples")
         images = ctx.calibration_images[:1]
         names = ctx.spec(Role.DECODER).input_names
         samples = {
