@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .modeling import EdgeSam, reparameterize_encoder
+from .modeling.decoder_fast import FastMaskDecoder
 from .modeling.mask_decoder import stability_score
 from .vocabulary import Role, ScoreKind, graph_spec
 
@@ -36,10 +37,16 @@ class DecoderGraph(nn.Module):
 
     With ``mask_input`` the graph also takes ``mask_input`` [1, 1, 256, 256] (a previous answer's
     low-res logits) and ``has_mask_input`` [1] (1 uses it, 0 gives today's decoder), as SAM's export.
+    With ``fast`` the mask decoder is ``modeling.decoder_fast.FastMaskDecoder``: the same function
+    with fused GEMMs and a sub-pixel upscaling (docs/decoder-speed.md).
     """
 
     def __init__(
-        self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+        self,
+        model: EdgeSam,
+        scores: ScoreKind = ScoreKind.IOU,
+        mask_input: bool = False,
+        fast: bool = False,
     ) -> None:
         super().__init__()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
@@ -48,6 +55,7 @@ class DecoderGraph(nn.Module):
         self.mask_input = mask_input
         with torch.no_grad():
             self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().clone())
+            self.fast = FastMaskDecoder(self.mask_decoder, self.dense_pe) if fast else None
 
     def forward(
         self,
@@ -62,7 +70,12 @@ class DecoderGraph(nn.Module):
         if mask_input is not None and has_mask_input is not None:
             has = has_mask_input.reshape(1, 1, 1, 1)
             dense = has * self.prompt_encoder.mask_downscaling(mask_input) + (1 - has) * dense
-        masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        if self.fast is not None:
+            masks, iou = self.fast(image_embeddings, sparse, dense)
+        else:
+            masks, iou = self.mask_decoder.predict_masks(
+                image_embeddings, self.dense_pe, sparse, dense
+            )
         scores = stability_score(masks) if self.scores == ScoreKind.STABILITY else iou
         return scores, masks
 
