@@ -36,10 +36,11 @@ from edgesam_deploy.exporters.tflite.convert import (
 from edgesam_deploy.fileio import write_json
 from edgesam_deploy.graphs import DecoderGraph, EncoderGraph, example_inputs
 from edgesam_deploy.manifest import tool_versions
-from edgesam_deploy.vocabulary import ENCODER, Role, graph_spec
+from edgesam_deploy.vocabulary import ENCODER, Role, Target, graph_spec
 
 CLICKS = {"1 point": 2, "16 points": 16}  # decoder N: one click + the padding point; 16 points
 VARIANTS = {"reference": False, "rewritten": True}  # DecoderGraph(fast=...)
+RUNTIMES = {Target.ONNX: "onnxruntime", Target.TFLITE: "litert"}
 Run = dict[str, object]  # label -> a zero-argument callable
 
 
@@ -128,18 +129,25 @@ def gflops(model) -> dict[str, float]:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def time_runtime(runs: Run, repeats: int) -> tuple[dict[str, float], GemmFloor]:
-    """Median ms of every callable and of the GEMM floor's workloads, all interleaved."""
-    gemms = {key: fn for key, (fn, _) in gemm_runs().items()}
-    samples = timed_interleaved({**runs, **gemms}, repeats, warmup=1)
+def time_runtime(
+    runs: Run, target: Target, threads: int, repeats: int, out: Path
+) -> tuple[dict[str, float], GemmFloor]:
+    """Median ms of every callable and of ``target``'s GEMM floor workloads, all interleaved."""
+    gemms = gemm_runs(target, threads, out)
+    samples = timed_interleaved(runs | {k: fn for k, (fn, _) in gemms.items()}, repeats, warmup=1)
     medians = {k: round(float(np.median(v)), 2) for k, v in samples.items()}
-    floor = floor_from_medians(torch.get_num_threads(), medians)
+    floor = floor_from_medians(threads, gemms, medians)
     return {k: v for k, v in medians.items() if k in runs}, floor
 
 
+def reference(key: str) -> str:
+    """The reference graph's key of a timed graph's key."""
+    return key.replace("rewritten", "reference")
+
+
 def summary(ms: dict[str, float], flop: dict[str, float], floor: GemmFloor) -> dict[str, dict]:
-    """Per graph: ms, % of the encoder's time, GFLOP/s and its fraction of the floor; per click
-    count the rewrite's speedup."""
+    """Per graph: ms, % of the encoder's time, GFLOP/s (its own FLOPs) and its fraction of the
+    floor, and the reference FLOPs' fraction; per click count the rewrite's speedup."""
     rows = {}
     for key, t in ms.items():
         rows[key] = {
@@ -147,6 +155,8 @@ def summary(ms: dict[str, float], flop: dict[str, float], floor: GemmFloor) -> d
             "pct_of_encoder": round(100 * t / ms["encoder"], 1),
             "gflop_per_s": round(flop[key] / (t / 1e3), 1),
             "fraction_of_floor": round(floor.fraction(flop[key], t), 3),
+            # the reference graph's FLOPs over this time: the rate of doing the model's work
+            "model_fraction_of_floor": round(floor.fraction(flop[reference(key)], t), 3),
         }
     speedup = {
         label: round(ms[f"decoder.reference {label}"] / ms[f"decoder.rewritten {label}"], 2)
@@ -158,11 +168,11 @@ def summary(ms: dict[str, float], flop: dict[str, float], floor: GemmFloor) -> d
 def print_summary(runtime: str, result: dict) -> None:
     floor = result["floor"]
     print(f"\n{runtime}: GEMM floor {floor['gflops']} GFLOP/s ({floor['threads']} threads)")
-    print(f"{'graph':32s} {'ms':>8s} {'% enc':>6s} {'GFLOP/s':>8s} {'floor':>6s}")
+    print(f"{'graph':30s} {'ms':>8s} {'% enc':>6s} {'GFLOP/s':>8s} {'floor':>6s} {'model':>6s}")
     for key, r in result["graphs"].items():
         print(
-            f"{key:32s} {r['ms']:8.1f} {r['pct_of_encoder']:6.1f} {r['gflop_per_s']:8.1f} "
-            f"{r['fraction_of_floor']:6.2f}"
+            f"{key:30s} {r['ms']:8.1f} {r['pct_of_encoder']:6.1f} {r['gflop_per_s']:8.1f} "
+            f"{r['fraction_of_floor']:6.2f} {r['model_fraction_of_floor']:6.2f}"
         )
     print(f"rewrite speedup: {result['rewrite_speedup']}, max |d| masks: {result['agreement']}")
 
@@ -173,14 +183,16 @@ def measure(args: argparse.Namespace, out: Path) -> dict:
     model, source = load_model(random_seed=0)
     flop = gflops(model)
     paths = export_onnx(model, out)
-    per_runtime = {"onnxruntime": onnx_runs(paths, args.threads)}
+    per_runtime = {Target.ONNX: onnx_runs(paths, args.threads)}
     if not args.skip_tflite:
-        per_runtime["litert"] = tflite_runs(model, out, args.threads)
+        per_runtime[Target.TFLITE] = tflite_runs(model, out, args.threads)
     result: dict = {"gflop": flop, "runtimes": {}, "load_average": {"start": os.getloadavg()}}
-    for runtime, runs in per_runtime.items():
-        ms, floor = time_runtime(runs, args.runs)
-        result["runtimes"][runtime] = summary(ms, flop, floor) | {"agreement": agreement(runs)}
-        print_summary(runtime, result["runtimes"][runtime])
+    for target, runs in per_runtime.items():
+        ms, floor = time_runtime(runs, target, args.threads, args.runs, out)
+        result["runtimes"][RUNTIMES[target]] = summary(ms, flop, floor) | {
+            "agreement": agreement(runs)
+        }
+        print_summary(RUNTIMES[target], result["runtimes"][RUNTIMES[target]])
     result["load_average"]["end"] = os.getloadavg()
     feeds = decoder_feeds(CLICKS["1 point"])
     result["ort_op_profile_ms_1_point"] = {

@@ -45,59 +45,74 @@ def _scale(attn: Attention) -> float:
     return float(attn.q_proj.out_features // attn.num_heads) ** -0.5
 
 
-class ImageProjection(nn.Module):
-    """Projections of the image tokens that read the same input, as one GEMM:
-    HW x C -> one heads x HW x d tensor per listed projection, each multiplied by its scale."""
-
-    def __init__(self, parts: list[tuple[nn.Linear, float]], heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.sizes = [linear.out_features for linear, _ in parts]
-        with torch.no_grad():
-            weight = torch.cat([linear.weight.T * s for linear, s in parts], dim=1)
-            self.register_buffer("weight", weight.contiguous())
-            self.register_buffer("bias", torch.cat([linear.bias * s for linear, s in parts]))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        y = torch.addmm(self.bias, x, self.weight)
-        return [_heads(part, self.heads) for part in y.split(self.sizes, dim=1)]
+def _input_space(attn: Attention, tokens: int) -> bool:
+    """Whether attention with ``tokens`` prompt-side tokens is cheaper in the image's input space
+    (heads x tokens columns) than through the image-side projections (internal dim columns)."""
+    return attn.num_heads * tokens < attn.q_proj.out_features
 
 
-class FastBlock(nn.Module):
-    """One ``TwoWayAttentionBlock`` on 2-D token matrices, the image-side projections that read
-    ``keys + pe`` (token->image k, image->token q) fused (``ImageProjection``)."""
+def token_to_image(
+    attn: Attention, queries: torch.Tensor, image_pe: torch.Tensor, image: torch.Tensor
+) -> torch.Tensor:
+    """``attn(queries, image_pe, image)``: T x C tokens attending to HW x C image tokens (keys
+    ``image_pe`` = image + PE, values ``image``) -> T x C.
 
-    def __init__(self, layer: TwoWayAttentionBlock) -> None:
-        super().__init__()
-        self.layer = layer
-        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-        self.image = ImageProjection([(t2i.k_proj, 1.0), (i2t.q_proj, _scale(i2t))], t2i.num_heads)
+    With few tokens the keys and values are never projected: q_h . (Wk_h y + bk_h) = (q_h Wk_h) . y
+    plus a term constant along the softmax axis, and P (Y Wv^T + bv) = (P Y) Wv^T + bv.
+    """
+    h, c = attn.num_heads, image.shape[1]
+    q = _heads(attn.q_proj(queries), h) * _scale(attn)  # h x T x d
+    if not _input_space(attn, queries.shape[0]):
+        k, v = _heads(attn.k_proj(image_pe), h), _heads(attn.v_proj(image), h)
+        return attn.out_proj(_merge(_attend(q, k, v)))
+    qk = (q @ attn.k_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
+    p = torch.softmax(qk @ image_pe.T, dim=-1)  # hT x HW
+    py = (p @ image).reshape(h, -1, c)  # h x T x C
+    out = py @ attn.v_proj.weight.reshape(h, -1, c).transpose(1, 2)  # h x T x d
+    return attn.out_proj(_merge(out + attn.v_proj.bias.reshape(h, 1, -1)))
 
-    def forward(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        query_pe: torch.Tensor,
-        key_pe: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries, query_pe T x C; keys, key_pe HW x C -> (queries, keys)."""
-        layer = self.layer
-        if layer.skip_first_layer_pe:
-            queries = layer.self_attn(queries[None], queries[None], queries[None])[0]
-        else:
-            q = (queries + query_pe)[None]
-            queries = queries + layer.self_attn(q, q, queries[None])[0]
-        queries = layer.norm1(queries)
-        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-        k_img, q_img = self.image(keys + key_pe)
-        v_img = _heads(t2i.v_proj(keys), t2i.num_heads)
-        q = _heads(t2i.q_proj(queries + query_pe), t2i.num_heads) * _scale(t2i)
-        queries = layer.norm2(queries + t2i.out_proj(_merge(_attend(q, k_img, v_img))))
-        queries = layer.norm3(queries + layer.mlp(queries))
-        k = _heads(i2t.k_proj(queries + query_pe), i2t.num_heads)
-        v = _heads(i2t.v_proj(queries), i2t.num_heads)
-        keys = layer.norm4(keys + i2t.out_proj(_merge(_attend(q_img, k, v))))
-        return queries, keys
+
+def image_to_token(
+    attn: Attention, image_pe: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """``attn(image_pe, keys, values)``: HW x C image tokens attending to T x C tokens -> HW x C.
+
+    With few tokens the image queries are never projected, (y Wq^T + bq) . k_h = y . (Wq_h^T k_h)
+    + bq_h . k_h, and the output projection is folded into the values: sum_h P_h (v_h Wo_h^T).
+    """
+    h, (n, c) = attn.num_heads, image_pe.shape
+    k = _heads(attn.k_proj(keys), h) * _scale(attn)  # h x T x d
+    v = _heads(attn.v_proj(values), h)
+    if not _input_space(attn, keys.shape[0]):
+        q = _heads(attn.q_proj(image_pe), h) * _scale(attn)
+        return attn.out_proj(_merge(_attend(q, k, v)))
+    a = (k @ attn.q_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
+    bias = (k @ attn.q_proj.bias.reshape(h, -1, 1)).reshape(-1)  # hT
+    p = torch.softmax((image_pe @ a.T + bias).reshape(n, h, -1), dim=-1)  # HW x h x T
+    vo = (v @ attn.out_proj.weight.T.reshape(h, -1, c)).reshape(-1, c)  # hT x C
+    return torch.addmm(attn.out_proj.bias, p.reshape(n, -1), vo)
+
+
+def two_way_block(
+    layer: TwoWayAttentionBlock,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    query_pe: torch.Tensor,
+    key_pe: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer`` on 2-D token matrices: queries, query_pe T x C; keys, key_pe HW x C."""
+    if layer.skip_first_layer_pe:
+        queries = layer.self_attn(queries[None], queries[None], queries[None])[0]
+    else:
+        q = (queries + query_pe)[None]
+        queries = queries + layer.self_attn(q, q, queries[None])[0]
+    queries = layer.norm1(queries)
+    keys_pe = keys + key_pe
+    t2i = token_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys_pe, keys)
+    queries = layer.norm2(queries + t2i)
+    queries = layer.norm3(queries + layer.mlp(queries))
+    i2t = image_to_token(layer.cross_attn_image_to_token, keys_pe, queries + query_pe, queries)
+    return queries, layer.norm4(keys + i2t)
 
 
 class SubPixelUpscaling(nn.Module):
@@ -139,7 +154,6 @@ class FastMaskDecoder(nn.Module):
         super().__init__()
         self.decoder = decoder
         self.register_buffer("key_pe", image_pe.flatten(2)[0].T.contiguous())  # HW x C
-        self.blocks = nn.ModuleList(FastBlock(layer) for layer in decoder.transformer.layers)
         self.upscaling = SubPixelUpscaling(decoder.output_upscaling)
 
     def forward(
@@ -151,13 +165,10 @@ class FastMaskDecoder(nn.Module):
         tokens = torch.cat([out_tokens, sparse[0]], dim=0)
         keys = (image_embeddings + dense).reshape(c, h * w).T
         queries = tokens
-        for block in self.blocks:
-            queries, keys = block(queries, keys, tokens, self.key_pe)
+        for layer in dec.transformer.layers:
+            queries, keys = two_way_block(layer, queries, keys, tokens, self.key_pe)
         final = dec.transformer.final_attn_token_to_image
-        k_img = _heads(final.k_proj(keys + self.key_pe), final.num_heads)
-        v_img = _heads(final.v_proj(keys), final.num_heads)
-        q = _heads(final.q_proj(queries + tokens), final.num_heads) * _scale(final)
-        attn = final.out_proj(_merge(_attend(q, k_img, v_img)))
+        attn = token_to_image(final, queries + tokens, keys + self.key_pe, keys)
         queries = dec.transformer.norm_final_attn(queries + attn)
         hyper = torch.stack(
             [mlp(queries[1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)]

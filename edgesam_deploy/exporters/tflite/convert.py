@@ -80,7 +80,7 @@ class _NamedDecoder(nn.Module):
 
 
 @contextmanager
-def _quiet_converter() -> Iterator[None]:
+def quiet_converter() -> Iterator[None]:
     """Silence litert-torch's progress printing for the duration of a conversion."""
     key = "LITERT_TORCH_SHOW_PROGRESS"
     old = os.environ.get(key)
@@ -100,7 +100,7 @@ def convert_encoder(graph: EncoderGraph) -> bytes:
 
     (image,) = example_inputs(Role.ENCODER)
     module = _NamedEncoder(graph).eval()
-    with _quiet_converter():
+    with quiet_converter():
         converter = litert_torch.Converter().signature(
             ENCODER_SIGNATURE, module, sample_kwargs={"image": image}
         )
@@ -117,7 +117,7 @@ def convert_decoder(graph: DecoderGraph, counts: list[int], spec: GraphSpec = DE
     for n in counts:
         sample = dict(zip(spec.input_names, example_inputs(Role.DECODER, n, mask_input)))
         converter.signature(decoder_signature(n), module, sample_kwargs=sample)
-    with _quiet_converter():
+    with quiet_converter():
         return converter.convert().model_content()
 
 
