@@ -18,6 +18,12 @@ from .modeling.decoder_fast import FastMaskDecoder
 from .modeling.mask_decoder import stability_score
 from .vocabulary import Role, ScoreKind, graph_spec
 
+# recorded in the details of every decoder artifact written from the rewritten graph
+DECODER_REWRITE = (
+    "modeling/decoder_fast.py: 2-D tokens, attention in the input space below 16 tokens, "
+    "sub-pixel upscaling (docs/decoder-speed.md)"
+)
+
 
 class EncoderGraph(nn.Module):
     """Image encoder with bilinear stage-3 upsampling, re-parameterized unless ``fold=False``."""
@@ -81,12 +87,18 @@ class DecoderGraph(nn.Module):
 
 
 def build_graph(
-    model: EdgeSam, role: Role, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+    model: EdgeSam,
+    role: Role,
+    scores: ScoreKind = ScoreKind.IOU,
+    mask_input: bool = False,
+    fast_decoder: bool = False,
 ) -> nn.Module:
     """The deployable graph of ``role`` (folded encoder, or decoder with ``scores`` and, with
-    ``mask_input``, the previous-mask inputs), in eval mode."""
-    graph = EncoderGraph(model) if role == Role.ENCODER else DecoderGraph(model, scores, mask_input)
-    return graph.eval()
+    ``mask_input``, the previous-mask inputs; ``fast_decoder``: the rewritten decoder), in eval
+    mode."""
+    if role == Role.ENCODER:
+        return EncoderGraph(model).eval()
+    return DecoderGraph(model, scores, mask_input, fast=fast_decoder).eval()
 
 
 def graph_outputs(

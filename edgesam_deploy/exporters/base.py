@@ -63,17 +63,21 @@ class ExportContext:
     out_dir: Path
     options: ExportOptions = field(default_factory=ExportOptions)
     progress: ProgressFn = lambda msg: None
-    _graphs: dict[Role, Any] = field(default_factory=dict, repr=False)
+    _graphs: dict[tuple[Role, bool], Any] = field(default_factory=dict, repr=False)
     _equalized: dict[float, tuple[EncoderGraph, dict[str, Any]]] = field(
         default_factory=dict, repr=False
     )
 
-    def graph(self, role: Role) -> Any:
-        """The deployable graph of ``role`` (folded bilinear encoder, or decoder), built once."""
-        if role not in self._graphs:
+    def graph(self, role: Role, fast_decoder: bool = False) -> Any:
+        """The deployable graph of ``role`` (folded bilinear encoder, or decoder; with
+        ``fast_decoder`` the rewritten one, ``graphs.DecoderGraph(fast=True)``), built once."""
+        key = (role, fast_decoder and role == Role.DECODER)
+        if key not in self._graphs:
             mask_input = self.options.mask_input
-            self._graphs[role] = build_graph(self.model, role, self.options.scores, mask_input)
-        return self._graphs[role]
+            self._graphs[key] = build_graph(
+                self.model, role, self.options.scores, mask_input, fast_decoder=key[1]
+            )
+        return self._graphs[key]
 
     def spec(self, role: Role) -> GraphSpec:
         """The interface of ``role``'s graph in this export."""

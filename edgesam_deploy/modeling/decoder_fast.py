@@ -84,7 +84,7 @@ def image_to_token(
     k = _heads(attn.k_proj(keys), h) * _scale(attn)  # h x T x d
     v = _heads(attn.v_proj(values), h)
     if not _input_space(attn, keys.shape[0]):
-        q = _heads(attn.q_proj(image_pe), h) * _scale(attn)
+        q = _heads(attn.q_proj(image_pe), h)  # the scale is in k
         return attn.out_proj(_merge(_attend(q, k, v)))
     a = (k @ attn.q_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
     bias = (k @ attn.q_proj.bias.reshape(h, -1, 1)).reshape(-1)  # hT

@@ -16,7 +16,7 @@ import torch
 
 from ...errors import DeployError, first_line
 from ...fileio import atomic_output
-from ...graphs import example_inputs
+from ...graphs import DECODER_REWRITE, example_inputs
 from ...manifest import ArtifactRecord
 from ...vocabulary import GraphSpec, Precision, Role, Target
 from ..base import ExportContext, Exporter
@@ -95,7 +95,7 @@ class OnnxExporter(Exporter):
             ctx.progress(
                 f"onnx: tracing the {role} (opset {OPSET}) and simplifying with {SIMPLIFIER}"
             )
-            fp32 = self._trace(ctx.graph(role), ctx.spec(role), OPSET)
+            fp32 = self._trace(ctx.graph(role, fast_decoder=True), ctx.spec(role), OPSET)
             if role == Role.DECODER:
                 check_static_decoder(fp32)
             for precision in precisions:
@@ -109,6 +109,8 @@ class OnnxExporter(Exporter):
                     "exporter": EXPORTER,
                     "runtime": "onnxruntime",
                 }
+                if role == Role.DECODER:
+                    common["decoder_graph"] = DECODER_REWRITE
                 records.append(self.make_record(ctx, path, role, precision, **common, **details))
         return records
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ...fileio import atomic_output
-from ...graphs import DecoderGraph, EncoderGraph, example_inputs
+from ...graphs import DECODER_REWRITE, DecoderGraph, EncoderGraph, example_inputs
 from ...manifest import ArtifactRecord, package_versions
 from ...quantization.tflite_quant import (
     FULL_INT8_FLOAT_KEPT,
@@ -179,7 +179,7 @@ class TfliteExporter(Exporter):
             f"tflite: converting the decoder, {len(counts)} signature(s) N = "
             f"{counts[0]}..{counts[-1]}"
         )
-        decoder = convert_decoder(ctx.decoder_graph, counts, spec)
+        decoder = convert_decoder(ctx.graph(Role.DECODER, fast_decoder=True), counts, spec)
         records = []
         for precision in precisions:
             calibration = None
@@ -191,6 +191,7 @@ class TfliteExporter(Exporter):
                 "num_points": counts[-1],
                 "point_padding": "none: one exact signature per N; pad nothing, pick decoder_n<N>",
                 "signatures": {key: io for key in signatures.values()},
+                "decoder_graph": DECODER_REWRITE,
             }
             data = self._quantize(ctx, Role.DECODER, precision, decoder, calibration, details)
             records.append(self._write(ctx, Role.DECODER, precision, data, details))
