@@ -3,9 +3,10 @@
     python benchmarks/bench_decoder.py [--out benchmarks/results/decoder.json] [--threads 2] [--runs 9]
 
 Exports (seeded random weights) the fp32 encoder and the reference and rewritten fp32 decoders
-(``graphs.DecoderGraph(fast=False|True)``) for both runtimes, checks that the two decoders agree,
-then times in one process, runs interleaved: the encoder, each decoder with 1 point (N = 2 with the
-padding point) and 16 points, and this machine's GEMM floor (``bench.floor``). Writes medians,
+(``graphs.DecoderGraph``, rewritten in each exporter's attention form) for both runtimes, checks
+that the two decoders agree, then times in one process, runs interleaved: the encoder, each
+decoder with 1 point (N = 2 with the padding point) and 16 points, and this machine's GEMM floor
+(``bench.floor``). Writes medians,
 decoder/encoder ratios, GFLOP/s as a fraction of the floor, the load average, and ONNX Runtime's
 per-op profiles of both decoders. Not a test: nothing is asserted.
 """
@@ -27,7 +28,9 @@ from edgesam_deploy.bench.flops import graph_gflop
 from edgesam_deploy.bench.metrics import timed_interleaved
 from edgesam_deploy.bench.op_profile import ort_op_profile
 from edgesam_deploy.checkpoints import load_model
+from edgesam_deploy.exporters.onnx.convert import DECODER_ATTENTION as ONNX_ATTENTION
 from edgesam_deploy.exporters.onnx.convert import OPSET, OnnxExporter, save_model
+from edgesam_deploy.exporters.tflite.convert import DECODER_ATTENTION as TFLITE_ATTENTION
 from edgesam_deploy.exporters.tflite.convert import (
     convert_decoder,
     convert_encoder,
@@ -36,11 +39,13 @@ from edgesam_deploy.exporters.tflite.convert import (
 from edgesam_deploy.fileio import write_json
 from edgesam_deploy.graphs import DecoderGraph, EncoderGraph, example_inputs
 from edgesam_deploy.manifest import tool_versions
+from edgesam_deploy.modeling.decoder_fast import AttentionForm
 from edgesam_deploy.vocabulary import ENCODER, Role, Target, graph_spec
 
 CLICKS = {"1 point": 2, "16 points": 16}  # decoder N: one click + the padding point; 16 points
-VARIANTS = {"reference": False, "rewritten": True}  # DecoderGraph(fast=...)
+VARIANTS = ("reference", "rewritten")  # DecoderGraph(rewrite=None | the exporter's form)
 RUNTIMES = {Target.ONNX: "onnxruntime", Target.TFLITE: "litert"}
+FORMS = {Target.ONNX: ONNX_ATTENTION, Target.TFLITE: TFLITE_ATTENTION}  # as the exporters write
 Run = dict[str, object]  # label -> a zero-argument callable
 
 
@@ -52,8 +57,10 @@ def decoder_feeds(n: int) -> dict[str, np.ndarray]:
 
 def export_onnx(model, out: Path) -> dict[str, Path]:
     """encoder.onnx, decoder.reference.onnx, decoder.rewritten.onnx as the ONNX exporter writes them."""
-    graphs = {"encoder": EncoderGraph(model).eval()} | {
-        f"decoder.{v}": DecoderGraph(model, fast=fast).eval() for v, fast in VARIANTS.items()
+    graphs = {
+        "encoder": EncoderGraph(model).eval(),
+        "decoder.reference": DecoderGraph(model).eval(),
+        "decoder.rewritten": DecoderGraph(model, rewrite=ONNX_ATTENTION).eval(),
     }
     paths = {}
     for name, graph in graphs.items():
@@ -87,11 +94,13 @@ def tflite_runs(model, out: Path, threads: int) -> Run:
     """Timed callables of LiteRT interpreters (XNNPACK): encoder and each decoder x clicks."""
     from ai_edge_litert.interpreter import Interpreter
 
-    files = {"encoder": convert_encoder(EncoderGraph(model).eval())} | {
-        f"decoder.{v}": convert_decoder(
-            DecoderGraph(model, fast=fast).eval(), list(CLICKS.values())
-        )
-        for v, fast in VARIANTS.items()
+    counts = list(CLICKS.values())
+    files = {
+        "encoder": convert_encoder(EncoderGraph(model).eval()),
+        "decoder.reference": convert_decoder(DecoderGraph(model).eval(), counts),
+        "decoder.rewritten": convert_decoder(
+            DecoderGraph(model, rewrite=TFLITE_ATTENTION).eval(), counts
+        ),
     }
     runs: Run = {}
     for name, data in files.items():
@@ -119,11 +128,12 @@ def agreement(runs: Run) -> dict[str, float]:
     return out
 
 
-def gflops(model) -> dict[str, float]:
-    """GFLOP of the encoder and of each decoder variant per click count (``bench.flops``)."""
+def gflops(model, form: AttentionForm) -> dict[str, float]:
+    """GFLOP of the encoder and of each decoder variant (rewritten with ``form``) per click count
+    (``bench.flops``)."""
     out = {"encoder": graph_gflop(EncoderGraph(model).eval(), example_inputs(Role.ENCODER))}
-    for variant, fast in VARIANTS.items():
-        graph = DecoderGraph(model, fast=fast).eval()
+    for variant, rewrite in zip(VARIANTS, (None, form)):
+        graph = DecoderGraph(model, rewrite=rewrite).eval()
         for label, n in CLICKS.items():
             out[f"decoder.{variant} {label}"] = graph_gflop(graph, example_inputs(Role.DECODER, n))
     return {k: round(v, 3) for k, v in out.items()}
@@ -181,16 +191,18 @@ def measure(args: argparse.Namespace, out: Path) -> dict:
     """Export, check agreement, time and profile both runtimes; the result document."""
     torch.set_num_threads(args.threads)
     model, source = load_model(random_seed=0)
-    flop = gflops(model)
     paths = export_onnx(model, out)
     per_runtime = {Target.ONNX: onnx_runs(paths, args.threads)}
     if not args.skip_tflite:
         per_runtime[Target.TFLITE] = tflite_runs(model, out, args.threads)
-    result: dict = {"gflop": flop, "runtimes": {}, "load_average": {"start": os.getloadavg()}}
+    result: dict = {"runtimes": {}, "load_average": {"start": os.getloadavg()}}
     for target, runs in per_runtime.items():
+        flop = gflops(model, FORMS[target])
         ms, floor = time_runtime(runs, target, args.threads, args.runs, out)
         result["runtimes"][RUNTIMES[target]] = summary(ms, flop, floor) | {
-            "agreement": agreement(runs)
+            "agreement": agreement(runs),
+            "attention_form": str(FORMS[target]),
+            "gflop": flop,
         }
         print_summary(RUNTIMES[target], result["runtimes"][RUNTIMES[target]])
     result["load_average"]["end"] = os.getloadavg()

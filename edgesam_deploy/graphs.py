@@ -14,15 +14,17 @@ import torch
 from torch import nn
 
 from .modeling import EdgeSam, reparameterize_encoder
-from .modeling.decoder_fast import FastMaskDecoder
+from .modeling.decoder_fast import AttentionForm, FastMaskDecoder
 from .modeling.mask_decoder import stability_score
 from .vocabulary import Role, ScoreKind, graph_spec
 
-# recorded in the details of every decoder artifact written from the rewritten graph
-DECODER_REWRITE = (
-    "modeling/decoder_fast.py: 2-D tokens, attention in the input space below 16 tokens, "
-    "sub-pixel upscaling (docs/decoder-speed.md)"
-)
+
+def rewrite_details(form: AttentionForm) -> str:
+    """The manifest detail of a decoder artifact written from the rewritten graph."""
+    return (
+        f"modeling/decoder_fast.py, attention {form}: 2-D tokens, sub-pixel upscaling "
+        "(docs/decoder-speed.md)"
+    )
 
 
 class EncoderGraph(nn.Module):
@@ -43,8 +45,8 @@ class DecoderGraph(nn.Module):
 
     With ``mask_input`` the graph also takes ``mask_input`` [1, 1, 256, 256] (a previous answer's
     low-res logits) and ``has_mask_input`` [1] (1 uses it, 0 gives today's decoder), as SAM's export.
-    With ``fast`` the mask decoder is ``modeling.decoder_fast.FastMaskDecoder``: the same function
-    with fused GEMMs and a sub-pixel upscaling (docs/decoder-speed.md).
+    With ``rewrite`` (an ``AttentionForm``) the mask decoder is ``decoder_fast.FastMaskDecoder``:
+    the same function in fewer and larger GEMMs (docs/decoder-speed.md); None: the reference.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class DecoderGraph(nn.Module):
         model: EdgeSam,
         scores: ScoreKind = ScoreKind.IOU,
         mask_input: bool = False,
-        fast: bool = False,
+        rewrite: AttentionForm | None = None,
     ) -> None:
         super().__init__()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
@@ -61,7 +63,11 @@ class DecoderGraph(nn.Module):
         self.mask_input = mask_input
         with torch.no_grad():
             self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().clone())
-            self.fast = FastMaskDecoder(self.mask_decoder, self.dense_pe) if fast else None
+            self.fast = (
+                None
+                if rewrite is None
+                else FastMaskDecoder(self.mask_decoder, self.dense_pe, rewrite)
+            )
 
     def forward(
         self,
@@ -91,14 +97,13 @@ def build_graph(
     role: Role,
     scores: ScoreKind = ScoreKind.IOU,
     mask_input: bool = False,
-    fast_decoder: bool = False,
+    rewrite: AttentionForm | None = None,
 ) -> nn.Module:
     """The deployable graph of ``role`` (folded encoder, or decoder with ``scores`` and, with
-    ``mask_input``, the previous-mask inputs; ``fast_decoder``: the rewritten decoder), in eval
-    mode."""
+    ``mask_input``, the previous-mask inputs; ``rewrite``: the rewritten decoder), in eval mode."""
     if role == Role.ENCODER:
         return EncoderGraph(model).eval()
-    return DecoderGraph(model, scores, mask_input, fast=fast_decoder).eval()
+    return DecoderGraph(model, scores, mask_input, rewrite).eval()
 
 
 def graph_outputs(

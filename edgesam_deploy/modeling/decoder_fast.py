@@ -15,6 +15,8 @@ computed with fewer, larger GEMMs and no NCHW round trip. Measurements: docs/dec
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,19 +42,42 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b of two activations (M x K, K x N) as a batch of one: LiteRT converts a 2-D product
+    to FULLY_CONNECTED with a non-constant weight, which its XNNPACK delegate does not take."""
+    return (a[None] @ b[None])[0]
+
+
 def _scale(attn: Attention) -> float:
     """SAM's attention scale 1/sqrt(head dim)."""
     return float(attn.q_proj.out_features // attn.num_heads) ** -0.5
 
 
-def _input_space(attn: Attention, tokens: int) -> bool:
-    """Whether attention with ``tokens`` prompt-side tokens is cheaper in the image's input space
-    (heads x tokens columns) than through the image-side projections (internal dim columns)."""
-    return attn.num_heads * tokens < attn.q_proj.out_features
+class AttentionForm(StrEnum):
+    """How the rewrite computes the image-side attention (docs/decoder-speed.md).
+
+    ``auto``: in the image's input space where that is fewer FLOPs (heads x tokens < internal dim,
+    i.e. fewer than 16 tokens: up to 10 points), else through the projections. ONNX Runtime gains.
+    ``projected``: always through the projections. LiteRT: its converter turns the input-space
+    products of two activations into FULLY_CONNECTED ops that XNNPACK does not take.
+    """
+
+    AUTO = "auto"
+    PROJECTED = "projected"
+
+
+def _input_space(attn: Attention, tokens: int, form: AttentionForm) -> bool:
+    """Whether attention with ``tokens`` prompt-side tokens runs in the image's input space
+    (heads x tokens columns) rather than through the image-side projections (internal dim)."""
+    return form == AttentionForm.AUTO and attn.num_heads * tokens < attn.q_proj.out_features
 
 
 def token_to_image(
-    attn: Attention, queries: torch.Tensor, image_pe: torch.Tensor, image: torch.Tensor
+    attn: Attention,
+    queries: torch.Tensor,
+    image_pe: torch.Tensor,
+    image: torch.Tensor,
+    form: AttentionForm,
 ) -> torch.Tensor:
     """``attn(queries, image_pe, image)``: T x C tokens attending to HW x C image tokens (keys
     ``image_pe`` = image + PE, values ``image``) -> T x C.
@@ -62,18 +87,22 @@ def token_to_image(
     """
     h, c = attn.num_heads, image.shape[1]
     q = _heads(attn.q_proj(queries), h) * _scale(attn)  # h x T x d
-    if not _input_space(attn, queries.shape[0]):
+    if not _input_space(attn, queries.shape[0], form):
         k, v = _heads(attn.k_proj(image_pe), h), _heads(attn.v_proj(image), h)
         return attn.out_proj(_merge(_attend(q, k, v)))
     qk = (q @ attn.k_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
-    p = torch.softmax(qk @ image_pe.T, dim=-1)  # hT x HW
-    py = (p @ image).reshape(h, -1, c)  # h x T x C
+    p = torch.softmax(_mm(image_pe, qk.T).T, dim=-1)  # hT x HW
+    py = _mm(p, image).reshape(h, -1, c)  # h x T x C
     out = py @ attn.v_proj.weight.reshape(h, -1, c).transpose(1, 2)  # h x T x d
     return attn.out_proj(_merge(out + attn.v_proj.bias.reshape(h, 1, -1)))
 
 
 def image_to_token(
-    attn: Attention, image_pe: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    attn: Attention,
+    image_pe: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    form: AttentionForm,
 ) -> torch.Tensor:
     """``attn(image_pe, keys, values)``: HW x C image tokens attending to T x C tokens -> HW x C.
 
@@ -83,14 +112,14 @@ def image_to_token(
     h, (n, c) = attn.num_heads, image_pe.shape
     k = _heads(attn.k_proj(keys), h) * _scale(attn)  # h x T x d
     v = _heads(attn.v_proj(values), h)
-    if not _input_space(attn, keys.shape[0]):
+    if not _input_space(attn, keys.shape[0], form):
         q = _heads(attn.q_proj(image_pe), h)  # the scale is in k
         return attn.out_proj(_merge(_attend(q, k, v)))
     a = (k @ attn.q_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
     bias = (k @ attn.q_proj.bias.reshape(h, -1, 1)).reshape(-1)  # hT
-    p = torch.softmax((image_pe @ a.T + bias).reshape(n, h, -1), dim=-1)  # HW x h x T
+    p = torch.softmax((_mm(image_pe, a.T) + bias).reshape(n, h, -1), dim=-1)  # HW x h x T
     vo = (v @ attn.out_proj.weight.T.reshape(h, -1, c)).reshape(-1, c)  # hT x C
-    return torch.addmm(attn.out_proj.bias, p.reshape(n, -1), vo)
+    return _mm(p.reshape(n, -1), vo) + attn.out_proj.bias
 
 
 def two_way_block(
@@ -99,6 +128,7 @@ def two_way_block(
     keys: torch.Tensor,
     query_pe: torch.Tensor,
     key_pe: torch.Tensor,
+    form: AttentionForm,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``layer`` on 2-D token matrices: queries, query_pe T x C; keys, key_pe HW x C."""
     if layer.skip_first_layer_pe:
@@ -108,10 +138,12 @@ def two_way_block(
         queries = queries + layer.self_attn(q, q, queries[None])[0]
     queries = layer.norm1(queries)
     keys_pe = keys + key_pe
-    t2i = token_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys_pe, keys)
+    t2i = token_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys_pe, keys, form)
     queries = layer.norm2(queries + t2i)
     queries = layer.norm3(queries + layer.mlp(queries))
-    i2t = image_to_token(layer.cross_attn_image_to_token, keys_pe, queries + query_pe, queries)
+    i2t = image_to_token(
+        layer.cross_attn_image_to_token, keys_pe, queries + query_pe, queries, form
+    )
     return queries, layer.norm4(keys + i2t)
 
 
@@ -139,7 +171,7 @@ class SubPixelUpscaling(nn.Module):
         x = torch.addmm(self.b1, tokens, self.w1).reshape(n * 4, self.channels)
         x = F.gelu(F.layer_norm(x, (self.channels,), self.norm_weight, self.norm_bias, self.eps))
         x = F.gelu(torch.addmm(self.b2, x, self.w2).reshape(n * 16, -1))
-        masks = hyper @ x.T  # M x (y, x, a1, b1, a2, b2)
+        masks = _mm(x, hyper.T).T  # M x (y, x, a1, b1, a2, b2)
         masks = masks.reshape(-1, w, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
         return masks.reshape(hyper.shape[0], 4 * h, 4 * w)
 
@@ -150,9 +182,12 @@ class FastMaskDecoder(nn.Module):
     (logits 1 x 4 x 4H x 4W, IoU 1 x 4). Tokens are 2-D matrices (ONNX Runtime fuses a 3-D
     Add + LayerNormalization into a SkipLayerNormalization that is slow at 4096 x 256)."""
 
-    def __init__(self, decoder: MaskDecoder, image_pe: torch.Tensor) -> None:
+    def __init__(
+        self, decoder: MaskDecoder, image_pe: torch.Tensor, form: AttentionForm = AttentionForm.AUTO
+    ) -> None:
         super().__init__()
         self.decoder = decoder
+        self.form = AttentionForm(form)
         self.register_buffer("key_pe", image_pe.flatten(2)[0].T.contiguous())  # HW x C
         self.upscaling = SubPixelUpscaling(decoder.output_upscaling)
 
@@ -166,12 +201,14 @@ class FastMaskDecoder(nn.Module):
         keys = (image_embeddings + dense).reshape(c, h * w).T
         queries = tokens
         for layer in dec.transformer.layers:
-            queries, keys = two_way_block(layer, queries, keys, tokens, self.key_pe)
+            queries, keys = two_way_block(layer, queries, keys, tokens, self.key_pe, self.form)
         final = dec.transformer.final_attn_token_to_image
-        attn = token_to_image(final, queries + tokens, keys + self.key_pe, keys)
+        attn = token_to_image(final, queries + tokens, keys + self.key_pe, keys, self.form)
         queries = dec.transformer.norm_final_attn(queries + attn)
         hyper = torch.stack(
             [mlp(queries[1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)]
         )
         masks = self.upscaling(keys, hyper, h, w)
-        return masks[None], dec.iou_prediction_head(queries[:1])
+        return masks[None], dec.iou_prediction_head(
+            queries[0][None]
+        )  # static 1 x C (a slice is not)

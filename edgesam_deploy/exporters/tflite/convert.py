@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ...fileio import atomic_output
-from ...graphs import DECODER_REWRITE, DecoderGraph, EncoderGraph, example_inputs
+from ...graphs import DecoderGraph, EncoderGraph, example_inputs, rewrite_details
 from ...manifest import ArtifactRecord, package_versions
+from ...modeling.decoder_fast import AttentionForm
 from ...quantization.tflite_quant import (
     FULL_INT8_FLOAT_KEPT,
     decoder_calibration,
@@ -39,6 +40,8 @@ from .options import TfliteOptions
 ENCODER_SIGNATURE = "encoder"
 DECODER_SIGNATURE = "decoder_n{n}"
 CONVERTER = "litert-torch"
+# projected: the converter makes input-space products FULLY_CONNECTED ops XNNPACK does not take
+DECODER_ATTENTION = AttentionForm.PROJECTED
 _VERSIONED = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torch")
 
 
@@ -179,7 +182,7 @@ class TfliteExporter(Exporter):
             f"tflite: converting the decoder, {len(counts)} signature(s) N = "
             f"{counts[0]}..{counts[-1]}"
         )
-        decoder = convert_decoder(ctx.graph(Role.DECODER, fast_decoder=True), counts, spec)
+        decoder = convert_decoder(ctx.graph(Role.DECODER, DECODER_ATTENTION), counts, spec)
         records = []
         for precision in precisions:
             calibration = None
@@ -191,7 +194,7 @@ class TfliteExporter(Exporter):
                 "num_points": counts[-1],
                 "point_padding": "none: one exact signature per N; pad nothing, pick decoder_n<N>",
                 "signatures": {key: io for key in signatures.values()},
-                "decoder_graph": DECODER_REWRITE,
+                "decoder_graph": rewrite_details(DECODER_ATTENTION),
             }
             data = self._quantize(ctx, Role.DECODER, precision, decoder, calibration, details)
             records.append(self._write(ctx, Role.DECODER, precision, data, details))
