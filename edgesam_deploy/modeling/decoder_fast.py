@@ -165,15 +165,15 @@ class SubPixelUpscaling(nn.Module):
             self.register_buffer("norm_weight", norm.weight.detach().clone())
             self.register_buffer("norm_bias", norm.bias.detach().clone())
 
-    def forward(self, tokens: torch.Tensor, hyper: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """tokens HW x C (row-major H x W), hyper M x C/8 -> logits M x 4H x 4W."""
+    def forward(self, tokens: torch.Tensor, hyper_t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """tokens HW x C (row-major H x W), hyper_t C/8 x M -> logits M x 4H x 4W."""
         n = tokens.shape[0]
         x = torch.addmm(self.b1, tokens, self.w1).reshape(n * 4, self.channels)
         x = F.gelu(F.layer_norm(x, (self.channels,), self.norm_weight, self.norm_bias, self.eps))
         x = F.gelu(torch.addmm(self.b2, x, self.w2).reshape(n * 16, -1))
-        masks = _mm(x, hyper.T).T  # M x (y, x, a1, b1, a2, b2)
+        masks = _mm(x, hyper_t).T  # M x (y, x, a1, b1, a2, b2)
         masks = masks.reshape(-1, w, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
-        return masks.reshape(hyper.shape[0], 4 * h, 4 * w)
+        return masks.reshape(hyper_t.shape[1], 4 * h, 4 * w)
 
 
 class FastMaskDecoder(nn.Module):
@@ -205,10 +205,12 @@ class FastMaskDecoder(nn.Module):
         final = dec.transformer.final_attn_token_to_image
         attn = token_to_image(final, queries + tokens, keys + self.key_pe, keys, self.form)
         queries = dec.transformer.norm_final_attn(queries + attn)
-        hyper = torch.stack(
-            [mlp(queries[1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)]
+        # C/8 x M, built in the layout the product takes: LiteRT makes a product with a
+        # transposed activation a FULLY_CONNECTED op that its XNNPACK delegate does not take
+        hyper_t = torch.stack(
+            [mlp(queries[1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
         )
-        masks = self.upscaling(keys, hyper, h, w)
+        masks = self.upscaling(keys, hyper_t, h, w)
         return masks[None], dec.iou_prediction_head(
             queries[0][None]
         )  # static 1 x C (a slice is not)
