@@ -109,7 +109,7 @@ def floor_block(model, records, export_dir: Path, feeds, args: argparse.Namespac
         session = open_session(records[(role, Precision.FP32)], export_dir, threads=args.threads)
         for label, f in feeds[role].items():
             fns[f"{role} {label}"] = lambda s=session, x=f: s.run(x)
-    gemms = gemm_runs(Target.TFLITE, args.threads, export_dir)
+    gemms = gemm_runs(Target.TFLITE, args.threads, Path(tempfile.mkdtemp(prefix="gemm-floor-")))
     samples = timed_interleaved(fns | {k: fn for k, (fn, _) in gemms.items()}, args.repeats, 1)
     medians = {k: median(v) for k, v in samples.items()}
     floor = floor_from_medians(args.threads, gemms, medians)
