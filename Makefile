@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_onnx.py --threads $(THREADS) --out benchmarks/results/onnx.json
 	$(BIN)/python benchmarks/bench_tflite.py --threads $(THREADS) --out benchmarks/results/tflite.json
 	$(BIN)/python benchmarks/bench_executorch.py --threads $(THREADS) --out benchmarks/results/executorch.json
+	$(BIN)/python benchmarks/bench_decoder.py --threads $(THREADS) --out benchmarks/results/decoder.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

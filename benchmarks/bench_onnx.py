@@ -10,32 +10,36 @@ checks the issue's targets.
 from __future__ import annotations
 
 import argparse
-import collections
-import json
+import os
 import platform
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgesam_deploy.bench.floor import GemmFloor, floor_from_medians, gemm_runs
+from edgesam_deploy.bench.flops import graph_gflop
 from edgesam_deploy.bench.metrics import timed_interleaved
+from edgesam_deploy.bench.op_profile import ort_op_profile
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportContext, ExportOptions
 from edgesam_deploy.exporters.onnx.convert import OnnxExporter
 from edgesam_deploy.exporters.onnx.options import OnnxOptions
 from edgesam_deploy.fileio import write_json
-from edgesam_deploy.graphs import EncoderGraph, example_inputs
+from edgesam_deploy.graphs import EncoderGraph, build_graph, example_inputs
 from edgesam_deploy.manifest import Manifest, tool_versions
 from edgesam_deploy.parity import check_directory
 from edgesam_deploy.processing import preprocess
 from edgesam_deploy.runtimes.onnxruntime import OrtSession
 from edgesam_deploy.samples import load_photo
-from edgesam_deploy.vocabulary import ENCODER, Role
+from edgesam_deploy.vocabulary import ENCODER, Role, Target
 
 OFFICIAL = "onnx/encoder.official-style.onnx"
+ENCODER_PRECISIONS = ("fp32", "fp16", "int8-static", "int8-dynamic")
 
 
 def export_official_style(model: torch.nn.Module, path: Path) -> None:
@@ -54,33 +58,9 @@ def export_official_style(model: torch.nn.Module, path: Path) -> None:
         )
 
 
-def median_ms(
-    sessions: dict[str, OrtSession], feeds: dict[str, np.ndarray], runs: int
-) -> dict[str, float]:
-    """Median latency of each session, runs interleaved (``bench.metrics.timed_interleaved``)."""
-    fns = {key: (lambda s=session: s.run(feeds)) for key, session in sessions.items()}
+def median_ms(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median latency of each callable, runs interleaved (``bench.metrics.timed_interleaved``)."""
     return {k: float(np.median(v)) for k, v in timed_interleaved(fns, runs, warmup=1).items()}
-
-
-def op_profile(
-    path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3
-) -> dict[str, float]:
-    """ONNX Runtime's own profile: mean ms per run spent in each op type (after its graph fusions)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(path.with_suffix(""))
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    for _ in range(runs):
-        session.run(None, feeds)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    per_op: collections.Counter[str] = collections.Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            per_op[e["args"]["op_name"]] += e["dur"] / 1000 / runs
-    return {op: round(ms, 1) for op, ms in per_op.most_common()}
 
 
 def decoder_feeds(embeddings: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -94,65 +74,89 @@ def decoder_feeds(embeddings: np.ndarray, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/onnx.json"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--calibration-size", type=int, default=8)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def export_all(model, source, out: Path, calibration_size: int) -> tuple[ExportContext, list]:
+    """Every ONNX precision and the official-style encoder, with a manifest, under ``out``."""
+    ctx = ExportContext(
+        model=model,
+        source=source,
+        out_dir=out,
+        options=ExportOptions.of(
+            OnnxOptions(OnnxExporter.precisions), calibration_size=calibration_size
+        ),
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+    records = OnnxExporter().export(ctx)
+    manifest = Manifest(model=source.as_dict())
+    manifest.add(records)
+    manifest.save(out)
+    export_official_style(model, out / OFFICIAL)
+    return ctx, records
+
+
+def latencies(
+    out: Path, by_file: dict, image: dict, emb: np.ndarray, args: argparse.Namespace
+) -> tuple[dict[str, float], GemmFloor]:
+    """Median ms of every encoder (interleaved with the GEMM floor's workloads) and of the float
+    decoders with 1 and 16 points; the floor measured in that run."""
+    encoders = {f"onnx/encoder.{p}.onnx": f"onnx/encoder.{p}.onnx" for p in ENCODER_PRECISIONS}
+    encoders[OFFICIAL] = "onnx/encoder.fp32.onnx"  # its record: same interface
+    fns: dict[str, Callable[[], object]] = {
+        f: (lambda s=OrtSession(by_file[r], out / f, threads=args.threads): s.run(image))
+        for f, r in encoders.items()
+    }
+    gemms = gemm_runs(Target.ONNX, args.threads, out)
+    lat = median_ms(fns | {k: fn for k, (fn, _) in gemms.items()}, args.runs)
+    floor = floor_from_medians(args.threads, gemms, lat)
+    lat = {k: v for k, v in lat.items() if k in fns}
+    decoders = {
+        f"onnx/decoder.{p}.onnx": OrtSession(
+            by_file[f"onnx/decoder.{p}.onnx"], out / f"onnx/decoder.{p}.onnx", threads=args.threads
+        )
+        for p in ("fp32", "fp16")
+    }
+    for n in (1, 16):
+        feeds = decoder_feeds(emb, n)
+        fns = {f: (lambda s=s, x=feeds: s.run(x)) for f, s in decoders.items()}
+        lat.update({f"{f} N={n}": ms for f, ms in median_ms(fns, args.runs * 4).items()})
+    return lat, floor
+
+
+def floor_fractions(model, lat: dict[str, float], floor: GemmFloor) -> dict[str, float]:
+    """Each timed graph's model GFLOP (``bench.flops``, fp32-equivalent for the quantized ones)
+    per second as a fraction of the GEMM floor."""
+    encoder = graph_gflop(EncoderGraph(model).eval(), example_inputs(Role.ENCODER))
+    decoder = build_graph(model, Role.DECODER)
+    per_n = {n: graph_gflop(decoder, example_inputs(Role.DECODER, n)) for n in (1, 16)}
+    out = {}
+    for key, ms in lat.items():
+        gflop = per_n[int(key.split("N=")[1])] if "N=" in key else encoder
+        out[key] = round(floor.fraction(gflop, ms), 3)
+    return out
+
+
+def main() -> int:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     model, source = load_model(random_seed=0)
-
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         out = Path(tmp)
-        ctx = ExportContext(
-            model=model,
-            source=source,
-            out_dir=out,
-            options=ExportOptions.of(
-                OnnxOptions(OnnxExporter.precisions), calibration_size=args.calibration_size
-            ),
-            progress=lambda m: print(m, file=sys.stderr),
-        )
-        records = OnnxExporter().export(ctx)
-        manifest = Manifest(model=source.as_dict())
-        manifest.add(records)
-        manifest.save(out)
-        export_official_style(model, out / OFFICIAL)
-
+        ctx, records = export_all(model, source, out, args.calibration_size)
+        by_file = {r.file: r for r in records}
         image = {"image": preprocess(load_photo("coffee")).tensor}
         emb = ctx.encoder_graph(torch.from_numpy(image["image"])).detach().numpy()
-        by_file = {r.file: r for r in records}
-        official_record = by_file["onnx/encoder.fp32.onnx"]
-        encoders = {
-            f"onnx/encoder.{p}.onnx": by_file[f"onnx/encoder.{p}.onnx"]
-            for p in ("fp32", "fp16", "int8-static", "int8-dynamic")
-        }
-        encoders[OFFICIAL] = official_record
-        lat = median_ms(
-            {f: OrtSession(r, out / f, threads=args.threads) for f, r in encoders.items()},
-            image,
-            args.runs,
-        )
-        decoders = {
-            f"onnx/decoder.{p}.onnx": OrtSession(
-                by_file[f"onnx/decoder.{p}.onnx"],
-                out / f"onnx/decoder.{p}.onnx",
-                threads=args.threads,
-            )
-            for p in ("fp32", "fp16")
-        }
-        for n in (1, 16):
-            lat.update(
-                {
-                    f"{f} N={n}": ms
-                    for f, ms in median_ms(decoders, decoder_feeds(emb, n), args.runs * 4).items()
-                }
-            )
+        lat, floor = latencies(out, by_file, image, emb, args)
         print("op profiles ...", file=sys.stderr)
         profiles = {
-            f: op_profile(out / f, image, args.threads)
+            f: ort_op_profile(out / f, image, args.threads)["by_op_type"]
             for f in ("onnx/encoder.fp32.onnx", "onnx/encoder.int8-static.onnx")
         }
         print("parity ...", file=sys.stderr)
@@ -160,9 +164,10 @@ def main() -> int:
         sizes = {r.file: r.size_bytes for r in records} | {
             OFFICIAL: (out / OFFICIAL).stat().st_size
         }
-
     ratios, targets = ratios_and_targets(lat, parity)
+    fractions = floor_fractions(model, lat, floor)
     print_report(args, lat, sizes, parity, ratios, profiles, targets)
+    print(f"GEMM floor {floor.gflops} GFLOP/s; fraction of it per graph: {fractions}")
     write_json(
         args.out,
         {
@@ -170,11 +175,14 @@ def main() -> int:
                 "platform": platform.platform(),
                 "processor": platform.processor(),
                 "threads": args.threads,
+                "load_average": os.getloadavg(),
             },
             "tools": tool_versions(),
             "weights": source.as_dict(),
             "runs": args.runs,
             "latency_ms": lat,
+            "gemm_floor": floor.as_dict(),
+            "fraction_of_gemm_floor": fractions,
             "size_bytes": sizes,
             "ratios": ratios,
             "targets": targets,

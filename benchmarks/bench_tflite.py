@@ -19,18 +19,21 @@ from statistics import median
 
 import numpy as np
 
-from edgesam_deploy.bench.metrics import timed
+from edgesam_deploy.bench.floor import floor_from_medians, gemm_runs
+from edgesam_deploy.bench.flops import graph_gflop
+from edgesam_deploy.bench.metrics import timed, timed_interleaved
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.pipeline import run_export
 from edgesam_deploy.exporters.tflite.convert import TfliteExporter
 from edgesam_deploy.exporters.tflite.options import TfliteOptions
 from edgesam_deploy.fileio import write_json
+from edgesam_deploy.graphs import build_graph, example_inputs
 from edgesam_deploy.manifest import ArtifactRecord, Manifest, ManifestError
 from edgesam_deploy.parity import Reference, evaluate
 from edgesam_deploy.runtimes import open_session
 from edgesam_deploy.runtimes.base import GraphSession
-from edgesam_deploy.vocabulary import Role, Target
+from edgesam_deploy.vocabulary import Precision, Role, Target
 
 PRECISIONS = TfliteExporter.precisions
 CLICKS = {"1 point": 2, "16 points": 16}  # decoder N: one click + the padding point; 16 points
@@ -79,6 +82,7 @@ def main() -> None:
         print(f"{precision}: encoder {enc} ms, decoder {dec} ms", flush=True)
     add_ratios(rows)
     print_table(rows)
+    floor = floor_block(model, records, export_dir, feeds, args)
     result = {
         "benchmark": "tflite",
         "runtime": "ai-edge-litert interpreter, XNNPACK",
@@ -90,10 +94,35 @@ def main() -> None:
         "model": source.as_dict(),
         "image": case.name,
         "rows": rows,
+        "gemm_floor": floor,
     }
     write_json(args.out, result)
     print(f"wrote {args.out}")
     print(json.dumps({"export_dir": str(export_dir)}))
+
+
+def floor_block(model, records, export_dir: Path, feeds, args: argparse.Namespace) -> dict:
+    """The fp32 encoder and decoder timed interleaved with LiteRT's GEMM floor workloads
+    (``bench.floor``): their model GFLOP/s (``bench.flops``) as a fraction of the floor."""
+    fns = {}
+    for role in Role:
+        session = open_session(records[(role, Precision.FP32)], export_dir, threads=args.threads)
+        for label, f in feeds[role].items():
+            fns[f"{role} {label}"] = lambda s=session, x=f: s.run(x)
+    gemms = gemm_runs(Target.TFLITE, args.threads, Path(tempfile.mkdtemp(prefix="gemm-floor-")))
+    samples = timed_interleaved(fns | {k: fn for k, (fn, _) in gemms.items()}, args.repeats, 1)
+    medians = {k: median(v) for k, v in samples.items()}
+    floor = floor_from_medians(args.threads, gemms, medians)
+    gflop = {
+        "encoder image": graph_gflop(build_graph(model, Role.ENCODER), example_inputs(Role.ENCODER))
+    }
+    decoder = build_graph(model, Role.DECODER)
+    for label, n in CLICKS.items():
+        gflop[f"decoder {label}"] = graph_gflop(decoder, example_inputs(Role.DECODER, n))
+    fractions = {k: round(floor.fraction(gflop[k], medians[k]), 3) for k in fns}
+    print(f"GEMM floor {floor.gflops} GFLOP/s; fp32 fraction of it: {fractions}")
+    ms = {k: round(medians[k], 2) for k in fns}
+    return floor.as_dict() | {"latency_ms": ms, "gflop": gflop, "fraction": fractions}
 
 
 def exported_records(model, source, export_dir: Path) -> dict[tuple[str, str], ArtifactRecord]:

@@ -14,8 +14,17 @@ import torch
 from torch import nn
 
 from .modeling import EdgeSam, reparameterize_encoder
+from .modeling.decoder_fast import AttentionForm, FastMaskDecoder
 from .modeling.mask_decoder import stability_score
 from .vocabulary import Role, ScoreKind, graph_spec
+
+
+def rewrite_details(form: AttentionForm) -> str:
+    """The manifest detail of a decoder artifact written from the rewritten graph."""
+    return (
+        f"modeling/decoder_fast.py, attention {form}: 2-D tokens, sub-pixel upscaling "
+        "(docs/decoder-speed.md)"
+    )
 
 
 class EncoderGraph(nn.Module):
@@ -36,10 +45,16 @@ class DecoderGraph(nn.Module):
 
     With ``mask_input`` the graph also takes ``mask_input`` [1, 1, 256, 256] (a previous answer's
     low-res logits) and ``has_mask_input`` [1] (1 uses it, 0 gives today's decoder), as SAM's export.
+    With ``rewrite`` (an ``AttentionForm``) the mask decoder is ``decoder_fast.FastMaskDecoder``:
+    the same function in fewer and larger GEMMs (docs/decoder-speed.md); None: the reference.
     """
 
     def __init__(
-        self, model: EdgeSam, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+        self,
+        model: EdgeSam,
+        scores: ScoreKind = ScoreKind.IOU,
+        mask_input: bool = False,
+        rewrite: AttentionForm | None = None,
     ) -> None:
         super().__init__()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).eval()
@@ -48,6 +63,11 @@ class DecoderGraph(nn.Module):
         self.mask_input = mask_input
         with torch.no_grad():
             self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().clone())
+            self.fast = (
+                None
+                if rewrite is None
+                else FastMaskDecoder(self.mask_decoder, self.dense_pe, rewrite)
+            )
 
     def forward(
         self,
@@ -62,18 +82,28 @@ class DecoderGraph(nn.Module):
         if mask_input is not None and has_mask_input is not None:
             has = has_mask_input.reshape(1, 1, 1, 1)
             dense = has * self.prompt_encoder.mask_downscaling(mask_input) + (1 - has) * dense
-        masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        if self.fast is not None:
+            masks, iou = self.fast(image_embeddings, sparse, dense)
+        else:
+            masks, iou = self.mask_decoder.predict_masks(
+                image_embeddings, self.dense_pe, sparse, dense
+            )
         scores = stability_score(masks) if self.scores == ScoreKind.STABILITY else iou
         return scores, masks
 
 
 def build_graph(
-    model: EdgeSam, role: Role, scores: ScoreKind = ScoreKind.IOU, mask_input: bool = False
+    model: EdgeSam,
+    role: Role,
+    scores: ScoreKind = ScoreKind.IOU,
+    mask_input: bool = False,
+    rewrite: AttentionForm | None = None,
 ) -> nn.Module:
     """The deployable graph of ``role`` (folded encoder, or decoder with ``scores`` and, with
-    ``mask_input``, the previous-mask inputs), in eval mode."""
-    graph = EncoderGraph(model) if role == Role.ENCODER else DecoderGraph(model, scores, mask_input)
-    return graph.eval()
+    ``mask_input``, the previous-mask inputs; ``rewrite``: the rewritten decoder), in eval mode."""
+    if role == Role.ENCODER:
+        return EncoderGraph(model).eval()
+    return DecoderGraph(model, scores, mask_input, rewrite).eval()
 
 
 def graph_outputs(

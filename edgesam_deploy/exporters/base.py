@@ -19,6 +19,7 @@ from ..fileio import sha256_path, size_bytes
 from ..graphs import DecoderGraph, EncoderGraph, build_graph
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
+from ..modeling.decoder_fast import AttentionForm
 from ..samples import CALIBRATION_PHOTOS
 from ..vocabulary import (
     GraphSpec,
@@ -72,17 +73,21 @@ class ExportContext:
     out_dir: Path
     options: ExportOptions = field(default_factory=ExportOptions)
     progress: ProgressFn = lambda msg: None
-    _graphs: dict[Role, Any] = field(default_factory=dict, repr=False)
+    _graphs: dict[tuple[Role, AttentionForm | None], Any] = field(default_factory=dict, repr=False)
     _equalized: dict[float, tuple[EncoderGraph, dict[str, Any]]] = field(
         default_factory=dict, repr=False
     )
 
-    def graph(self, role: Role) -> Any:
-        """The deployable graph of ``role`` (folded bilinear encoder, or decoder), built once."""
-        if role not in self._graphs:
+    def graph(self, role: Role, rewrite: AttentionForm | None = None) -> Any:
+        """The deployable graph of ``role`` (folded bilinear encoder, or decoder; with ``rewrite``
+        the rewritten one, ``graphs.DecoderGraph``), built once."""
+        key = (role, rewrite if role == Role.DECODER else None)
+        if key not in self._graphs:
             mask_input = self.options.mask_input
-            self._graphs[role] = build_graph(self.model, role, self.options.scores, mask_input)
-        return self._graphs[role]
+            self._graphs[key] = build_graph(
+                self.model, role, self.options.scores, mask_input, key[1]
+            )
+        return self._graphs[key]
 
     def spec(self, role: Role) -> GraphSpec:
         """The interface of ``role``'s graph in this export."""

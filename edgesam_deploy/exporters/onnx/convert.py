@@ -16,14 +16,17 @@ import torch
 
 from ...errors import DeployError, first_line
 from ...fileio import atomic_output
-from ...graphs import example_inputs
+from ...graphs import example_inputs, rewrite_details
 from ...manifest import ArtifactRecord
+from ...modeling.decoder_fast import AttentionForm
 from ...vocabulary import GraphSpec, Precision, Role, Target
 from ..base import ExportContext, Exporter
 from .checks import check_static_decoder, opset_of
 from .options import OnnxOptions
 
 OPSET = 17
+# the rewritten decoder's attention form here: input space for few points (docs/decoder-speed.md)
+DECODER_ATTENTION = AttentionForm.AUTO
 INT8_OPSET = 20  # int8 encoders: GELU as one Gelu node, so ORT's QDQ fusion matches (docs/onnx.md)
 SIMPLIFIER = "onnxslim"
 EXPORTER = "torch.onnx legacy TorchScript exporter (dynamo=False)"
@@ -95,7 +98,7 @@ class OnnxExporter(Exporter):
             ctx.progress(
                 f"onnx: tracing the {role} (opset {OPSET}) and simplifying with {SIMPLIFIER}"
             )
-            fp32 = self._trace(ctx.graph(role), ctx.spec(role), OPSET)
+            fp32 = self._trace(ctx.graph(role, DECODER_ATTENTION), ctx.spec(role), OPSET)
             if role == Role.DECODER:
                 check_static_decoder(fp32)
             for precision in precisions:
@@ -109,6 +112,8 @@ class OnnxExporter(Exporter):
                     "exporter": EXPORTER,
                     "runtime": "onnxruntime",
                 }
+                if role == Role.DECODER:
+                    common["decoder_graph"] = rewrite_details(DECODER_ATTENTION)
                 records.append(self.make_record(ctx, path, role, precision, **common, **details))
         return records
 

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ...fileio import atomic_output
-from ...graphs import DecoderGraph, EncoderGraph, example_inputs
+from ...graphs import DecoderGraph, EncoderGraph, example_inputs, rewrite_details
 from ...manifest import ArtifactRecord, package_versions
+from ...modeling.decoder_fast import AttentionForm
 from ...quantization.tflite_quant import (
     FULL_INT8_FLOAT_KEPT,
     decoder_calibration,
@@ -39,6 +40,11 @@ from .options import TfliteOptions
 ENCODER_SIGNATURE = "encoder"
 DECODER_SIGNATURE = "decoder_n{n}"
 CONVERTER = "litert-torch"
+# projected: the converter makes input-space products FULLY_CONNECTED ops XNNPACK does not take
+DECODER_ATTENTION = AttentionForm.PROJECTED
+# int8 decoders are quantized from the reference graph: their recipes (quantization/tflite_quant.py)
+# select ops by the reference's module names (TwoWayAttentionBlock) and were measured on it
+REFERENCE = "reference graph (int8 recipes were chosen on it; docs/decoder-speed.md)"
 _VERSIONED = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torch")
 
 
@@ -80,7 +86,7 @@ class _NamedDecoder(nn.Module):
 
 
 @contextmanager
-def _quiet_converter() -> Iterator[None]:
+def quiet_converter() -> Iterator[None]:
     """Silence litert-torch's progress printing for the duration of a conversion."""
     key = "LITERT_TORCH_SHOW_PROGRESS"
     old = os.environ.get(key)
@@ -100,7 +106,7 @@ def convert_encoder(graph: EncoderGraph) -> bytes:
 
     (image,) = example_inputs(Role.ENCODER)
     module = _NamedEncoder(graph).eval()
-    with _quiet_converter():
+    with quiet_converter():
         converter = litert_torch.Converter().signature(
             ENCODER_SIGNATURE, module, sample_kwargs={"image": image}
         )
@@ -117,7 +123,7 @@ def convert_decoder(graph: DecoderGraph, counts: list[int], spec: GraphSpec = DE
     for n in counts:
         sample = dict(zip(spec.input_names, example_inputs(Role.DECODER, n, mask_input)))
         converter.signature(decoder_signature(n), module, sample_kwargs=sample)
-    with _quiet_converter():
+    with quiet_converter():
         return converter.convert().model_content()
 
 
@@ -179,9 +185,10 @@ class TfliteExporter(Exporter):
             f"tflite: converting the decoder, {len(counts)} signature(s) N = "
             f"{counts[0]}..{counts[-1]}"
         )
-        decoder = convert_decoder(ctx.decoder_graph, counts, spec)
+        sources = self._decoder_sources(ctx, counts, spec, precisions)
         records = []
         for precision in precisions:
+            rewritten = precision.is_float
             calibration = None
             if precision == Precision.INT8_FULL:
                 calibration = decoder_calibration(ctx.calibration_decoder_feeds, signatures)
@@ -191,10 +198,24 @@ class TfliteExporter(Exporter):
                 "num_points": counts[-1],
                 "point_padding": "none: one exact signature per N; pad nothing, pick decoder_n<N>",
                 "signatures": {key: io for key in signatures.values()},
+                "decoder_graph": rewrite_details(DECODER_ATTENTION) if rewritten else REFERENCE,
             }
+            decoder = sources[rewritten]
             data = self._quantize(ctx, Role.DECODER, precision, decoder, calibration, details)
             records.append(self._write(ctx, Role.DECODER, precision, data, details))
         return records
+
+    @staticmethod
+    def _decoder_sources(
+        ctx: ExportContext, counts: list[int], spec: GraphSpec, precisions: list[Precision]
+    ) -> dict[bool, bytes]:
+        """fp32 flatbuffers of the decoder, rewritten (True: for the float variants) and the
+        reference (False: for the int8 ones), each converted only if a variant needs it."""
+        out = {}
+        for rewritten in sorted({p.is_float for p in precisions}, reverse=True):
+            graph = ctx.graph(Role.DECODER, DECODER_ATTENTION if rewritten else None)
+            out[rewritten] = convert_decoder(graph, counts, spec)
+        return out
 
     @staticmethod
     def _equalized_int8_encoder(
