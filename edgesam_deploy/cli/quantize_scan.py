@@ -65,7 +65,8 @@ def quantize_scan(
         alphas = None if alpha is None else (alpha,)
         scan = scan_int8_encoder(ctx, names, target, alphas, runs)
         paths = write_scan(scan, out)
+    reached = "meets" if scan.chosen.meets else "does not meet"
     out_console().print(
-        f"{len(scan.blocks)} block(s) scanned; {scan.chosen.label} meets the target; "
+        f"{len(scan.blocks)} block(s) scanned; {scan.chosen.label} {reached} the target; "
         f"wrote {', '.join(str(p) for p in paths)}"
     )

@@ -47,6 +47,7 @@ def scan_table(scan: Scan) -> dict[str, Any]:
         "blocks": blocks,
         "candidates": candidates,
         "chosen": scan.chosen.label,
+        "target_met": scan.chosen.meets,
     }
 
 

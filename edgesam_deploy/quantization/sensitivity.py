@@ -184,7 +184,8 @@ class Evaluator:
             names = tuple(b.name for b in kept)
             self._measured[key] = self.measure_policy(floating(self.base, kept), label, names)
         found = self._measured[key]
-        return dataclasses.replace(found, label=label)
+        failures = violations(found.metrics, self.target)  # the target may have changed since
+        return dataclasses.replace(found, label=label, failures=failures)
 
     def only(self, block: Block) -> Measurement:
         """Only ``block`` int8, every other block float."""
