@@ -109,19 +109,25 @@ def run_scan(
 
 
 def search(
-    ev: Evaluator, hand_picked: Measurement, runs: int, progress: Progress = lambda m: None
+    ev: Evaluator,
+    hand_picked: Measurement,
+    runs: int,
+    progress: Progress = lambda m: None,
+    blocks: list[Block] | None = None,
 ) -> tuple[Measurement, dict[str, Any]]:
-    """The int8 encoder to export for ``ev.target``: the greedy result over every block, unless
-    the ``hand_picked`` encoder also meets the target and ran faster (then it is kept and the
-    record says so). Returns the chosen measurement and the manifest details."""
-    single = single_block_rows(ev, ev.blocks, progress)
-    by_name = {b.name: b for b in ev.blocks}
+    """The int8 encoder to export for ``ev.target``: the greedy result over ``blocks`` (default
+    every block; the others stay int8), unless the ``hand_picked`` encoder also meets the target
+    and ran faster (then it is kept and the record says so). A target that every block float
+    does not meet is a DeployError. Returns the chosen measurement and the manifest details."""
+    candidates = ev.blocks if blocks is None else blocks
+    single = single_block_rows(ev, candidates, progress)
+    by_name = {b.name: b for b in candidates}
     path = greedy(ev, [by_name[n] for n in sensitivity_order(single)], progress)
     found = path[-1]
     if not found.meets:
         raise DeployError(
-            f"--min-iou: the target is not met on the calibration images even with every encoder "
-            f"block float ({'; '.join(found.failures)})"
+            f"--min-iou: the target is not met on the calibration images even with "
+            f"{', '.join(found.floated)} float ({'; '.join(found.failures)})"
         )
     progress("search: latency of the searched and hand-picked encoders, interleaved with fp32")
     models = {"fp32": ev.source, "searched": found.model, "hand-picked": hand_picked.model}

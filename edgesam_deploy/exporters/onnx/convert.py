@@ -221,7 +221,9 @@ def hand_picked_int8_encoder(
 SEARCH_LATENCY_RUNS = 5
 
 
-def _evaluator(ctx: ExportContext, source: Any, policy: Any, min_iou: float, scratch: Path) -> Any:
+def int8_evaluator(
+    ctx: ExportContext, source: Any, policy: Any, min_iou: float, scratch: Path
+) -> Any:
     """A sensitivity ``Evaluator`` of ``source`` on ``ctx``'s calibration images."""
     from ...quantization.search_target import search_target
     from ...quantization.sensitivity import Evaluator, calibration_reference
@@ -244,7 +246,7 @@ def searched_int8_encoder(
     from ...quantization.mixed import search
 
     with tempfile.TemporaryDirectory(prefix="edgesam-search-") as scratch:
-        ev = _evaluator(ctx, source, policy, min_iou, Path(scratch))
+        ev = int8_evaluator(ctx, source, policy, min_iou, Path(scratch))
         ctx.progress(f"onnx: mixed-precision search for mean mask IoU {min_iou:g}")
         hand = ev.judge_model(hand_picked[0], "hand-picked", details=hand_picked[1])
         chosen, record = search(ev, hand, SEARCH_LATENCY_RUNS, ctx.progress)
@@ -270,7 +272,7 @@ def scan_int8_encoder(
     policy = encoder_int8_policy()
     _, details, source = hand_picked_int8_encoder(ctx, policy, alphas)
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
-        ev = _evaluator(ctx, source, policy, min_iou, Path(scratch))
+        ev = int8_evaluator(ctx, source, policy, min_iou, Path(scratch))
         chosen = select_blocks(ev.blocks, blocks) if blocks else ev.blocks
         scan = run_scan(ev, chosen, policy, runs, ctx.progress)
     scan.facts = {
