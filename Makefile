@@ -43,3 +43,7 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+
+.PHONY: bench-scan
+bench-scan: setup  # the int8 sensitivity scan (long: every encoder block; docs/mixed-precision.md)
+	$(BIN)/python benchmarks/bench_scan.py --threads $(THREADS) --out benchmarks/results/scan

@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..errors import DeployError, first_line
 from ..terminal import INTERRUPTED_LINE, Level, current, session
-from . import bench, devices, export, models, parity, segment
+from . import bench, devices, export, models, parity, quantize_scan, segment
 
 app = typer.Typer(
     name="edgesam-deploy",
@@ -52,6 +52,7 @@ app.command("export")(export.export)
 app.command("parity")(parity.parity)
 app.command("bench")(bench.bench)
 app.command("devices")(devices.devices)
+app.command("quantize-scan")(quantize_scan.quantize_scan)
 
 INTERRUPTED = 130
 

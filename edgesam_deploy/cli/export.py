@@ -88,6 +88,12 @@ def export(
         "for click-by-click refinement, written as decoder-mask-input.<precision>; default: the "
         "official decoder.",
     ),
+    min_iou: Optional[float] = typer.Option(
+        None,
+        "--min-iou",
+        help="ONNX int8-static: keep the fewest encoder blocks float that reach this mean mask "
+        "IoU, in (0, 1], on the calibration images (default: the hand-picked float blocks).",
+    ),
     no_parity: bool = typer.Option(
         False, "--no-parity", help="Skip the parity check after export."
     ),
@@ -100,7 +106,7 @@ def export(
     per_target = split_precisions(precision, targets)
     targets = [t for t in targets if per_target[t] != ()]
     builders: dict[Target, TargetOptions] = {
-        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX)),
+        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), min_iou),
         Target.TFLITE: TfliteOptions(
             per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))
         ),

@@ -7,6 +7,7 @@ reference decoder makes from them; a decoder artifact on what it makes from the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -58,8 +59,16 @@ class ImageCase:
 class Reference:
     """The fp32 PyTorch reference (bilinear upsampling, unfolded) on the parity photos and prompts."""
 
-    def __init__(self, model: EdgeSam, photos: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: EdgeSam,
+        photos: list[str] | None = None,
+        loader: Callable[[str], np.ndarray] = load_photo,
+    ) -> None:
+        """``photos``: names ``loader`` turns into RGB uint8 H x W x 3 (default: the parity photos
+        by sample name; the sensitivity scan passes its calibration images)."""
         self.model = model
+        self.loader = loader
         self.encoder = EncoderGraph(model, fold=False).eval()
         self.decoders = {
             kind: DecoderGraph(model, kind, mask_input=True).eval() for kind in ScoreKind
@@ -119,7 +128,7 @@ class Reference:
     def cases(self) -> list[ImageCase]:
         out = []
         for name in self.photo_names:
-            pre = preprocess(load_photo(name))
+            pre = preprocess(self.loader(name))
             with torch.no_grad():
                 emb = self.encoder(torch.from_numpy(pre.tensor)).numpy()
             case = ImageCase(name, pre.tensor, pre.original_size, pre.input_size, emb, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +16,35 @@ from ..samples import CALIBRATION_PHOTOS, load_photo, random_prompts
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def calibration_photos(
+    directory: Path | None = None, limit: int = 8
+) -> tuple[list[str], Callable[[str], np.ndarray]]:
+    """The names of up to ``limit`` calibration photos and the loader that reads one as RGB uint8
+    H x W x 3: scikit-image sample names, or the image files of ``directory``."""
+    if directory is None:
+        return list(CALIBRATION_PHOTOS)[:limit], load_photo
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DeployError(f"--calibration-dir {directory}: not a directory")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise DeployError(
+            f"--calibration-dir {directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return [str(f) for f in files], _load_user_image
+
+
+def _load_user_image(path: str) -> np.ndarray:
+    try:
+        return load_image(path)
+    except ImageError as exc:
+        raise DeployError(f"--calibration-dir: {exc}") from exc
+
+
 def calibration_images(directory: Path | None = None, limit: int = 8) -> list[np.ndarray]:
     """Up to ``limit`` preprocessed images, each 1 x 3 x 1024 x 1024 float32."""
-    if directory is None:
-        photos = [load_photo(name) for name in list(CALIBRATION_PHOTOS)[:limit]]
-    else:
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise DeployError(f"--calibration-dir {directory}: not a directory")
-        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-        if not files:
-            raise DeployError(
-                f"--calibration-dir {directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
-        photos = []
-        for f in files:
-            try:
-                photos.append(load_image(f))
-            except ImageError as exc:
-                raise DeployError(f"--calibration-dir: {exc}") from exc
-    return [preprocess(p).tensor for p in photos]
+    names, loader = calibration_photos(directory, limit)
+    return [preprocess(loader(name)).tensor for name in names]
 
 
 def decoder_calibration_feeds(

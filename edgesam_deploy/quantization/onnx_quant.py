@@ -272,9 +272,13 @@ def first_outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) ->
 
 
 def quantize_int8_static(
-    model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds
+    model: onnx.ModelProto, policy: Int8Policy, feeds: Feeds, calibration_cache: Path | None = None
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """QDQ int8: per-channel symmetric int8 weights, uint8 activations calibrated (min-max) on ``feeds``."""
+    """QDQ int8: per-channel symmetric int8 weights, uint8 activations calibrated (min-max) on ``feeds``.
+
+    ``calibration_cache``: a JSON file of activation ranges (ONNX Runtime's); written by the first
+    call, read by later ones on the same ``model`` (the ranges do not depend on ``policy``'s
+    exclusions), so graphs that differ only in what stays float are calibrated once."""
     inputs = [i.name for i in model.graph.input]
     q = _roundtrip(
         model,
@@ -291,6 +295,7 @@ def quantize_int8_static(
             nodes_to_exclude=policy.excluded_nodes(model),
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            calibration_cache_path=calibration_cache,
         ),
     )
     return q, {

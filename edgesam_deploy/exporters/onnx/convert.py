@@ -8,6 +8,7 @@ simplified with onnxslim. Reasons and measurements: docs/onnx.md.
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ class OnnxExporter(Exporter):
         # onnxslim's shape inference silently degrades without onnxruntime
         self.check_dependencies()
         precisions = self.resolve_precisions(self.options(ctx).precisions)
+        if self.options(ctx).min_iou is not None and Precision.INT8_STATIC not in precisions:
+            raise DeployError("--min-iou chooses the float blocks of int8-static: request it")
         records = []
         for role in Role:
             ctx.progress(
@@ -164,35 +167,127 @@ class OnnxExporter(Exporter):
         return model, {**details, "calibration": ctx.calibration_source()}
 
     def _int8_static_encoder(self, ctx: ExportContext, policy: Any) -> tuple[Any, dict[str, Any]]:
-        """The equalized encoder traced at INT8_OPSET and quantized on the calibration images, with the
-        equalization strength that keeps it closest to the float encoder."""
-        from ...quantization import onnx_quant as Q
-
-        feeds = self._feeds(ctx, Role.ENCODER)
-        details: dict[float, dict[str, Any]] = {}
-
-        def build(graph: Any, alpha: float) -> Any:
-            ctx.progress(
-                f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} "
-                "images"
-            )
-            source, pools = Q.spatial_means_to_global_pool(
-                self._trace(graph, ctx.spec(Role.ENCODER), INT8_OPSET)
-            )
-            model, details[alpha] = Q.quantize_int8_static(source, policy, feeds)
-            details[alpha]["squeeze_excite_means_as_global_average_pool"] = pools
-            return model
-
-        model, equalization = ctx.best_equalized(
-            build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images])
-        )
-        return model, {**details[equalization["alpha"]], "equalization": equalization}
+        """The hand-picked int8 encoder (``hand_picked_int8_encoder``), or with ``--min-iou`` the
+        one the mixed-precision search chooses from the same equalized source."""
+        model, details, source = hand_picked_int8_encoder(ctx, policy)
+        min_iou = self.options(ctx).min_iou
+        if min_iou is None:
+            return model, details
+        return searched_int8_encoder(ctx, source, policy, (model, details), min_iou)
 
     @staticmethod
     def _feeds(ctx: ExportContext, role: Role) -> list[dict]:
         if role == Role.ENCODER:
-            return [{"image": img} for img in ctx.calibration_images]
+            return encoder_feeds(ctx)
         return ctx.calibration_decoder_feeds
+
+
+def encoder_feeds(ctx: ExportContext) -> list[dict[str, Any]]:
+    """The encoder's calibration feeds: {"image": 1 x 3 x 1024 x 1024} per calibration image."""
+    return [{"image": img} for img in ctx.calibration_images]
+
+
+def encoder_int8_policy() -> Any:
+    """The hand-picked int8 policy of the encoder (what stays float, and why)."""
+    return _policies()["encoder_int8"]
+
+
+def hand_picked_int8_encoder(
+    ctx: ExportContext, policy: Any, alphas: tuple[float, ...] | None = None
+) -> tuple[Any, dict[str, Any], Any]:
+    """The equalized encoder traced at INT8_OPSET and quantized with ``policy`` on the calibration
+    images, with the equalization strength (of ``alphas``, default the search's) that keeps it
+    closest to the float encoder -> (int8 model, record details, the float source it came from)."""
+    from ...quantization import onnx_quant as Q
+
+    feeds = encoder_feeds(ctx)
+    details: dict[float, dict[str, Any]] = {}
+    sources: dict[float, Any] = {}
+
+    def build(graph: Any, alpha: float) -> Any:
+        ctx.progress(
+            f"onnx: int8 encoder, equalization alpha {alpha}, calibrating on {len(feeds)} images"
+        )
+        source, pools = Q.spatial_means_to_global_pool(
+            OnnxExporter._trace(graph, ctx.spec(Role.ENCODER), INT8_OPSET)
+        )
+        sources[alpha] = source
+        model, details[alpha] = Q.quantize_int8_static(source, policy, feeds)
+        details[alpha]["squeeze_excite_means_as_global_average_pool"] = pools
+        return model
+
+    model, equalization = ctx.best_equalized(
+        build, lambda m, images: Q.first_outputs(m, [{"image": x} for x in images]), alphas
+    )
+    alpha = equalization["alpha"]
+    return model, {**details[alpha], "equalization": equalization}, sources[alpha]
+
+
+SEARCH_LATENCY_RUNS = 5
+
+
+def int8_evaluator(
+    ctx: ExportContext, source: Any, policy: Any, min_iou: float, scratch: Path
+) -> Any:
+    """A sensitivity ``Evaluator`` of ``source`` on ``ctx``'s calibration images."""
+    from ...quantization.search_target import search_target
+    from ...quantization.sensitivity import Evaluator, calibration_reference
+
+    opts = ctx.options
+    reference = calibration_reference(ctx.model, opts.calibration_dir, opts.calibration_size)
+    return Evaluator(source, policy, encoder_feeds(ctx), reference, search_target(min_iou), scratch)
+
+
+def searched_int8_encoder(
+    ctx: ExportContext,
+    source: Any,
+    policy: Any,
+    hand_picked: tuple[Any, dict[str, Any]],
+    min_iou: float,
+) -> tuple[Any, dict[str, Any]]:
+    """The int8 encoder of ``source`` whose fewest float blocks reach ``min_iou`` (and the int8
+    gate's other floors) on the calibration images, or the ``hand_picked`` (model, details) where
+    it meets the target and runs faster; the choice and its measured cost go in the details."""
+    from ...quantization.mixed import search
+
+    with tempfile.TemporaryDirectory(prefix="edgesam-search-") as scratch:
+        ev = int8_evaluator(ctx, source, policy, min_iou, Path(scratch))
+        ctx.progress(f"onnx: mixed-precision search for mean mask IoU {min_iou:g}")
+        hand = ev.judge_model(hand_picked[0], "hand-picked", details=hand_picked[1])
+        chosen, record = search(ev, hand, SEARCH_LATENCY_RUNS, ctx.progress)
+    # equalization and graph rewrites are the hand-picked encoder's; exclusions are the chosen one's
+    return chosen.model, {**hand_picked[1], **chosen.details, "mixed_precision": record}
+
+
+def scan_int8_encoder(
+    ctx: ExportContext,
+    blocks: list[str] | None,
+    min_iou: float,
+    alphas: tuple[float, ...] | None = None,
+    runs: int = SEARCH_LATENCY_RUNS,
+) -> Any:
+    """The sensitivity scan (``quantization.mixed.Scan``) of the int8-static encoder's ``blocks``
+    (None: all) on ``ctx``'s calibration images, with the greedy path to ``min_iou``."""
+    import time
+
+    from ...quantization.mixed import run_scan
+    from ...quantization.sensitivity import select_blocks
+
+    start = time.perf_counter()
+    policy = encoder_int8_policy()
+    _, details, source = hand_picked_int8_encoder(ctx, policy, alphas)
+    with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
+        ev = int8_evaluator(ctx, source, policy, min_iou, Path(scratch))
+        chosen = select_blocks(ev.blocks, blocks) if blocks else ev.blocks
+        scan = run_scan(ev, chosen, policy, runs, ctx.progress)
+    scan.facts = {
+        "calibration_images": len(ctx.calibration_images),
+        "calibration": ctx.calibration_source().get("photos", ctx.calibration_source()["source"]),
+        "equalization_alpha": details["equalization"]["alpha"],
+        "latency_runs": runs,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    return scan
 
 
 def save_model(model: Any, path: Path) -> None:

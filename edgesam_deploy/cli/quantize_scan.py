@@ -1,0 +1,72 @@
+"""``edgesam-deploy quantize-scan``: int8 sensitivity per encoder block, and the greedy path to a
+mean-IoU target, measured on the calibration images (docs/mixed-precision.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..exporters import ExportOptions
+from ..exporters.base import ExportContext
+from ..parity.thresholds import thresholds_for
+from ..quantization.search_target import check_min_iou
+from ..quantization.sensitivity import check_block_names
+from ..vocabulary import Precision, Role
+from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
+from .progress import progress_reporter
+
+
+def quantize_scan(
+    out: Path = typer.Option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
+    blocks: Optional[str] = typer.Option(
+        None,
+        "--blocks",
+        help="Comma list of blocks to scan (stem, block1..block26, fuse2, fuse3, neck); "
+        "the others stay int8. Default: every block.",
+    ),
+    min_iou: Optional[float] = typer.Option(
+        None,
+        "--min-iou",
+        help="Mean mask IoU the greedy path aims at, in (0, 1] (default: the int8 gate's).",
+    ),
+    calibration_dir: Optional[Path] = typer.Option(
+        None,
+        "--calibration-dir",
+        help="Your own images (default: scikit-image photos, never the parity photos).",
+    ),
+    calibration_size: int = typer.Option(
+        8, "--calibration-size", min=1, help="Number of calibration images."
+    ),
+    alpha: Optional[float] = typer.Option(
+        None,
+        "--alpha",
+        min=0.0,
+        max=1.0,
+        help="Equalization strength (default: the export's own choice among its candidates).",
+    ),
+    runs: int = typer.Option(5, "--runs", min=1, help="Timed runs per graph."),
+    checkpoint: Optional[Path] = CheckpointOpt,
+    random_weights: Optional[int] = RandomWeightsOpt,
+    variant: str = VariantOpt,
+) -> None:
+    """Scan which encoder blocks lose accuracy in int8 (ONNX Runtime, int8-static QDQ)."""
+    from ..exporters.onnx.convert import scan_int8_encoder
+    from ..quantization.scan_report import write_scan
+
+    names = check_block_names(b.strip() for b in blocks.split(",") if b.strip()) if blocks else None
+    gate = thresholds_for(Precision.INT8_STATIC, Role.ENCODER)["mask_iou_mean"][1]
+    target = check_min_iou(gate if min_iou is None else min_iou)
+    model, source = model_from_options(variant, checkpoint, random_weights)
+    options = ExportOptions(calibration_dir=calibration_dir, calibration_size=calibration_size)
+    with progress_reporter("quantize-scan") as report:
+        ctx = ExportContext(model, source, out, options, progress=report)
+        alphas = None if alpha is None else (alpha,)
+        scan = scan_int8_encoder(ctx, names, target, alphas, runs)
+        paths = write_scan(scan, out)
+    reached = "meets" if scan.chosen.meets else "does not meet"
+    out_console().print(
+        f"{len(scan.blocks)} block(s) scanned; {scan.chosen.label} {reached} the target; "
+        f"wrote {', '.join(str(p) for p in paths)}"
+    )

@@ -1,0 +1,162 @@
+"""Mixed precision chosen by measurement: which encoder blocks stay float in an int8 graph.
+
+The scan quantizes one block at a time (everything else float) and ranks the blocks by how much
+that alone costs; the greedy search starts from every block int8 and keeps the next most sensitive
+block float until the combined graph, measured each time, meets the target. The target uses the
+int8 parity gate's statistics on the calibration images (``search_target``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DeployError
+from ..parity.thresholds import Threshold
+from .onnx_quant import Int8Policy
+from .sensitivity import (
+    Block,
+    Evaluator,
+    Measurement,
+    latency_ms,
+    profile_by_block,
+    sensitivity_order,
+)
+
+Progress = Callable[[str], None]
+
+
+def single_block_rows(
+    ev: Evaluator, blocks: list[Block], progress: Progress = lambda m: None
+) -> dict[str, Measurement]:
+    """Block name -> the encoder with only that block int8, judged on the calibration images."""
+    out = {}
+    for i, block in enumerate(blocks, 1):
+        progress(f"scan: {block.name} alone int8 ({i}/{len(blocks)})")
+        out[block.name] = ev.only(block)
+    return out
+
+
+def greedy(
+    ev: Evaluator, order: list[Block], progress: Progress = lambda m: None
+) -> list[Measurement]:
+    """Steps k = 0, 1, ...: the ``k`` first blocks of ``order`` kept float, the rest int8, each
+    combined graph measured; stops at the first step that meets ``ev.target``, or after every
+    block of ``order`` is float (the last step then does not meet it)."""
+    steps = []
+    for k in range(len(order) + 1):
+        progress(f"search: {k} block(s) float")
+        steps.append(ev.measure(order[:k], f"{k} float"))
+        if steps[-1].meets:
+            break
+    return steps
+
+
+@dataclass
+class Scan:
+    """A sensitivity scan: each block alone int8, the greedy path to the target, the hand-picked
+    policy for comparison, ONNX Runtime's profile per block and whole-graph latencies."""
+
+    blocks: list[Block]
+    single: dict[str, Measurement]
+    order: list[str]
+    path: list[Measurement]
+    hand_picked: Measurement
+    target: dict[str, Threshold]
+    profile_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # fp32 | int8 -> block
+    latency_ms: dict[str, float] = field(default_factory=dict)  # fp32 | candidate label -> ms
+    facts: dict[str, Any] = field(default_factory=dict)  # images, alpha, runs, seconds
+
+    @property
+    def chosen(self) -> Measurement:
+        return self.path[-1]
+
+
+def run_scan(
+    ev: Evaluator,
+    blocks: list[Block],
+    hand_picked: Int8Policy,
+    runs: int,
+    progress: Progress = lambda m: None,
+) -> Scan:
+    """Scan ``blocks``, search over them (the other blocks stay int8), measure the hand-picked
+    policy, profile fp32 vs all-int8 per block, and time fp32 and every candidate interleaved."""
+    single = single_block_rows(ev, blocks, progress)
+    order = sensitivity_order(single)
+    by_name = {b.name: b for b in blocks}
+    path = greedy(ev, [by_name[n] for n in order], progress)
+    progress("scan: the hand-picked policy")
+    hand = ev.measure_policy(hand_picked, "hand-picked")
+    feed = ev.feeds[0]
+    progress("scan: ONNX Runtime profiles, fp32 and all-int8")
+    profile = {
+        "fp32": profile_by_block(ev.source, feed, ev.blocks, runs),
+        "int8": profile_by_block(path[0].model, feed, ev.blocks, runs),
+    }
+    progress("scan: whole-graph latency of every candidate, interleaved with fp32")
+    models = {"fp32": ev.source, hand.label: hand.model, **{m.label: m.model for m in path}}
+    return Scan(
+        blocks,
+        single,
+        order,
+        path,
+        hand,
+        ev.target,
+        profile,
+        latency_ms(models, feed, runs),
+    )
+
+
+def search(
+    ev: Evaluator,
+    hand_picked: Measurement,
+    runs: int,
+    progress: Progress = lambda m: None,
+    blocks: list[Block] | None = None,
+) -> tuple[Measurement, dict[str, Any]]:
+    """The int8 encoder to export for ``ev.target``: the greedy result over ``blocks`` (default
+    every block; the others stay int8), unless the ``hand_picked`` encoder also meets the target
+    and ran faster (then it is kept and the record says so). A target that every block float
+    does not meet is a DeployError. Returns the chosen measurement and the manifest details."""
+    candidates = ev.blocks if blocks is None else blocks
+    single = single_block_rows(ev, candidates, progress)
+    by_name = {b.name: b for b in candidates}
+    path = greedy(ev, [by_name[n] for n in sensitivity_order(single)], progress)
+    found = path[-1]
+    if not found.meets:
+        raise DeployError(
+            f"--min-iou: the target is not met on the calibration images even with "
+            f"{', '.join(found.floated)} float ({'; '.join(found.failures)})"
+        )
+    progress("search: latency of the searched and hand-picked encoders, interleaved with fp32")
+    models = {"fp32": ev.source, "searched": found.model, "hand-picked": hand_picked.model}
+    ms = latency_ms(models, ev.feeds[0], runs)
+    worse = hand_picked.meets and ms["hand-picked"] < ms["searched"]
+    details = {
+        "target": {k: list(v) for k, v in ev.target.items()},
+        "measured_on": f"{len(ev.reference.cases)} calibration images x standard prompts",
+        "sensitivity_order": list(sensitivity_order(single)),
+        "block_alone_int8": {
+            name: [m.summary()[k] for k in ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")]
+            for name, m in single.items()
+        },
+        "blocks_kept_float": list(found.floated),
+        "steps": [m.summary() for m in path],
+        "hand_picked": hand_picked.summary(),
+        "latency_ms_median": {k: round(v, 1) for k, v in ms.items()},
+        "runs": runs,
+        "kept": "hand-picked" if worse else "searched",
+    }
+    if worse:
+        details["note"] = (
+            "the hand-picked policy also meets the target on the calibration set and ran faster "
+            f"({ms['hand-picked']:.0f} vs {ms['searched']:.0f} ms): it is kept"
+        )
+    return (hand_picked if worse else found), details
+
+
+def saved_ms(scan: Scan) -> dict[str, float]:
+    """Per block (and ``OTHER``): ms in the fp32 profile minus ms in the all-int8 profile."""
+    fp32, int8 = scan.profile_ms["fp32"], scan.profile_ms["int8"]
+    return {k: round(fp32[k] - int8.get(k, 0.0), 2) for k in fp32}

@@ -1,0 +1,136 @@
+"""The sensitivity scan as a table (JSON and Markdown) and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_output
+from .mixed import Scan, saved_ms
+
+
+def scan_table(scan: Scan) -> dict[str, Any]:
+    """JSON-ready table: one row per scanned block (only that block int8), one per candidate
+    (the greedy path and the hand-picked policy) with its whole-graph latency."""
+    saved = saved_ms(scan)
+    rank = {name: i for i, name in enumerate(scan.order, 1)}
+    blocks = []
+    for b in scan.blocks:
+        m = scan.single[b.name].summary()
+        blocks.append(
+            {
+                "block": b.name,
+                "scope": b.scope,
+                "convs": b.convs,
+                "sensitivity_rank": rank[b.name],
+                **{k: m[k] for k in ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")},
+                "profile_fp32_ms": scan.profile_ms["fp32"].get(b.name, 0.0),
+                "profile_int8_ms": scan.profile_ms["int8"].get(b.name, 0.0),
+                "profile_saved_ms": saved.get(b.name, 0.0),
+            }
+        )
+    fp32_ms = scan.latency_ms["fp32"]
+    candidates = [
+        {
+            **m.summary(),
+            "latency_ms_median": round(scan.latency_ms[m.label], 1),
+            "speedup_vs_fp32": round(fp32_ms / scan.latency_ms[m.label], 3),
+        }
+        for m in [*scan.path, scan.hand_picked]
+    ]
+    return {
+        "target": {k: list(v) for k, v in scan.target.items()},
+        "facts": scan.facts,
+        "fp32_latency_ms_median": round(fp32_ms, 1),
+        "profile_other_ms": {k: v.get("other", 0.0) for k, v in scan.profile_ms.items()},
+        "blocks": blocks,
+        "candidates": candidates,
+        "chosen": scan.chosen.label,
+        "target_met": scan.chosen.meets,
+    }
+
+
+def markdown(table: dict[str, Any]) -> str:
+    """The table as Markdown: blocks, then candidates."""
+    target = ", ".join(f"{k} {op} {v:g}" for k, (op, v) in table["target"].items())
+    lines = [
+        "# int8 sensitivity scan (ONNX Runtime, int8-static QDQ)",
+        "",
+        f"Target: {target}. Facts: "
+        + ", ".join(f"{k} {v}" for k, v in table["facts"].items())
+        + ".",
+        "",
+        "Each block alone int8 (every other block float), judged on the calibration images; "
+        "profile ms: ONNX Runtime's per-node profile of the fp32 and the all-int8 graph, summed "
+        "over the block's nodes.",
+        "",
+        "| rank | block | convs | emb cosine min | mask IoU mean | mask IoU min | fp32 ms | int8 ms "
+        "| saved ms |",
+        "|-:|-|-:|-:|-:|-:|-:|-:|-:|",
+    ]
+    for r in sorted(table["blocks"], key=lambda r: r["sensitivity_rank"]):
+        lines.append(
+            f"| {r['sensitivity_rank']} | {r['block']} | {r['convs']} | {r['emb_cosine_min']:.5f} "
+            f"| {r['mask_iou_mean']:.4f} | {r['mask_iou_min']:.4f} | {r['profile_fp32_ms']:.1f} "
+            f"| {r['profile_int8_ms']:.1f} | {r['profile_saved_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Candidates (whole graph, median ms interleaved with fp32 {table['fp32_latency_ms_median']}"
+        " ms):",
+        "",
+        "| candidate | kept float | emb cosine min | mask IoU mean | mask IoU min | meets | ms "
+        "| speed-up |",
+        "|-|-|-:|-:|-:|-|-:|-:|",
+    ]
+    for c in table["candidates"]:
+        lines.append(
+            f"| {c['label']} | {', '.join(c['floated']) or '-'} | {c['emb_cosine_min']:.5f} "
+            f"| {c['mask_iou_mean']:.4f} | {c['mask_iou_min']:.4f} | {c['meets_target']} "
+            f"| {c['latency_ms_median']:.1f} | {c['speedup_vs_fp32']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[str, Any], path: Path) -> None:
+    """Left: mean-IoU loss per block alone int8; right: latency vs mean IoU of the candidates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = table["blocks"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    left.bar([r["block"] for r in blocks], [1.0 - r["mask_iou_mean"] for r in blocks])
+    left.set_ylabel("1 - mean mask IoU (block alone int8)")
+    left.tick_params(axis="x", rotation=90)
+    left.set_title("sensitivity per block (calibration images)")
+    for c in table["candidates"]:
+        right.scatter(
+            c["latency_ms_median"], c["mask_iou_mean"], c="C1" if c["meets_target"] else "C0"
+        )
+        right.annotate(c["label"], (c["latency_ms_median"], c["mask_iou_mean"]), fontsize=8)
+    right.axvline(table["fp32_latency_ms_median"], color="gray", linestyle="--", label="fp32")
+    right.axhline(table["target"]["mask_iou_mean"][1], color="C3", linestyle=":", label="target")
+    right.set_xlabel("encoder ms (median, interleaved)")
+    right.set_ylabel("mean mask IoU (calibration)")
+    right.set_title("candidates (orange: meets the target)")
+    right.legend()
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_scan(scan: Scan, out_dir: Path) -> list[Path]:
+    """``scan.json``, ``scan.md`` and ``scan.png`` in ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = scan_table(scan)
+    paths = [out_dir / "scan.json", out_dir / "scan.md", out_dir / "scan.png"]
+    with atomic_output(paths[0]) as tmp:
+        tmp.write_text(json.dumps(table, indent=2) + "\n")
+    with atomic_output(paths[1]) as tmp:
+        tmp.write_text(markdown(table))
+    plot(table, paths[2])
+    return paths
