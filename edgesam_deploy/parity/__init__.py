@@ -1,10 +1,14 @@
-"""Parity of exported artifacts against the PyTorch reference: the CI gate of every target."""
+"""Parity of exported artifacts against the PyTorch reference: the CI gate of every target.
+
+Calling this package, ``edgesam_deploy.parity(DIR)``, is ``edgesam_deploy.api.parity(DIR)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from ..api_callable import make_callable
 from ..fileio import sha256_path
 from ..manifest import Manifest
 from ..modeling import EdgeSam
@@ -53,3 +57,4 @@ def check_directory(
 
 
 __all__ = ["ArtifactParity", "Reference", "evaluate", "check_directory", "reference_description"]
+make_callable(__name__)
