@@ -73,24 +73,24 @@ def test_disk_cache_is_keyed_by_weights_and_never_trusted_blindly(computed, rand
     assert all(np.array_equal(a, b) for a, b in zip(expected, repaired, strict=True))
     stored.write_bytes(b"not a zip file")  # unreadable: recomputed and rewritten whole
     reference_cache.forget()
-    Reference(random_model, ["coffee"]).cases
+    assert Reference(random_model, ["coffee"]).cases
     assert computed == ["coffee"] * 3
     reference_cache.forget()
-    Reference(random_model, ["coffee"]).cases
+    assert Reference(random_model, ["coffee"]).cases
     assert computed == ["coffee"] * 3
 
     changed = copy.deepcopy(random_model)
     with torch.no_grad():
         changed.mask_decoder.iou_prediction_head.layers[0].bias[0] += 1e-3
     assert reference_cache.weights_digest(changed) != reference_cache.weights_digest(random_model)
-    Reference(changed, ["coffee"]).cases
+    assert Reference(changed, ["coffee"]).cases
     assert computed == ["coffee"] * 4
     assert len(list(reference_cache.folder().glob("*.npz"))) == 2
 
 
 def test_cache_can_be_bypassed(computed, monkeypatch, random_model):
-    Reference(random_model, ["camera"], cache=False).cases
+    assert Reference(random_model, ["camera"], cache=False).cases
     monkeypatch.setenv(reference_cache.SWITCH_ENV, "off")
-    Reference(random_model, ["camera"]).cases
+    assert Reference(random_model, ["camera"]).cases
     assert computed == ["camera", "camera"]
     assert not reference_cache.folder().exists()
