@@ -121,10 +121,8 @@ def bench(
         xcode_team=xcode_team,
         timeout_s=timeout,
     )
-    if artifacts is None:
-        api.probe(
-            device, profiles=profiles, emulate=emulate, runner=options
-        )  # unreachable: says so
+    if artifacts is None:  # an unreachable device says so first
+        api.probe(device, profiles=profiles, emulate=emulate, runner=options)
         raise DeployError(
             "--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy "
             "export)"

@@ -10,6 +10,7 @@ corrupt or foreign file is recomputed and rewritten. Files are written atomicall
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,7 +29,8 @@ from ..fileio import atomic_output
 # bump when Reference computes anything differently: old files then simply stop matching
 REFERENCE_VERSION = 1
 SWITCH_ENV = "EDGESAM_DEPLOY_REFERENCE_CACHE"
-MEMORY_ENTRIES = 8  # one entry is one photo's cases (about 16 MB)
+MEMORY_ENTRIES = 8  # one entry is one photo's cases (about 19 MB)
+DISK_ENTRIES = 40  # the least recently used files beyond this are removed (10 weights x 4 photos)
 _KEY, _DIGEST = "__key__", "__digest__"
 
 Arrays = dict[str, np.ndarray]
@@ -90,7 +92,11 @@ def _read(key: str) -> Arrays | None:
     stored_key, digest = arrays.pop(_KEY, None), arrays.pop(_DIGEST, None)
     if stored_key is None or digest is None or str(stored_key) != key:
         return None
-    return arrays if str(digest) == array_digest(arrays) else None
+    if str(digest) != array_digest(arrays):
+        return None
+    with contextlib.suppress(OSError):  # recently used: pruned last (a read-only cache is fine)
+        os.utime(path)
+    return arrays
 
 
 def _write(key: str, arrays: Arrays) -> None:
@@ -99,8 +105,16 @@ def _write(key: str, arrays: Arrays) -> None:
     try:
         with atomic_output(path_for(key)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **payload)
+        _prune()
     except (OSError, DeployError):
         pass
+
+
+def _prune() -> None:
+    """Remove the least recently used files beyond ``DISK_ENTRIES``."""
+    files = sorted(folder().glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[DISK_ENTRIES:]:
+        old.unlink(missing_ok=True)
 
 
 def _remember(key: str, arrays: Arrays) -> Arrays:
