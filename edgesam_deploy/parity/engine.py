@@ -137,10 +137,6 @@ class Reference:
         pre = preprocess(load_photo(name))
         blank = np.zeros((0,), np.float32)
         case = ImageCase(name, pre.tensor, pre.original_size, pre.input_size, blank, [])
-
-        def compute() -> dict[str, np.ndarray]:
-            return _photo_arrays(case, self.compute_photo(case))
-
         if not self.cache:
             return case, self.compute_photo(case)
         key = reference_cache.reference_key(
@@ -151,7 +147,7 @@ class Reference:
             scores=list(ScoreKind),
             refinements=REFINEMENTS,
         )
-        arrays = reference_cache.cached(key, compute)
+        arrays = reference_cache.cached(key, lambda: _photo_arrays(case, self.compute_photo(case)))
         return _photo_from_arrays(case, arrays)
 
     @cached_property
