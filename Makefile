@@ -30,8 +30,8 @@ demo: setup
 	$(BIN)/python -c "import skimage.data, PIL.Image as I; I.fromarray(skimage.data.coffee()).save('$(DEMO_OUT)/coffee.png')"
 	$(BIN)/edgesam-deploy segment $(DEMO_OUT)/coffee.png --point 300,200 --box 60,80,560,380 --random-weights 0 \
 		--out $(DEMO_OUT)/coffee-overlay.png --mask-out $(DEMO_OUT)/coffee-mask.png
-	$(BIN)/edgesam-deploy export --target all --random-weights 0 --out $(DEMO_OUT)/export
-	$(BIN)/edgesam-deploy parity $(DEMO_OUT)/export --json $(DEMO_OUT)/parity.json --junit $(DEMO_OUT)/parity.xml
+	$(BIN)/edgesam-deploy export --target all --random-weights 0 --out $(DEMO_OUT)/export \
+		--json $(DEMO_OUT)/parity.json --junit $(DEMO_OUT)/parity.xml
 	$(BIN)/edgesam-deploy bench --device host --artifacts $(DEMO_OUT)/export --threads $(THREADS) --runs 10 \
 		--json $(DEMO_OUT)/bench.json --report $(DEMO_OUT)/bench.md
 

@@ -105,9 +105,13 @@ class Manifest:
 
     root: Path | None = field(default=None, init=False, repr=False, compare=False)  # where loaded
 
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest.json document."""
+        return {k: v for k, v in asdict(self).items() if k != "root"}
+
     def save(self, directory: Path) -> Path:
         path = Path(directory) / MANIFEST_NAME
-        write_json(path, {k: v for k, v in asdict(self).items() if k != "root"})
+        write_json(path, self.to_dict())
         return path
 
     def artifact_path(self, record: ArtifactRecord) -> Path:

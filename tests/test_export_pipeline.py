@@ -96,7 +96,7 @@ def test_target_list_keeps_order_and_drops_repeats():
 
 def test_cli_exports_every_target_in_one_run(monkeypatch, tmp_path: Path):
     """`export --target all` makes one run_export call with each target's own options."""
-    from edgesam_deploy.cli import export as cli_export
+    from edgesam_deploy import api
     from edgesam_deploy.cli.app import main
     from edgesam_deploy.exporters.coreml.options import CoremlOptions
     from edgesam_deploy.exporters.tflite.options import TfliteOptions
@@ -107,7 +107,7 @@ def test_cli_exports_every_target_in_one_run(monkeypatch, tmp_path: Path):
         calls.append((targets, options, run_parity))
         return Manifest(model=source.as_dict()), []
 
-    monkeypatch.setattr(cli_export, "run_export", recording_run_export)
+    monkeypatch.setattr(api, "run_export", recording_run_export)
     argv = [
         "export",
         "--target",
@@ -157,12 +157,12 @@ def test_int8_alias_resolves_per_target(target: Target, expected: str):
 
 
 def test_cli_precision_aliases_reach_every_target(monkeypatch, tmp_path: Path):
-    from edgesam_deploy.cli import export as cli_export
+    from edgesam_deploy import api
     from edgesam_deploy.cli.app import main
 
     calls = []
     monkeypatch.setattr(
-        cli_export,
+        api,
         "run_export",
         lambda model, source, targets, out, options, **kw: (
             calls.append(options) or (Manifest(model=source.as_dict()), [])

@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from .. import api
 from ..bench.report import print_report, write_json_report, write_markdown
-from ..bench.run import BenchSettings, run_bench
-from ..bench.runners import RunnerOptions, get_runner
-from ..bench.runners.emulated import DEFAULT_PHOTOS as EMULATED_PHOTOS
-from ..checkpoints import load_model, load_model_for_source
-from ..devices import get_profile
+from ..bench.runners import RunnerOptions
 from ..errors import DeployError
-from ..exportdir import settle
-from ..manifest import Manifest
-from ..modeling import EdgeSam
 from .options import RandomWeightsOpt, err_console, out_console
 from .progress import progress_reporter
-
-
-def _model_loader(
-    directory: Path, checkpoint: Optional[Path], random_weights: Optional[int]
-) -> Callable[[], EdgeSam]:
-    """Load the reference weights on first use: --random-weights, --checkpoint, or what the manifest names."""
-
-    @functools.cache
-    def load() -> EdgeSam:
-        source = Manifest.load(directory).model
-        if random_weights is not None:
-            model, loaded = load_model(source.get("variant", "edgesam"), random_seed=random_weights)
-        else:
-            model, loaded = load_model_for_source(source, checkpoint)
-        err_console.print(f"[dim]reference: {loaded.label}[/dim]")
-        return model
-
-    return load
 
 
 def bench(
@@ -135,11 +109,6 @@ def bench(
 
     Artifacts of DIR that the device cannot run are listed as not measured, with the reason.
     """
-    if not timeout > 0:  # also refuses NaN
-        raise DeployError(f"--timeout {timeout:g}: must be more than 0 seconds")
-    profile = get_profile(device, profiles)
-    if emulate:
-        profile = profile.emulated()
     options = RunnerOptions(
         ssh_host=ssh_host,
         ssh_config=ssh_config,
@@ -152,34 +121,29 @@ def bench(
         xcode_team=xcode_team,
         timeout_s=timeout,
     )
-    if artifacts is None:
-        get_runner(profile, options).probe()  # an unreachable device says so first
+    if artifacts is None:  # an unreachable device says so first
+        api.probe(device, profiles=profiles, emulate=emulate, runner=options)
         raise DeployError(
             "--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy "
             "export)"
         )
-    if not artifacts.is_dir():
-        raise DeployError(f"{artifacts}: not a directory")
-    settle(artifacts)
     photos = [p.strip() for p in parity_photos.split(",") if p.strip()] if parity_photos else None
-    if emulate and photos is None:
-        photos = list(EMULATED_PHOTOS)  # a full-size encoder takes minutes per photo emulated
-    settings = BenchSettings(
-        runs=runs,
-        warmup=warmup,
-        threads=threads,
-        parity=not no_parity,
-        reference=not no_reference,
-        parity_photos=photos,
-    )
     with progress_reporter(f"bench {device}") as progress:
-        result = run_bench(
-            profile,
+        result = api.bench(
             artifacts,
-            settings,
-            options,
-            _model_loader(artifacts, checkpoint, random_weights),
-            progress,
+            device,
+            runs=runs,
+            warmup=warmup,
+            threads=threads,
+            parity=not no_parity,
+            reference=not no_reference,
+            emulate=emulate,
+            parity_photos=photos,
+            profiles=profiles,
+            runner=options,
+            checkpoint=checkpoint,
+            random_weights=random_weights,
+            progress=progress,
         )
     print_report(result, out_console())
     if json_out:

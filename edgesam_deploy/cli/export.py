@@ -7,38 +7,12 @@ from typing import Optional
 
 import typer
 
+from .. import api
 from ..errors import DeployError
-from ..exportdir import check_output_dir
-from ..exporters import ExportOptions, TargetOptions, get_exporter
-from ..exporters.coreml.options import CoremlOptions
-from ..exporters.executorch.options import ExecutorchOptions
-from ..exporters.onnx.options import OnnxOptions
-from ..exporters.pipeline import resolve_targets, run_export
-from ..exporters.tflite.options import TfliteOptions
 from ..parity.report import print_table
-from ..vocabulary import ComputeUnit, ScoreKind, Target
+from ..vocabulary import ComputeUnit, ScoreKind
 from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
 from .progress import progress_reporter
-
-
-def split_precisions(
-    text: Optional[str], targets: list[Target]
-) -> dict[Target, tuple[str, ...] | None]:
-    """Comma list -> per-target subsets (None: the target's defaults). A name may be a precision
-    or an alias such as ``int8`` (each target's recommended variant); one that no chosen target
-    knows is an error."""
-    if not text:
-        return {t: None for t in targets}
-    wanted = [p.strip() for p in text.split(",") if p.strip()]
-    exporters = {t: get_exporter(t) for t in targets}
-    unknown = [p for p in wanted if not any(e.knows(p) for e in exporters.values())]
-    if unknown:
-        choices = sorted({str(p) for e in exporters.values() for p in (*e.precisions, *e.aliases)})
-        raise DeployError(
-            f"unknown precision {', '.join(unknown)} for {', '.join(targets)}; choose from "
-            f"{', '.join(choices)}"
-        )
-    return {t: tuple(p for p in wanted if e.knows(p)) for t, e in exporters.items()}
 
 
 def export(
@@ -97,41 +71,48 @@ def export(
     no_parity: bool = typer.Option(
         False, "--no-parity", help="Skip the parity check after export."
     ),
+    json_out: Optional[Path] = typer.Option(
+        None,
+        "--json",
+        help="Write the parity results as JSON (as `parity --json`).",
+        dir_okay=False,
+    ),
+    junit: Optional[Path] = typer.Option(
+        None, "--junit", help="Write the parity results as JUnit XML.", dir_okay=False
+    ),
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
 ) -> None:
     """Export EdgeSAM's encoder and decoder for each target, record a manifest, and run the parity gate."""
-    targets = resolve_targets(target)
-    per_target = split_precisions(precision, targets)
-    targets = [t for t in targets if per_target[t] != ()]
-    builders: dict[Target, TargetOptions] = {
-        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), min_iou),
-        Target.TFLITE: TfliteOptions(
-            per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))
-        ),
-        Target.COREML: CoremlOptions(
-            per_target.get(Target.COREML), min_ios, compute_units, max_points
-        ),
-        Target.EXECUTORCH: ExecutorchOptions(per_target.get(Target.EXECUTORCH), max_points),
-    }
-    options = ExportOptions(
-        scores=scores,
-        calibration_dir=calibration_dir,
-        calibration_size=calibration_size,
-        mask_input=mask_input,
-        targets={t: builders[t] for t in targets},
-    )
-    check_output_dir(out)
-    model, source = model_from_options(variant, checkpoint, random_weights)
+    if no_parity and (json_out or junit):
+        raise DeployError("--json and --junit report the parity gate: drop --no-parity")
     with progress_reporter("export") as report:
-        manifest, results = run_export(
-            model, source, targets, out, options, run_parity=not no_parity, progress=report
+        result = api.export(
+            out,
+            target,
+            precision=precision,
+            scores=scores,
+            calibration_dir=calibration_dir,
+            calibration_size=calibration_size,
+            num_points=num_points,
+            max_points=max_points,
+            min_ios=min_ios,
+            compute_units=compute_units,
+            mask_input=mask_input,
+            min_iou=min_iou,
+            parity=not no_parity,
+            model=lambda: model_from_options(variant, checkpoint, random_weights),
+            progress=report,
         )
     console = out_console()
-    console.print(f"wrote {len(manifest.artifacts)} artifact(s) and {out / 'manifest.json'}")
-    if results:
-        print_table(results, console)
-        if not all(r.passed for r in results):
-            console.print("[red]parity gate failed for at least one artifact (see above)[/red]")
-            raise typer.Exit(1)
+    console.print(f"wrote {len(result.manifest.artifacts)} artifact(s) and {out / 'manifest.json'}")
+    if result.parity is not None:
+        print_table(result.parity.artifacts, console)
+        if json_out:
+            result.parity.write_json(json_out)
+        if junit:
+            result.parity.write_junit(junit)
+    if not result.passed:
+        console.print("[red]parity gate failed for at least one artifact (see above)[/red]")
+        raise typer.Exit(1)

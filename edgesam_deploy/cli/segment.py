@@ -5,25 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-import torch
 import typer
-from PIL import Image, PngImagePlugin
 from rich.console import Console
 
-from ..errors import DeployError
-from ..fileio import atomic_output, check_output_file
-from ..photos import DEFAULT_MAX_MEGAPIXELS, read_photo
-from ..processing import (
-    Prompt,
-    PromptError,
-    decoder_inputs,
-    load_mask_input,
-    masks_from_logits,
-    postprocess_logits,
-    preprocess,
-)
-from ..visualize import mask_image, overlay
+from ..api_segment import segment as segment_photo
+from ..photos import DEFAULT_MAX_MEGAPIXELS
+from ..processing import PromptError
 from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options
 
 
@@ -49,24 +36,6 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     except ValueError:
         raise PromptError(f"--box {text!r}: expected X1,Y1,X2,Y2") from None
     return x1, y1, x2, y2
-
-
-def _image_format(path: Path) -> str:
-    """PIL format name for an output path, from its extension."""
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise DeployError(f"{path}: unknown image format '{path.suffix}' (use .png or .jpg)")
-    return fmt
-
-
-def _save(im: Image.Image, path: Path, frame: str) -> None:
-    """Write ``im`` atomically; a PNG also states the frame its pixels are in."""
-    fmt = _image_format(path)
-    info = PngImagePlugin.PngInfo() if fmt == "PNG" else None
-    if info is not None:
-        info.add_text("edgesam-deploy:frame", frame)
-    with atomic_output(path) as tmp:
-        im.save(tmp, format=fmt, **({"pnginfo": info} if info is not None else {}))
 
 
 def segment(
@@ -116,54 +85,23 @@ def segment(
     With several candidates (--num-masks 3/4) the one with the highest stability score is kept
     (EdgeSAM's IoU head was not distilled and is unreliable).
     """
-    if num_masks not in (1, 3, 4):
-        raise DeployError("--num-masks must be 1, 3 or 4")
-    if upsample not in ("bicubic", "bilinear"):
-        raise DeployError("--upsample must be bicubic or bilinear")
-    for path in (out, mask_out):
-        if path is not None:
-            _image_format(path)
-            check_output_file(path)
-    if logits_out is not None:
-        check_output_file(logits_out)
-    previous = None if mask_input is None else torch.from_numpy(load_mask_input(mask_input))
-    photo = read_photo(image, max_megapixels)
-    rgb = photo.rgb
-    pts = [parse_point(p) for p in point]
-    prompt = Prompt(
-        [(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], parse_box(box) if box else None
-    )
-    prompt.validate(rgb.shape[:2])
-    model, source = model_from_options(variant, checkpoint, random_weights, upsample)
-    pre = preprocess(rgb)
-    coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
-    emb = model.encode(torch.from_numpy(pre.tensor))
-    logits, iou, stability = model.decode(
-        emb,
-        torch.from_numpy(coords),
-        torch.from_numpy(labels),
+    result = segment_photo(
+        image,
+        [parse_point(p) for p in point],
+        parse_box(box) if box else None,
         num_masks=num_masks,
-        mask_input=previous,
+        upsample=upsample,  # type: ignore[arg-type]
+        mask_input=mask_input,
+        out=out,
+        mask_out=mask_out,
+        logits_out=logits_out,
+        max_megapixels=max_megapixels,
+        model=lambda: model_from_options(variant, checkpoint, random_weights, upsample),
     )
-    best = int(torch.argmax(stability[0]))
-    full = postprocess_logits(logits[0, best].numpy(), pre.input_size, pre.original_size)
-    mask = masks_from_logits(full)
-    caption = (
-        f"RANDOM WEIGHTS (seed {source.seed}): not a trained model"
-        if source.kind == "random"
-        else None
-    )
-    _save(overlay(rgb, mask, prompt, caption), out, photo.describe())
-    if mask_out is not None:
-        _save(mask_image(mask), mask_out, photo.describe())
-    if logits_out is not None:
-        with atomic_output(logits_out) as tmp, open(tmp, "wb") as f:
-            np.save(f, logits[0, best : best + 1].numpy().astype(np.float32))
-    area = float(np.mean(mask))
     Console().print(
-        f"mask {best} of {num_masks}: {area:.1%} of the image, stability "
-        f"{float(stability[0, best]):.3f}, "
-        f"IoU head {float(iou[0, best]):.3f} -> {out}"
+        f"mask {result.index} of {num_masks}: {result.area:.1%} of the image, stability "
+        f"{result.stability:.3f}, "
+        f"IoU head {result.iou:.3f} -> {out}"
         + (f", {mask_out}" if mask_out else "")
-        + f" (frame: {photo.describe()})"
+        + f" (frame: {result.frame})"
     )

@@ -1,9 +1,13 @@
-"""Parity of exported artifacts against the PyTorch reference: the CI gate of every target."""
+"""Parity of exported artifacts against the PyTorch reference: the CI gate of every target.
+
+Calling this package, ``edgesam_deploy.parity(DIR)``, is ``edgesam_deploy.api.parity(DIR)``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..api_callable import make_callable
 from ..fileio import sha256_path
 from ..manifest import Manifest
 from ..modeling import EdgeSam
@@ -58,3 +62,4 @@ def check_directory(
 
 
 __all__ = ["ArtifactParity", "Reference", "evaluate", "check_directory", "reference_description"]
+make_callable(__name__)

@@ -27,6 +27,7 @@ from ..runtimes.base import GraphSession
 from ..samples import PARITY_PHOTOS, load_photo, standard_prompts
 from ..vocabulary import ProgressFn, Role, ScoreKind, counting
 from . import metrics as M
+from . import reference_cache
 from .thresholds import MIN_MASK_PIXELS, thresholds_for, violations
 
 # two-click cases for decoders that take a previous mask: (first prompt, second prompt)
@@ -57,13 +58,18 @@ class ImageCase:
 
 
 class Reference:
-    """The fp32 PyTorch reference (bilinear upsampling, unfolded) on the parity photos and prompts."""
+    """The fp32 PyTorch reference (bilinear upsampling, unfolded) on the parity photos and prompts.
+
+    Each photo's cases are computed once per weights and case set: kept in this process and on
+    disk by ``reference_cache`` (``cache=False`` recomputes them).
+    """
 
     def __init__(
         self,
         model: EdgeSam,
         photos: list[str] | None = None,
         loader: Callable[[str], np.ndarray] = load_photo,
+        cache: bool = True,
     ) -> None:
         """``photos``: names ``loader`` turns into RGB uint8 H x W x 3 (default: the parity photos
         by sample name; the sensitivity scan passes its calibration images)."""
@@ -74,6 +80,7 @@ class Reference:
             kind: DecoderGraph(model, kind, mask_input=True).eval() for kind in ScoreKind
         }
         self.photo_names = photos or list(PARITY_PHOTOS)
+        self.cache = cache
 
     @torch.no_grad()
     def decode(
@@ -108,35 +115,107 @@ class Reference:
         scores = {ScoreKind.IOU: scores_iou, ScoreKind.STABILITY: scores_stab}
         return PromptCase(name, coords, labels, logits, scores, masks, mask_input)
 
-    @cached_property
-    def refinements(self) -> dict[str, list[PromptCase]]:
-        """Per photo, two-click cases (``REFINEMENTS``): the first prompt's answer (the mask the IoU
-        head ranks best, as an app picks it) is the second prompt's ``mask_input``."""
-        out = {}
-        for case in self.cases:
-            prompts = {p.name: p for p in case.prompts}
-            out[case.name] = []
-            for first, second in REFINEMENTS:
-                best = int(np.argmax(prompts[first].ref_scores[ScoreKind.IOU]))
-                mask = prompts[first].ref_logits[best][None, None].astype(np.float32)
-                p = prompts[second]
-                name = f"{first}+{second}"
-                out[case.name].append(self._prompt_case(name, case, p.coords, p.labels, mask))
+    def _refinements(self, case: ImageCase) -> list[PromptCase]:
+        """The photo's two-click cases (``REFINEMENTS``): the first prompt's answer (the mask the
+        IoU head ranks best, as an app picks it) is the second prompt's ``mask_input``."""
+        prompts = {p.name: p for p in case.prompts}
+        out = []
+        for first, second in REFINEMENTS:
+            best = int(np.argmax(prompts[first].ref_scores[ScoreKind.IOU]))
+            mask = prompts[first].ref_logits[best][None, None].astype(np.float32)
+            p = prompts[second]
+            out.append(self._prompt_case(f"{first}+{second}", case, p.coords, p.labels, mask))
         return out
 
+    @torch.no_grad()
+    def compute_photo(self, case: ImageCase) -> list[PromptCase]:
+        """Run the model on one photo: fills ``case`` (embeddings, one case per standard prompt)
+        and returns its refinements. The one place the reference's outputs are computed."""
+        case.ref_embeddings = self.encoder(torch.from_numpy(case.tensor)).numpy()
+        for pname, prompt in standard_prompts(*case.original_size).items():
+            coords, labels = decoder_inputs(prompt, case.original_size, case.input_size)
+            case.prompts.append(self._prompt_case(pname, case, coords, labels, None))
+        return self._refinements(case)
+
     @cached_property
+    def _weights(self) -> str:
+        return reference_cache.weights_digest(self.model)
+
+    def _photo(self, name: str) -> tuple[ImageCase, list[PromptCase]]:
+        """One photo's cases and refinements, from the cache when it holds them."""
+        pre = preprocess(self.loader(name))
+        blank = np.zeros((0,), np.float32)
+        case = ImageCase(name, pre.tensor, pre.original_size, pre.input_size, blank, [])
+        if not self.cache:
+            return case, self.compute_photo(case)
+        key = reference_cache.reference_key(
+            weights=self._weights,
+            photo=name,
+            input=reference_cache.array_digest({"image": pre.tensor}),
+            prompts=standard_prompts(*pre.original_size),
+            scores=list(ScoreKind),
+            refinements=REFINEMENTS,
+        )
+        arrays = reference_cache.cached(key, lambda: _photo_arrays(case, self.compute_photo(case)))
+        return _photo_from_arrays(case, arrays)
+
+    @cached_property
+    def _photos(self) -> dict[str, tuple[ImageCase, list[PromptCase]]]:
+        return {name: self._photo(name) for name in self.photo_names}
+
+    @property
     def cases(self) -> list[ImageCase]:
-        out = []
-        for name in self.photo_names:
-            pre = preprocess(self.loader(name))
-            with torch.no_grad():
-                emb = self.encoder(torch.from_numpy(pre.tensor)).numpy()
-            case = ImageCase(name, pre.tensor, pre.original_size, pre.input_size, emb, [])
-            for pname, prompt in standard_prompts(*pre.original_size).items():
-                coords, labels = decoder_inputs(prompt, pre.original_size, pre.input_size)
-                case.prompts.append(self._prompt_case(pname, case, coords, labels, None))
-            out.append(case)
-        return out
+        """One case per photo: its input, reference embeddings and standard prompt cases."""
+        return [case for case, _ in self._photos.values()]
+
+    @property
+    def refinements(self) -> dict[str, list[PromptCase]]:
+        """Per photo, its two-click cases (``REFINEMENTS``)."""
+        return {name: refined for name, (_, refined) in self._photos.items()}
+
+
+def _photo_arrays(case: ImageCase, refinements: list[PromptCase]) -> dict[str, np.ndarray]:
+    """A photo's reference outputs as named arrays (what ``reference_cache`` stores)."""
+    out = {
+        "embeddings": case.ref_embeddings,
+        "prompts": np.array([p.name for p in case.prompts]),
+        "refinements": np.array([p.name for p in refinements]),
+    }
+    for p in (*case.prompts, *refinements):
+        out.update(
+            {
+                f"{p.name}/coords": p.coords,
+                f"{p.name}/labels": p.labels,
+                f"{p.name}/logits": p.ref_logits,
+                f"{p.name}/masks": p.ref_masks,
+                **{f"{p.name}/scores/{k}": v for k, v in p.ref_scores.items()},
+            }
+        )
+        if p.mask_input is not None:
+            out[f"{p.name}/mask_input"] = p.mask_input
+    return out
+
+
+def _photo_from_arrays(
+    case: ImageCase, arrays: dict[str, np.ndarray]
+) -> tuple[ImageCase, list[PromptCase]]:
+    """Inverse of ``_photo_arrays``: ``case`` (input fields set) with its reference outputs."""
+
+    def prompt(name: str) -> PromptCase:
+        scores = {k: arrays[f"{name}/scores/{k}"] for k in ScoreKind}
+        return PromptCase(
+            name,
+            arrays[f"{name}/coords"],
+            arrays[f"{name}/labels"],
+            arrays[f"{name}/logits"],
+            scores,
+            arrays[f"{name}/masks"],
+            arrays.get(f"{name}/mask_input"),
+        )
+
+    case.ref_embeddings = arrays["embeddings"]
+    case.prompts = [prompt(str(n)) for n in arrays["prompts"]]
+    return case, [prompt(str(n)) for n in arrays["refinements"]]
 
 
 @dataclass
