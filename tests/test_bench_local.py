@@ -109,3 +109,49 @@ def test_session_options_match_the_session_classes():
     for target, cls in (("onnx", OrtSession), ("tflite", LiteRtSession)):
         accepted = set(inspect.signature(cls.__init__).parameters)
         assert set(session_options(target, 2)) <= accepted, target
+
+
+def test_host_bench_adopts_the_exports_record_and_judges_only_the_rest(
+    export_dir, tmp_path, monkeypatch
+):
+    """A file the export judged on this host is not judged again (its record is the row's parity);
+    a file without a record goes through the device-parity protocol as before."""
+    import shutil
+
+    from edgesam_deploy import api
+    from edgesam_deploy.bench.runners.local import LocalRunner
+    from edgesam_deploy.device.protocol import Bundle
+    from edgesam_deploy.manifest import Manifest
+
+    root = tmp_path / "export"
+    shutil.copytree(export_dir, root)
+    manifest = Manifest.load(root)
+    recorded = {"mask_iou_mean": 0.987, "embedding_cosine_min": 0.9991}
+    manifest.parity = {
+        "artifacts": [
+            {
+                "file": "encoder.onnx",
+                "passed": True,
+                "metrics": recorded,
+                "failures": [],
+                "runtime": "onnxruntime",
+            }
+        ]
+    }
+    manifest.save(root)
+    judged: list[list[str]] = []
+    run_parity = LocalRunner.run_parity
+
+    def spy(self, bundle, outputs, request):
+        judged.append([a.file for a in Bundle.load(bundle).artifacts])
+        return run_parity(self, bundle, outputs, request)
+
+    monkeypatch.setattr(LocalRunner, "run_parity", spy)
+    report = api.bench(root, "host", runs=1, warmup=0, threads=1, reference=False)
+    by_file = {a.file: a for a in report.artifacts}
+    enc, dec = by_file["encoder.onnx"], by_file["decoder.onnx"]
+    assert enc.parity is not None and enc.parity.source == "manifest"
+    assert enc.parity.metrics == recorded and enc.parity_measured_on == "host"
+    assert enc.host_parity is None  # the host column says "this row"
+    assert dec.parity is not None and dec.parity.source == "computed" and dec.parity.passed
+    assert judged == [["decoder.onnx"]]

@@ -55,6 +55,8 @@ def measure_device_parity(
     chosen = []
     for record in request.artifacts:
         row = by_file[record.file]
+        if row.parity is not None:  # already judged on this host (the export's record)
+            continue
         reason = (
             runner.parity_unsupported(record)
             or outside_protocol(record)

@@ -57,6 +57,17 @@ def attach_host_parity(
         result.host_parity = known.get(result.file)
 
 
+def adopt_recorded(results: list[ArtifactResult]) -> None:
+    """Rows timed on this host whose unchanged file was judged here at export take that record as
+    their parity: the same artifact on the same machine is not judged twice (``parity DIR``
+    judges it again on request)."""
+    for result in results:
+        recorded = result.host_parity
+        if result.measured and result.parity is None and recorded and recorded.source == "manifest":
+            result.parity, result.parity_measured_on = recorded, "host"
+            result.host_parity, result.parity_reason = None, ""  # the host column: "this row"
+
+
 def _host_summary(
     result: ArtifactResult,
     export_dir: Path,

@@ -72,7 +72,8 @@ def _verdict(p: ParitySummary) -> str:
 def _parity(r: ArtifactResult) -> str:
     """Where the row's parity was measured and the verdict, or why it was not measured."""
     if r.parity is not None:
-        return f"{r.parity_measured_on}: {_verdict(r.parity)}"
+        recorded = " (recorded at export)" if r.parity.source == "manifest" else ""
+        return f"{r.parity_measured_on}: {_verdict(r.parity)}{recorded}"
     return f"not measured: {r.parity_reason}" if r.parity_reason else ""
 
 

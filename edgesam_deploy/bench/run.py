@@ -17,7 +17,7 @@ from ..parity import Reference
 from ..samples import PARITY_PHOTOS
 from ..vocabulary import ProgressFn, counting
 from .device_parity import measure_device_parity, protocol_settings
-from .parity_summary import attach_host_parity
+from .parity_summary import adopt_recorded, attach_host_parity
 from .runners import BenchRequest, RunnerOptions, get_runner
 from .schema import BenchReport
 
@@ -59,6 +59,7 @@ def run_bench(
     ``model`` gives the reference weights; it is called only for the PyTorch reference rows and
     for parity. Parity is measured on the device through the device-parity protocol and, beside
     it, on this host (recorded in the manifest, else computed here when the device is elsewhere).
+    On this host, a file the export already judged here keeps that record (not judged twice).
     """
     settings.validate()
     manifest = Manifest.load(export_dir)
@@ -92,9 +93,11 @@ def run_bench(
         if settings.parity:
             reference = functools.cache(lambda: Reference(model(), settings.parity_photos))
             rows, on_device = outcome.artifacts, protocol_settings(profile, threads)
-            measure_device_parity(runner, request, rows, reference, on_device)
             elsewhere = runner.measured_on != "host"
             attach_host_parity(rows, export_dir, manifest, reference, elsewhere, steps)
+            if not elsewhere:
+                adopt_recorded(rows)
+            measure_device_parity(runner, request, rows, reference, on_device)
         else:
             for row in outcome.artifacts:
                 row.parity_reason = "skipped (--no-parity)"
