@@ -11,7 +11,15 @@ from .. import api
 from ..errors import DeployError
 from ..parity.report import print_table
 from ..vocabulary import ComputeUnit, ScoreKind
-from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
+from .options import (
+    CalibrationDirOpt,
+    CalibrationSizeOpt,
+    CheckpointOpt,
+    RandomWeightsOpt,
+    VariantOpt,
+    model_from_options,
+    out_console,
+)
 from .progress import progress_reporter
 
 
@@ -33,14 +41,8 @@ def export(
         "--scores",
         help="Decoder 'scores' output: the IoU head or the stability score.",
     ),
-    calibration_dir: Optional[Path] = typer.Option(
-        None,
-        "--calibration-dir",
-        help="Your own images for int8 calibration (default: scikit-image photos).",
-    ),
-    calibration_size: int = typer.Option(
-        8, "--calibration-size", min=1, help="Number of calibration images."
-    ),
+    calibration_dir: Optional[Path] = CalibrationDirOpt,
+    calibration_size: int = CalibrationSizeOpt,
     num_points: int = typer.Option(
         16,
         "--num-points",

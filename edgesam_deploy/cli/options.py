@@ -44,6 +44,15 @@ RandomWeightsOpt = typer.Option(
     max=MAX_SEED,
     help="Seeded random weights of realistic scale: the embedded default for machines without a checkpoint.",
 )
+CalibrationDirOpt = typer.Option(
+    None,
+    "--calibration-dir",
+    help="Your own images for int8 calibration (default: scikit-image photos, never the parity "
+    "photos).",
+)
+CalibrationSizeOpt = typer.Option(
+    8, "--calibration-size", min=1, help="Number of calibration images."
+)
 VariantOpt = typer.Option("edgesam", "--variant", help=f"Model variant: {', '.join(REGISTRY)}.")
 
 

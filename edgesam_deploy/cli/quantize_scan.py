@@ -14,7 +14,15 @@ from ..parity.thresholds import thresholds_for
 from ..quantization.search_target import check_min_iou
 from ..quantization.sensitivity import check_block_names
 from ..vocabulary import Precision, Role
-from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options, out_console
+from .options import (
+    CalibrationDirOpt,
+    CalibrationSizeOpt,
+    CheckpointOpt,
+    RandomWeightsOpt,
+    VariantOpt,
+    model_from_options,
+    out_console,
+)
 from .progress import progress_reporter
 
 
@@ -31,14 +39,8 @@ def quantize_scan(
         "--min-iou",
         help="Mean mask IoU the greedy path aims at, in (0, 1] (default: the int8 gate's).",
     ),
-    calibration_dir: Optional[Path] = typer.Option(
-        None,
-        "--calibration-dir",
-        help="Your own images (default: scikit-image photos, never the parity photos).",
-    ),
-    calibration_size: int = typer.Option(
-        8, "--calibration-size", min=1, help="Number of calibration images."
-    ),
+    calibration_dir: Optional[Path] = CalibrationDirOpt,
+    calibration_size: int = CalibrationSizeOpt,
     alpha: Optional[float] = typer.Option(
         None,
         "--alpha",
