@@ -12,6 +12,7 @@ import torch
 
 from edgesam_deploy.graphs import DecoderGraph
 from edgesam_deploy.modeling import EdgeSam, reparameterize_encoder
+from edgesam_deploy.modeling.decoder_fast import AttentionForm
 from edgesam_deploy.processing import (
     Prompt,
     decoder_inputs,
@@ -99,10 +100,11 @@ def test_decoder_outputs(conformance, conformance_model, embeddings, mode, case)
         assert np.all(np.abs(full[differ]) <= TOL), "masks differ where the logit is not near 0"
 
 
+@pytest.mark.parametrize("rewrite", [None, *AttentionForm])  # the reference and the rewrites
 @pytest.mark.parametrize("kind", ["iou", "stability"])
 @pytest.mark.parametrize("case", CASES)
-def test_decoder_graph_contract(conformance, conformance_model, kind, case):
-    graph = DecoderGraph(conformance_model, kind)
+def test_decoder_graph_contract(conformance, conformance_model, kind, case, rewrite):
+    graph = DecoderGraph(conformance_model, kind, rewrite=rewrite).eval()
     prefix = f"decoder_graph/{kind}/{case}"
     with torch.no_grad():
         scores, masks = graph(
