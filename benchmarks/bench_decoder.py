@@ -140,15 +140,18 @@ def gflops(model, form: AttentionForm) -> dict[str, float]:
 
 
 STATISTICS = {"median": np.median, "min": np.min}  # min: the least disturbed run on a busy machine
+SETTLE_S = 0.1  # idle pause before each graph's turn: the previous session's threads stop spinning
+BURST = 3  # calls per turn, the first dropped: the next click on the same image (warm caches)
 
 
 def time_runtime(
     runs: Run, target: Target, threads: int, repeats: int, out: Path
 ) -> dict[str, tuple[dict[str, float], GemmFloor]]:
-    """Per statistic (median, min): ms of every callable and the GEMM floor from ``target``'s
-    floor workloads, all timed interleaved."""
+    """Per statistic (median, min): ms of every callable (warm: ``BURST``) and the GEMM floor from
+    ``target``'s floor workloads, all timed interleaved with a ``SETTLE_S`` pause per turn."""
     gemms = gemm_runs(target, threads, out)
-    samples = timed_interleaved(runs | {k: fn for k, (fn, _) in gemms.items()}, repeats, warmup=1)
+    fns = runs | {k: fn for k, (fn, _) in gemms.items()}
+    samples = timed_interleaved(fns, repeats, warmup=1, settle_s=SETTLE_S, burst=BURST)
     out_stats = {}
     for name, stat in STATISTICS.items():
         ms = {k: round(float(stat(v)), 2) for k, v in samples.items()}
@@ -157,14 +160,28 @@ def time_runtime(
     return out_stats
 
 
+def first_click_ms(runs: Run, repeats: int) -> dict[str, float]:
+    """Median ms of each decoder's first call after an encoder run (and a ``SETTLE_S`` pause):
+    the first click on a new image, the decoder's weights no longer in cache."""
+    samples: dict[str, list[float]] = {k: [] for k in runs if k != "encoder"}
+    for _ in range(repeats):
+        for key in samples:
+            runs["encoder"]()
+            samples[key] += timed_interleaved({key: runs[key]}, 1, 0, settle_s=SETTLE_S)[key]
+    return {k: round(float(np.median(v)), 2) for k, v in samples.items()}
+
+
 def reference(key: str) -> str:
     """The reference graph's key of a timed graph's key."""
     return key.replace("rewritten", "reference")
 
 
-def summary(ms: dict[str, float], flop: dict[str, float], floor: GemmFloor) -> dict[str, dict]:
-    """Per graph: ms, % of the encoder's time, GFLOP/s (its own FLOPs) and its fraction of the
-    floor, and the reference FLOPs' fraction; per click count the rewrite's speedup."""
+def summary(
+    ms: dict[str, float], first: dict[str, float], flop: dict[str, float], floor: GemmFloor
+) -> dict[str, dict]:
+    """Per graph: ms (next click), % of the encoder's time, GFLOP/s (its own FLOPs) and its
+    fraction of the floor, the reference FLOPs' fraction, and for decoders the first click's ms
+    and %; per click count the rewrite's speedup."""
     rows = {}
     for key, t in ms.items():
         rows[key] = {
@@ -175,6 +192,9 @@ def summary(ms: dict[str, float], flop: dict[str, float], floor: GemmFloor) -> d
             # the reference graph's FLOPs over this time: the rate of doing the model's work
             "model_fraction_of_floor": round(floor.fraction(flop[reference(key)], t), 3),
         }
+        if key in first:
+            rows[key]["first_click_ms"] = first[key]
+            rows[key]["first_click_pct_of_encoder"] = round(100 * first[key] / ms["encoder"], 1)
     speedup = {
         label: round(ms[f"decoder.reference {label}"] / ms[f"decoder.rewritten {label}"], 2)
         for label in CLICKS
@@ -185,11 +205,15 @@ def summary(ms: dict[str, float], flop: dict[str, float], floor: GemmFloor) -> d
 def print_summary(runtime: str, stat: str, result: dict) -> None:
     floor = result["floor"]
     print(f"\n{runtime} ({stat}): GEMM floor {floor['gflops']} GFLOP/s, {floor['threads']} threads")
-    print(f"{'graph':30s} {'ms':>8s} {'% enc':>6s} {'GFLOP/s':>8s} {'floor':>6s} {'model':>6s}")
+    print(
+        f"{'graph':30s} {'ms':>8s} {'% enc':>6s} {'GFLOP/s':>8s} {'floor':>6s} {'model':>6s} "
+        f"{'1st ms':>7s} {'1st %':>6s}"
+    )
     for key, r in result["graphs"].items():
         print(
             f"{key:30s} {r['ms']:8.1f} {r['pct_of_encoder']:6.1f} {r['gflop_per_s']:8.1f} "
-            f"{r['fraction_of_floor']:6.2f} {r['model_fraction_of_floor']:6.2f}"
+            f"{r['fraction_of_floor']:6.2f} {r['model_fraction_of_floor']:6.2f} "
+            f"{r.get('first_click_ms', ''):>7} {r.get('first_click_pct_of_encoder', ''):>6}"
         )
     print(f"rewrite speedup: {result['rewrite_speedup']}")
 
@@ -206,7 +230,8 @@ def measure(args: argparse.Namespace, out: Path) -> dict:
     for target, runs in per_runtime.items():
         flop = gflops(model, FORMS[target])
         timed = time_runtime(runs, target, args.threads, args.runs, out)
-        entry = {stat: summary(ms, flop, floor) for stat, (ms, floor) in timed.items()}
+        first = first_click_ms(runs, args.runs)
+        entry = {stat: summary(ms, first, flop, floor) for stat, (ms, floor) in timed.items()}
         for stat, table in entry.items():
             print_summary(RUNTIMES[target], stat, table)
         result["runtimes"][RUNTIMES[target]] = entry | {

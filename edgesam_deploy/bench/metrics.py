@@ -29,19 +29,32 @@ def timed(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
 
 
 def timed_interleaved(
-    fns: dict[str, Callable[[], object]], runs: int, warmup: int
+    fns: dict[str, Callable[[], object]],
+    runs: int,
+    warmup: int,
+    settle_s: float = 0.0,
+    burst: int = 1,
 ) -> dict[str, list[float]]:
     """Like ``timed`` for several functions whose runs are interleaved, so that load on a shared
-    machine falls on each alike and ratios between them stay meaningful. ms per run, by key."""
+    machine falls on each alike and ratios between them stay meaningful. ms per run, by key.
+
+    ``settle_s`` > 0: each function's turn starts after that idle pause, so that the worker threads
+    a runtime leaves spinning after its run (ONNX Runtime's do) do not take the cores from the
+    next one. ``burst`` > 1: a turn is ``burst`` calls back to back and only the last ``burst - 1``
+    are kept (warm caches, as for the next click on the same image).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     samples: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(runs):
         for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[key].append((time.perf_counter() - start) * 1e3)
+            time.sleep(settle_s)
+            for i in range(burst):
+                start = time.perf_counter()
+                fn()
+                if i or burst == 1:
+                    samples[key].append((time.perf_counter() - start) * 1e3)
     return samples
 
 

@@ -2,15 +2,18 @@
 ``MaskDecoder.predict_masks`` with its dense positional encoding fixed (as in ``graphs.DecoderGraph``),
 computed with fewer, larger GEMMs and no NCHW round trip. Measurements: docs/decoder-speed.md.
 
-- The image stays token-major (B x HW x C) from the one transpose of the input to the logits.
-- Per two-way block, the image-side projections that read the same keys (token->image k and v,
-  image->token q) are one GEMM C -> 3C/2. Its bias absorbs the constant PE term,
-  (x + pe) W + b = x W + (pe W + b), and the image queries' 1/sqrt(d) = 1/4 (a power of two: exact).
-  The final token->image attention's k and v are one GEMM the same way.
+- The image stays token-major (HW x C) from the one permute of the input to the logits.
+- With few prompt tokens the image-side attention runs in the image's input space (``AttentionForm``):
+  the projections are folded into the tokens' side, and the 4096-row products have heads x tokens
+  columns instead of the internal dim.
+- The final token-to-image attention is computed for the output tokens only (the others are not
+  read after it).
 - The upscaling is sub-pixel: a stride-2 2x2 ConvTranspose is a per-pixel linear map to 4x the
   channels followed by depth-to-space. Both ConvTransposes run at 64 x 64 in token layout
   (LayerNorm2d over one sub-pixel's channels is a last-axis LayerNorm), the hypernetwork product
   is taken per sub-pixel, and one transpose puts the B x 4 x 256 x 256 logits in place.
+- Products of two activations are batches of one with an untransposed right operand, so that
+  LiteRT's XNNPACK delegate takes them (``_mm``).
 """
 
 from __future__ import annotations
@@ -42,10 +45,26 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
 
 
+def _heads_t(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """N x (heads * d) -> heads x d x N."""
+    n, c = x.shape
+    return x.reshape(n, heads, c // heads).permute(1, 2, 0)
+
+
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b of two activations (M x K, K x N) as a batch of one: LiteRT converts a 2-D product
-    to FULLY_CONNECTED with a non-constant weight, which its XNNPACK delegate does not take."""
-    return (a[None] @ b[None])[0]
+    """a @ b of two activations (M x K, K x N) as a batch of one, reshaped back (an index would be
+    a copying Gather in ONNX). LiteRT lowers a 2-D product of activations, and any product whose
+    right operand is a transposed activation, to FULLY_CONNECTED with a non-constant weight, which
+    its XNNPACK delegate does not take: callers build ``b`` in K x N layout."""
+    return (a[None] @ b[None]).reshape(a.shape[0], -1)
+
+
+def _columns(w: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    """Per head ``W_h^T x_h`` as C x (heads * T) columns, head-major: ``w`` the heads x d x C rows
+    of a projection's weight, ``x_t`` heads x d x T (``_heads_t``). Built untransposed for LiteRT
+    (``_mm``)."""
+    h, _, c = w.shape
+    return (w.transpose(1, 2) @ x_t).permute(1, 0, 2).reshape(c, -1)
 
 
 def _scale(attn: Attention) -> float:
@@ -57,9 +76,9 @@ class AttentionForm(StrEnum):
     """How the rewrite computes the image-side attention (docs/decoder-speed.md).
 
     ``auto``: in the image's input space where that is fewer FLOPs (heads x tokens < internal dim,
-    i.e. fewer than 16 tokens: up to 10 points), else through the projections. ONNX Runtime gains.
-    ``projected``: always through the projections. LiteRT: its converter turns the input-space
-    products of two activations into FULLY_CONNECTED ops that XNNPACK does not take.
+    i.e. fewer than 16 tokens: up to 10 points), else through the projections. Decided when the
+    graph is traced: per signature (N) in LiteRT, once (at N = 2) for ONNX's dynamic N.
+    ``projected``: always through the projections (the reference's order of products).
     """
 
     AUTO = "auto"
@@ -86,12 +105,13 @@ def token_to_image(
     plus a term constant along the softmax axis, and P (Y Wv^T + bv) = (P Y) Wv^T + bv.
     """
     h, c = attn.num_heads, image.shape[1]
-    q = _heads(attn.q_proj(queries), h) * _scale(attn)  # h x T x d
     if not _input_space(attn, queries.shape[0], form):
+        q = _heads(attn.q_proj(queries), h) * _scale(attn)  # h x T x d
         k, v = _heads(attn.k_proj(image_pe), h), _heads(attn.v_proj(image), h)
         return attn.out_proj(_merge(_attend(q, k, v)))
-    qk = (q @ attn.k_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
-    p = torch.softmax(_mm(image_pe, qk.T).T, dim=-1)  # hT x HW
+    q_t = _heads_t(attn.q_proj(queries), h) * _scale(attn)  # h x d x T
+    qk_t = _columns(attn.k_proj.weight.reshape(h, -1, c), q_t)  # C x hT
+    p = torch.softmax(_mm(image_pe, qk_t).T, dim=-1)  # hT x HW
     py = _mm(p, image).reshape(h, -1, c)  # h x T x C
     out = py @ attn.v_proj.weight.reshape(h, -1, c).transpose(1, 2)  # h x T x d
     return attn.out_proj(_merge(out + attn.v_proj.bias.reshape(h, 1, -1)))
@@ -110,16 +130,18 @@ def image_to_token(
     + bq_h . k_h, and the output projection is folded into the values: sum_h P_h (v_h Wo_h^T).
     """
     h, (n, c) = attn.num_heads, image_pe.shape
-    k = _heads(attn.k_proj(keys), h) * _scale(attn)  # h x T x d
-    v = _heads(attn.v_proj(values), h)
     if not _input_space(attn, keys.shape[0], form):
-        q = _heads(attn.q_proj(image_pe), h)  # the scale is in k
-        return attn.out_proj(_merge(_attend(q, k, v)))
-    a = (k @ attn.q_proj.weight.reshape(h, -1, c)).reshape(-1, c)  # hT x C
-    bias = (k @ attn.q_proj.bias.reshape(h, -1, 1)).reshape(-1)  # hT
-    p = torch.softmax((_mm(image_pe, a.T) + bias).reshape(n, h, -1), dim=-1)  # HW x h x T
-    vo = (v @ attn.out_proj.weight.T.reshape(h, -1, c)).reshape(-1, c)  # hT x C
-    return _mm(p.reshape(n, -1), vo) + attn.out_proj.bias
+        q = _heads(attn.q_proj(image_pe), h)
+        k = _heads(attn.k_proj(keys), h) * _scale(attn)
+        return attn.out_proj(_merge(_attend(q, k, _heads(attn.v_proj(values), h))))
+    k_t = _heads_t(attn.k_proj(keys), h) * _scale(attn)  # h x d x T
+    a_t = _columns(attn.q_proj.weight.reshape(h, -1, c), k_t)  # C x hT
+    bias = (attn.q_proj.bias.reshape(h, 1, -1) @ k_t).reshape(-1)  # hT
+    p = torch.softmax((_mm(image_pe, a_t) + bias).reshape(n, h, -1), dim=-1)  # HW x h x T
+    # each head's probabilities sum to 1, so the output bias enters as bias / heads per row
+    v = _heads(attn.v_proj(values), h)  # h x T x d
+    vo = v @ attn.out_proj.weight.T.reshape(h, -1, c) + attn.out_proj.bias / h  # h x T x C
+    return _mm(p.reshape(n, -1), vo.reshape(-1, c))
 
 
 def two_way_block(
@@ -171,7 +193,7 @@ class SubPixelUpscaling(nn.Module):
         x = torch.addmm(self.b1, tokens, self.w1).reshape(n * 4, self.channels)
         x = F.gelu(F.layer_norm(x, (self.channels,), self.norm_weight, self.norm_bias, self.eps))
         x = F.gelu(torch.addmm(self.b2, x, self.w2).reshape(n * 16, -1))
-        masks = _mm(x, hyper_t).T  # M x (y, x, a1, b1, a2, b2)
+        masks = _mm(x, hyper_t).T  # M x (y, x, a1, b1, a2, b2); 6-D at most (XNNPACK)
         masks = masks.reshape(-1, w, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
         return masks.reshape(hyper_t.shape[1], 4 * h, 4 * w)
 
@@ -198,13 +220,22 @@ class FastMaskDecoder(nn.Module):
         _, c, h, w = image_embeddings.shape
         out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens, sparse[0]], dim=0)
-        keys = (image_embeddings + dense).reshape(c, h * w).T
+        # NCHW -> HW x C as a 4-D permute: LiteRT's converter folds a 2-D transpose of the image
+        # into the first P @ Y product, making it a FULLY_CONNECTED that XNNPACK does not take
+        if dense.shape[-1] == 1:  # one embedding for every pixel: added after the transpose
+            keys = image_embeddings.permute(0, 2, 3, 1).reshape(h * w, c) + dense.reshape(1, c)
+        else:
+            keys = (image_embeddings + dense).permute(0, 2, 3, 1).reshape(h * w, c)
         queries = tokens
         for layer in dec.transformer.layers:
             queries, keys = two_way_block(layer, queries, keys, tokens, self.key_pe, self.form)
+        # only the output tokens are read after the final attention: the others are not computed
+        n_out = out_tokens.shape[0]
         final = dec.transformer.final_attn_token_to_image
-        attn = token_to_image(final, queries + tokens, keys + self.key_pe, keys, self.form)
-        queries = dec.transformer.norm_final_attn(queries + attn)
+        attn = token_to_image(
+            final, (queries + tokens)[:n_out], keys + self.key_pe, keys, self.form
+        )
+        queries = dec.transformer.norm_final_attn(queries[:n_out] + attn)
         # C/8 x M, built in the layout the product takes: LiteRT makes a product with a
         # transposed activation a FULLY_CONNECTED op that its XNNPACK delegate does not take
         hyper_t = torch.stack(

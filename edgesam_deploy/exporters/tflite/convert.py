@@ -40,8 +40,8 @@ from .options import TfliteOptions
 ENCODER_SIGNATURE = "encoder"
 DECODER_SIGNATURE = "decoder_n{n}"
 CONVERTER = "litert-torch"
-# projected: the converter makes input-space products FULLY_CONNECTED ops XNNPACK does not take
-DECODER_ATTENTION = AttentionForm.PROJECTED
+# the rewritten decoder's attention form: input space for few points, chosen per signature
+DECODER_ATTENTION = AttentionForm.AUTO
 # int8 decoders are quantized from the reference graph: their recipes (quantization/tflite_quant.py)
 # select ops by the reference's module names (TwoWayAttentionBlock) and were measured on it
 REFERENCE = "reference graph (int8 recipes were chosen on it; docs/decoder-speed.md)"
