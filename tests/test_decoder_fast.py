@@ -15,16 +15,23 @@ from edgesam_deploy.vocabulary import Role, ScoreKind
 TOL = 1e-4  # the conformance README: float32 reimplementation within 1e-4 absolute
 
 
-@pytest.mark.parametrize("n", [1, 2, 10, 11, 16, 24])
-def test_both_attention_formulations_match_the_reference(random_model, n):
-    """Input-space attention (T = 5 + n tokens, 8 T < 128) and the projected one (8 T >= 128)."""
+def test_attention_form_choice(random_model):
+    """auto: input space while T = 5 + n tokens have 8 T < 128 columns (n <= 10 points)."""
     attn = random_model.mask_decoder.transformer.final_attn_token_to_image
-    assert _input_space(attn, 5 + n, AttentionForm.AUTO) == (n <= 10)
-    assert not _input_space(attn, 5 + n, AttentionForm.PROJECTED)
+    for n in range(1, 25):
+        assert _input_space(attn, 5 + n, AttentionForm.AUTO) == (n <= 10)
+        assert not _input_space(attn, 5 + n, AttentionForm.PROJECTED)
+        assert _input_space(attn, 5 + n, AttentionForm.INPUT_SPACE)
+
+
+@pytest.mark.parametrize("form", list(AttentionForm))
+@pytest.mark.parametrize("n", [1, 2, 10, 11, 16, 24])
+def test_every_attention_form_matches_the_reference(random_model, n, form):
+    """Each form on both sides of auto's switch (and the final attention on 5 output tokens)."""
     inputs = example_inputs(Role.DECODER, n)
     with torch.no_grad():
         ref = DecoderGraph(random_model).eval()(*inputs)
-        fast = DecoderGraph(random_model, rewrite=AttentionForm.AUTO).eval()(*inputs)
+        fast = DecoderGraph(random_model, rewrite=form).eval()(*inputs)
     for a, b in zip(ref, fast):
         assert a.shape == b.shape
         assert (a - b).abs().max().item() <= TOL

@@ -185,6 +185,9 @@ def test_xnnpack_report(export_dir, manifest):
         info = open_session(_record(manifest, "encoder", precision), export_dir).describe()
         assert info["xnnpack"] and info["delegated"] > 0
         assert info["delegated"] + info["fallback"] == info["ops"]
+    # the rewritten decoder (input-space attention, untransposed operands): XNNPACK takes it whole
+    info = open_session(_record(manifest, "decoder", "fp32"), export_dir).describe()
+    assert info["fallback"] == 0 and info["partitions"] == 1, info["fallback_ops"]
     info = open_session(_record(manifest, "decoder", "fp32"), export_dir, xnnpack=False).describe()
     assert info["xnnpack"] is False and "delegated" not in info
 

@@ -76,19 +76,24 @@ class AttentionForm(StrEnum):
     """How the rewrite computes the image-side attention (docs/decoder-speed.md).
 
     ``auto``: in the image's input space where that is fewer FLOPs (heads x tokens < internal dim,
-    i.e. fewer than 16 tokens: up to 10 points), else through the projections. Decided when the
-    graph is traced: per signature (N) in LiteRT, once (at N = 2) for ONNX's dynamic N.
+    i.e. fewer than 16 tokens: up to 10 points), else through the projections; decided when the
+    graph is traced, so for a runtime with one graph per N (LiteRT's signatures).
+    ``input-space``: always in the input space (one graph for every N, e.g. ONNX's dynamic N:
+    at 16 points it costs more FLOPs than the projections, in large GEMMs).
     ``projected``: always through the projections (the reference's order of products).
     """
 
     AUTO = "auto"
+    INPUT_SPACE = "input-space"
     PROJECTED = "projected"
 
 
 def _input_space(attn: Attention, tokens: int, form: AttentionForm) -> bool:
     """Whether attention with ``tokens`` prompt-side tokens runs in the image's input space
     (heads x tokens columns) rather than through the image-side projections (internal dim)."""
-    return form == AttentionForm.AUTO and attn.num_heads * tokens < attn.q_proj.out_features
+    if form == AttentionForm.AUTO:
+        return attn.num_heads * tokens < attn.q_proj.out_features
+    return form == AttentionForm.INPUT_SPACE
 
 
 def token_to_image(

@@ -26,8 +26,8 @@ from .checks import check_static_decoder, opset_of
 from .options import OnnxOptions
 
 OPSET = 17
-# the rewritten decoder's attention form here: input space for few points (docs/decoder-speed.md)
-DECODER_ATTENTION = AttentionForm.AUTO
+# the rewritten decoder's attention form: one graph for every N (docs/decoder-speed.md)
+DECODER_ATTENTION = AttentionForm.INPUT_SPACE
 INT8_OPSET = 20  # int8 encoders: GELU as one Gelu node, so ORT's QDQ fusion matches (docs/onnx.md)
 SIMPLIFIER = "onnxslim"
 EXPORTER = "torch.onnx legacy TorchScript exporter (dynamo=False)"
