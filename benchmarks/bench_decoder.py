@@ -25,7 +25,7 @@ import torch
 
 from edgesam_deploy.bench.floor import GemmFloor, floor_from_medians, gemm_runs
 from edgesam_deploy.bench.flops import graph_gflop
-from edgesam_deploy.bench.metrics import timed_interleaved
+from edgesam_deploy.bench.metrics import SETTLE_S, timed_interleaved
 from edgesam_deploy.bench.op_profile import ort_op_profile
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters.onnx.convert import DECODER_ATTENTION as ONNX_ATTENTION
@@ -140,7 +140,6 @@ def gflops(model, form: AttentionForm) -> dict[str, float]:
 
 
 STATISTICS = {"median": np.median, "min": np.min}  # min: the least disturbed run on a busy machine
-SETTLE_S = 0.1  # idle pause before each graph's turn: the previous session's threads stop spinning
 BURST = 3  # calls per turn, the first dropped: the next click on the same image (warm caches)
 
 

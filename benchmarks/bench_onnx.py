@@ -23,7 +23,7 @@ import torch
 
 from edgesam_deploy.bench.floor import GemmFloor, floor_from_medians, gemm_runs
 from edgesam_deploy.bench.flops import graph_gflop
-from edgesam_deploy.bench.metrics import timed_interleaved
+from edgesam_deploy.bench.metrics import SETTLE_S, timed_interleaved
 from edgesam_deploy.bench.op_profile import ort_op_profile
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportContext, ExportOptions
@@ -59,8 +59,10 @@ def export_official_style(model: torch.nn.Module, path: Path) -> None:
 
 
 def median_ms(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    """Median latency of each callable, runs interleaved (``bench.metrics.timed_interleaved``)."""
-    return {k: float(np.median(v)) for k, v in timed_interleaved(fns, runs, warmup=1).items()}
+    """Median latency of each callable, runs interleaved (``bench.metrics.timed_interleaved``)
+    with a ``SETTLE_S`` pause before each turn."""
+    samples = timed_interleaved(fns, runs, warmup=1, settle_s=SETTLE_S)
+    return {k: float(np.median(v)) for k, v in samples.items()}
 
 
 def decoder_feeds(embeddings: np.ndarray, n: int) -> dict[str, np.ndarray]:

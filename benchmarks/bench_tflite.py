@@ -21,7 +21,7 @@ import numpy as np
 
 from edgesam_deploy.bench.floor import floor_from_medians, gemm_runs
 from edgesam_deploy.bench.flops import graph_gflop
-from edgesam_deploy.bench.metrics import timed, timed_interleaved
+from edgesam_deploy.bench.metrics import SETTLE_S, timed, timed_interleaved
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.pipeline import run_export
@@ -110,7 +110,9 @@ def floor_block(model, records, export_dir: Path, feeds, args: argparse.Namespac
         for label, f in feeds[role].items():
             fns[f"{role} {label}"] = lambda s=session, x=f: s.run(x)
     gemms = gemm_runs(Target.TFLITE, args.threads, Path(tempfile.mkdtemp(prefix="gemm-floor-")))
-    samples = timed_interleaved(fns | {k: fn for k, (fn, _) in gemms.items()}, args.repeats, 1)
+    samples = timed_interleaved(
+        fns | {k: fn for k, (fn, _) in gemms.items()}, args.repeats, 1, settle_s=SETTLE_S
+    )
     medians = {k: median(v) for k, v in samples.items()}
     floor = floor_from_medians(args.threads, gemms, medians)
     gflop = {
