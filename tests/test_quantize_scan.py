@@ -68,10 +68,12 @@ def test_margin_raises_only_the_search_floor(setup):
     measured = ev.measure([], "0 float").metrics["mask_iou_min"]
     assert floor + 0.01 < measured  # conformance weights: room for margins either side
     below, above = measured - floor - 0.01, min(measured - floor + 0.01, 0.2)
-    ev.target = search_target(0.01, below)
-    assert "mask_iou_min" not in " ".join(ev.measure([], "0 float").failures)
-    ev.target = search_target(0.01, above)
-    assert "mask_iou_min" in " ".join(ev.measure([], "0 float").failures)
+    fails = {}
+    for margin in (below, above):
+        ev.target = search_target(0.01, margin)
+        fails[margin] = " ".join(ev.measure([], "0 float").failures)
+    ev.target = search_target(0.95)  # as the fixture made it, for the tests after this one
+    assert "mask_iou_min" not in fails[below] and "mask_iou_min" in fails[above]
 
 
 def test_blocks_cover_the_encoder(setup):
