@@ -1,14 +1,15 @@
 """Does the mixed-precision search's verdict transfer? Every graph of a search, on three photo sets.
 
     python benchmarks/bench_search_transfer.py --manifest OUT/manifest.json [--seed 0]
-        [--out benchmarks/results/search-transfer.json] [--threads 2]
+        [--sets calibration,scoring,parity] [--out benchmarks/results/search-transfer.json]
 
 Reads the int8-static encoder of an ``export --min-iou`` run (its equalization alpha, calibration
 photos, greedy path and scoring photos from ``details``), rebuilds each graph of the greedy path and
 the hand-picked policy (same cached activation ranges) and judges each on the calibration images
 (in sample), the held-out scoring photos (what the search saw) and the parity photos (what the gate
-sees), with the int8 gate's statistics (docs/mixed-precision.md). The parity photos are used here
-only after the search, to measure how far its statistics move on unseen photos. Not a test.
+sees; ``--sets`` picks), next to the search's own record, with the int8 gate's statistics
+(docs/mixed-precision.md). The parity photos are used here only after the search, to measure how
+far its statistics move on unseen photos. Not a test.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0, help="Seeded weights of the export.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search-transfer.json"))
+    parser.add_argument("--sets", default=",".join(SETS), help="Photo sets to judge on.")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,31 +75,38 @@ def main() -> int:
     search = OnnxOptions(
         (Precision.INT8_STATIC,), mean_target, record["search_margin"], len(record["scored_on"])
     )
+    sets = [k for k in args.sets.split(",") if k]
+    if not sets or set(sets) - set(SETS):
+        raise SystemExit(f"--sets {args.sets}: a comma list of {', '.join(SETS)}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgesam-transfer-") as scratch:
         ev = int8_evaluator(ctx, graph, policy, search, Path(scratch))
         if ev.reference.photo_names != record["scored_on"]:
             raise SystemExit(f"scoring photos moved: {ev.reference.photo_names}")
-        others = {
-            name: Evaluator(graph, policy, ev.feeds, ref, ev.target, Path(scratch), calibrated)
-            for name, ref in (
-                ("calibration", Reference(model, calibrated)),
-                ("parity", Reference(model)),
-            )
+        judges = {
+            "scoring": ev,
+            **{
+                name: Evaluator(graph, policy, ev.feeds, ref, ev.target, Path(scratch), calibrated)
+                for name, ref in (
+                    ("calibration", Reference(model, calibrated)),
+                    ("parity", Reference(model)),
+                )
+            },
         }
-        graphs = [
-            ev.measure(select_blocks(ev.blocks, step["floated"]), step["label"])
-            for step in record["steps"]
-        ]
-        graphs.append(ev.judge_model(hand, "hand-picked"))
-        for m in graphs:
-            print(f"judging {m.label}")
-            sets = {"scoring": m, **{k: e.judge_model(m.model, m.label) for k, e in others.items()}}
+        first = judges[sets[0]]
+        for step in [*record["steps"], {**record["hand_picked"], "label": "hand-picked"}]:
+            print(f"judging {step['label']}")
+            if step["label"] == "hand-picked":
+                m = first.judge_model(hand, step["label"])
+            else:
+                m = first.measure(select_blocks(ev.blocks, step["floated"]), step["label"])
+            judged = {sets[0]: m, **{k: judges[k].judge_model(m.model, m.label) for k in sets[1:]}}
             rows.append(
                 {
-                    "label": m.label,
-                    "floated": list(m.floated),
-                    **{k: {s: round(v.metrics[s], 6) for s in KEYS} for k, v in sets.items()},
+                    "label": step["label"],
+                    "floated": step["floated"],
+                    "search": {k: step[k] for k in KEYS},
+                    **{k: {s: round(v.metrics[s], 6) for s in KEYS} for k, v in judged.items()},
                 }
             )
     table = {
@@ -108,9 +117,11 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n")
-    print("| graph | calib. IoU mean / min | scoring IoU mean / min | parity IoU mean / min |")
+    print("| graph | " + " | ".join(f"{k} IoU mean / min" for k in ["search", *sets]) + " |")
     for r in rows:
-        cells = [f"{r[k]['mask_iou_mean']:.4f} / {r[k]['mask_iou_min']:.3f}" for k in SETS]
+        cells = [
+            f"{r[k]['mask_iou_mean']:.4f} / {r[k]['mask_iou_min']:.3f}" for k in ["search", *sets]
+        ]
         print(f"| {r['label']} | " + " | ".join(cells) + " |")
     print(args.out)
     return 0
