@@ -164,6 +164,6 @@ def test_min_iou_option_is_checked():
     with pytest.raises(OptionsError, match="must be in"):
         OnnxOptions(("int8-static",), 1.01)
     assert OnnxOptions(("int8-static",), 0.97, 0.2, 6).margin == 0.2
-    assert OnnxOptions(("int8-static",), 0.97).scoring_images == 4
+    assert OnnxOptions(("int8-static",), 0.97).scoring_images == 6
     with pytest.raises(OptionsError, match="--search-images 7"):
         OnnxOptions(("int8-static",), 0.97, search_images=7)

@@ -182,13 +182,13 @@ class Evaluator:
     def measure(self, floated: Iterable[Block], label: str) -> Measurement:
         """The int8 encoder with exactly ``floated`` kept float (measured once per set)."""
         kept = list(floated)
-        key = frozenset(b.name for b in kept)
+        names = tuple(b.name for b in kept)
+        key = frozenset(names)
         if key not in self._measured:
-            names = tuple(b.name for b in kept)
             self._measured[key] = self.measure_policy(floating(self.base, kept), label, names)
         found = self._measured[key]
         failures = violations(found.metrics, self.target)  # the target may have changed since
-        return dataclasses.replace(found, label=label, failures=failures)
+        return dataclasses.replace(found, label=label, floated=names, failures=failures)
 
     def only(self, block: Block) -> Measurement:
         """Only ``block`` int8, every other block float."""

@@ -12,7 +12,7 @@ from ...quantization.search_target import SEARCH_MARGIN, check_margin, check_min
 from ...vocabulary import Target
 from ..base import OptionsError, TargetOptions
 
-SEARCH_IMAGES = 4  # held-out scoring photos of the search: 4 x 5 prompts x 4 masks, as parity
+SEARCH_IMAGES = 6  # every held-out photo: 6 x 5 prompts x 4 masks (docs/mixed-precision.md)
 
 
 @dataclass
