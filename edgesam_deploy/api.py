@@ -146,6 +146,8 @@ def export(
     compute_units: ComputeUnit = ComputeUnit.ALL,
     mask_input: bool = False,
     min_iou: float | None = None,
+    search_margin: float | None = None,
+    search_images: int | None = None,
     parity: bool = True,
     model: ModelArg = None,
     variant: str = "edgesam",
@@ -157,12 +159,15 @@ def export(
     list) into ``out`` with ``manifest.json``, then run the parity gate on them (``parity``).
     ``precision``: names or aliases such as ``int8`` (default: each target's defaults).
     ``min_iou``: ONNX int8-static keeps float the fewest encoder blocks that meet this mean mask
-    IoU on the calibration images (docs/mixed-precision.md; default: the hand-picked blocks)."""
+    IoU, and the gate's min-IoU floor raised by ``search_margin``, on ``search_images`` held-out
+    photos (docs/mixed-precision.md; default: the hand-picked blocks)."""
     targets = resolve_targets(_joined(target) or "")
     per_target = split_precisions(_joined(precision), targets)
     targets = [t for t in targets if per_target[t] != ()]
     builders: dict[Target, TargetOptions] = {
-        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), min_iou),
+        Target.ONNX: OnnxOptions(
+            per_target.get(Target.ONNX), min_iou, search_margin, search_images
+        ),
         Target.TFLITE: TfliteOptions(
             per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))
         ),

@@ -1,7 +1,7 @@
 """Real photos shipped by scikit-image, and the prompt set every check and benchmark uses.
 
-Parity and calibration use disjoint photos, so quantization is never judged on its own
-calibration data.
+Parity, calibration and the mixed-precision search's scoring use disjoint photos, so
+quantization is never judged on its own calibration data.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ def _rotated_rocket() -> np.ndarray:
     import skimage.data
 
     return np.ascontiguousarray(np.rot90(skimage.data.rocket()))  # portrait 640 x 427
+
+
+def _left_motorcycle() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.stereo_motorcycle()[0]  # the left view, 500 x 741
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -52,9 +58,16 @@ CALIBRATION_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
+# held out: the mixed-precision search scores its candidates on these (docs/mixed-precision.md)
+SEARCH_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "motorcycle": _left_motorcycle,
+    **{name: _skimage(name) for name in ("clock", "text", "cell", "page", "microaneurysms")},
+}
+
+
 def load_photo(name: str) -> np.ndarray:
     """A named sample photo as RGB uint8 H x W x 3."""
-    loaders = {**PARITY_PHOTOS, **CALIBRATION_PHOTOS}
+    loaders = {**PARITY_PHOTOS, **CALIBRATION_PHOTOS, **SEARCH_PHOTOS}
     return to_rgb_uint8(loaders[name](), source=name)
 
 

@@ -1,5 +1,6 @@
 """The int8 sensitivity scan and the mixed-precision search, reduced: conformance weights, one
-calibration image, two blocks (the full scan's figures: docs/mixed-precision.md)."""
+calibration image, one held-out scoring photo, two blocks (the full scan's figures:
+docs/mixed-precision.md)."""
 
 from __future__ import annotations
 
@@ -21,23 +22,58 @@ from edgesam_deploy.exporters.onnx.convert import (
     int8_evaluator,
 )
 from edgesam_deploy.exporters.onnx.options import OnnxOptions
+from edgesam_deploy.parity.thresholds import thresholds_for
 from edgesam_deploy.quantization.mixed import greedy, run_scan, search
 from edgesam_deploy.quantization.scan_report import write_scan
+from edgesam_deploy.quantization.search_target import SEARCH_MARGIN, search_target
 from edgesam_deploy.quantization.sensitivity import select_blocks
+from edgesam_deploy.samples import CALIBRATION_PHOTOS, PARITY_PHOTOS, SEARCH_PHOTOS
+from edgesam_deploy.vocabulary import Precision, Role
 
 BLOCKS = ["block24", "neck"]
 
 
 @pytest.fixture(scope="module")
 def setup(conformance_model, tmp_path_factory):
-    """(evaluator at the int8 gate's target, the two blocks, the hand-picked int8 model)."""
+    """(evaluator at the int8 gate's mean IoU with the default margin, scoring on one held-out
+    photo; the two blocks; the hand-picked int8 model)."""
     out = tmp_path_factory.mktemp("scan")
     options = ExportOptions(calibration_size=1)
     ctx = ExportContext(conformance_model, ModelSource("edgesam", "random", seed=0), out, options)
     policy = encoder_int8_policy()
     hand, _, source = hand_picked_int8_encoder(ctx, policy, alphas=(0.6,))
-    ev = int8_evaluator(ctx, source, policy, 0.95, out)
+    search_options = OnnxOptions((Precision.INT8_STATIC,), 0.95, search_images=1)
+    ev = int8_evaluator(ctx, source, policy, search_options, out)
     return ev, select_blocks(ev.blocks, BLOCKS), hand
+
+
+def test_scored_on_held_out_photos(setup):
+    """Ranges come from the calibration image, the judgement from a photo that is neither a
+    calibration nor a parity photo."""
+    ev, _, _ = setup
+    assert ev.calibrated_on == list(CALIBRATION_PHOTOS)[:1]
+    assert ev.reference.photo_names == list(SEARCH_PHOTOS)[:1]
+    assert {c.name for c in ev.reference.cases} == set(ev.reference.photo_names)
+    assert not set(SEARCH_PHOTOS) & (set(CALIBRATION_PHOTOS) | set(PARITY_PHOTOS))
+
+
+def test_margin_raises_only_the_search_floor(setup):
+    """The min-IoU floor of the target is the gate's plus the margin (the gate is unchanged): a
+    graph whose min IoU is between the two meets the gate's floor but not the target."""
+    ev, _, _ = setup
+    gate = thresholds_for(Precision.INT8_STATIC, Role.ENCODER)
+    floor = gate["mask_iou_min"][1]
+    assert ev.target["mask_iou_min"] == (">=", round(floor + SEARCH_MARGIN, 6))
+    assert ev.target["emb_cosine_min"] == gate["emb_cosine_min"] and floor == 0.80
+    measured = ev.measure([], "0 float").metrics["mask_iou_min"]
+    assert floor + 0.01 < measured  # conformance weights: room for margins either side
+    below, above = measured - floor - 0.01, min(measured - floor + 0.01, 0.2)
+    fails = {}
+    for margin in (below, above):
+        ev.target = search_target(0.01, margin)
+        fails[margin] = " ".join(ev.measure([], "0 float").failures)
+    ev.target = search_target(0.95)  # as the fixture made it, for the tests after this one
+    assert "mask_iou_min" not in fails[below] and "mask_iou_min" in fails[above]
 
 
 def test_blocks_cover_the_encoder(setup):
@@ -92,6 +128,8 @@ def test_search(setup):
     hand_m = ev.judge_model(hand, "hand-picked")
     chosen, details = search(ev, hand_m, runs=1, blocks=blocks)
     assert details["blocks_kept_float"] == [] and len(details["steps"]) == 1
+    assert details["calibrated_on"] == ev.calibrated_on
+    assert details["scored_on"] == list(SEARCH_PHOTOS)[:1]
     ms = details["latency_ms_median"]
     assert details["kept"] == ("hand-picked" if ms["hand-picked"] < ms["searched"] else "searched")
     assert (chosen is hand_m) == (details["kept"] == "hand-picked")
@@ -110,6 +148,9 @@ def test_search(setup):
         (["quantize-scan", "--min-iou", "1.5"], "--min-iou 1.5: must be in (0, 1]"),
         (["quantize-scan", "--min-iou", "0"], "--min-iou 0: must be in (0, 1]"),
         (["export", "--target", "onnx", "--min-iou", "-0.1"], "must be in (0, 1]"),
+        (["quantize-scan", "--search-margin", "0.3"], "--search-margin 0.3: must be in [0, 0.2]"),
+        (["quantize-scan", "--search-images", "0"], "--search-images 0: must be in [1, 6]"),
+        (["export", "--target", "onnx", "--search-margin", "0.1"], "tune --min-iou: give it"),
     ],
 )
 def test_cli_bad_input_is_one_line(args, message, tmp_path: Path, capsys):
@@ -122,3 +163,7 @@ def test_min_iou_option_is_checked():
     assert OnnxOptions(("int8-static",), 0.97).min_iou == 0.97
     with pytest.raises(OptionsError, match="must be in"):
         OnnxOptions(("int8-static",), 1.01)
+    assert OnnxOptions(("int8-static",), 0.97, 0.2, 6).margin == 0.2
+    assert OnnxOptions(("int8-static",), 0.97).scoring_images == 6
+    with pytest.raises(OptionsError, match="--search-images 7"):
+        OnnxOptions(("int8-static",), 0.97, search_images=7)

@@ -16,6 +16,8 @@ from .options import (
     CalibrationSizeOpt,
     CheckpointOpt,
     RandomWeightsOpt,
+    SearchImagesOpt,
+    SearchMarginOpt,
     VariantOpt,
     model_from_options,
     out_console,
@@ -68,8 +70,10 @@ def export(
         None,
         "--min-iou",
         help="ONNX int8-static: keep the fewest encoder blocks float that reach this mean mask "
-        "IoU, in (0, 1], on the calibration images (default: the hand-picked float blocks).",
+        "IoU, in (0, 1], on held-out photos (default: the hand-picked float blocks).",
     ),
+    search_margin: Optional[float] = SearchMarginOpt,
+    search_images: Optional[int] = SearchImagesOpt,
     no_parity: bool = typer.Option(
         False, "--no-parity", help="Skip the parity check after export."
     ),
@@ -103,6 +107,8 @@ def export(
             compute_units=compute_units,
             mask_input=mask_input,
             min_iou=min_iou,
+            search_margin=search_margin,
+            search_images=search_images,
             parity=not no_parity,
             model=lambda: model_from_options(variant, checkpoint, random_weights),
             progress=report,

@@ -10,8 +10,11 @@ import typer
 from rich.console import Console
 
 from ..checkpoints import REGISTRY, ModelSource, load_model
+from ..exporters.onnx.options import SEARCH_IMAGES
 from ..manifest_schema import MAX_SEED
 from ..modeling import EdgeSam
+from ..quantization.search_target import SEARCH_MARGIN
+from ..samples import SEARCH_PHOTOS
 from ..terminal import current
 
 
@@ -52,6 +55,18 @@ CalibrationDirOpt = typer.Option(
 )
 CalibrationSizeOpt = typer.Option(
     8, "--calibration-size", min=1, help="Number of calibration images."
+)
+SearchMarginOpt = typer.Option(
+    None,
+    "--search-margin",
+    help="Mixed-precision search: raise the int8 gate's min mask IoU floor by this much in the "
+    f"search's target (default {SEARCH_MARGIN:g}; the parity gate itself is unchanged).",
+)
+SearchImagesOpt = typer.Option(
+    None,
+    "--search-images",
+    help="Mixed-precision search: how many held-out scikit-image photos (neither calibration nor "
+    f"parity photos) judge its candidates, 1-{len(SEARCH_PHOTOS)} (default {SEARCH_IMAGES}).",
 )
 VariantOpt = typer.Option("edgesam", "--variant", help=f"Model variant: {', '.join(REGISTRY)}.")
 

@@ -1,5 +1,5 @@
 """``edgesam-deploy quantize-scan``: int8 sensitivity per encoder block, and the greedy path to a
-mean-IoU target, measured on the calibration images (docs/mixed-precision.md)."""
+mean-IoU target, measured on held-out photos (docs/mixed-precision.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import typer
 
 from ..exporters import ExportOptions
 from ..exporters.base import ExportContext
+from ..exporters.onnx.options import OnnxOptions
 from ..parity.thresholds import thresholds_for
-from ..quantization.search_target import check_min_iou
 from ..quantization.sensitivity import check_block_names
 from ..vocabulary import Precision, Role
 from .options import (
@@ -19,6 +19,8 @@ from .options import (
     CalibrationSizeOpt,
     CheckpointOpt,
     RandomWeightsOpt,
+    SearchImagesOpt,
+    SearchMarginOpt,
     VariantOpt,
     model_from_options,
     out_console,
@@ -39,6 +41,8 @@ def quantize_scan(
         "--min-iou",
         help="Mean mask IoU the greedy path aims at, in (0, 1] (default: the int8 gate's).",
     ),
+    search_margin: Optional[float] = SearchMarginOpt,
+    search_images: Optional[int] = SearchImagesOpt,
     calibration_dir: Optional[Path] = CalibrationDirOpt,
     calibration_size: int = CalibrationSizeOpt,
     alpha: Optional[float] = typer.Option(
@@ -59,13 +63,18 @@ def quantize_scan(
 
     names = check_block_names(b.strip() for b in blocks.split(",") if b.strip()) if blocks else None
     gate = thresholds_for(Precision.INT8_STATIC, Role.ENCODER)["mask_iou_mean"][1]
-    target = check_min_iou(gate if min_iou is None else min_iou)
+    search = OnnxOptions(
+        (Precision.INT8_STATIC,),
+        gate if min_iou is None else min_iou,
+        search_margin,
+        search_images,
+    )
     model, source = model_from_options(variant, checkpoint, random_weights)
     options = ExportOptions(calibration_dir=calibration_dir, calibration_size=calibration_size)
     with progress_reporter("quantize-scan") as report:
         ctx = ExportContext(model, source, out, options, progress=report)
         alphas = None if alpha is None else (alpha,)
-        scan = scan_int8_encoder(ctx, names, target, alphas, runs)
+        scan = scan_int8_encoder(ctx, names, search, alphas, runs)
         paths = write_scan(scan, out)
     reached = "meets" if scan.chosen.meets else "does not meet"
     out_console().print(

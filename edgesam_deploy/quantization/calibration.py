@@ -1,4 +1,5 @@
-"""Calibration data: real photos (scikit-image's, or the user's ``--calibration-dir``)."""
+"""Calibration data: real photos (scikit-image's, or the user's ``--calibration-dir``), and the
+held-out photos the mixed-precision search scores its candidates on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from ..errors import DeployError
 from ..photos import load_image
 from ..processing import ImageError, decoder_inputs, preprocess
-from ..samples import CALIBRATION_PHOTOS, load_photo, random_prompts
+from ..samples import CALIBRATION_PHOTOS, SEARCH_PHOTOS, load_photo, random_prompts
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -32,6 +33,14 @@ def calibration_photos(
             f"--calibration-dir {directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return [str(f) for f in files], _load_user_image
+
+
+def scoring_photos(count: int) -> list[str]:
+    """The first ``count`` held-out photos (``samples.SEARCH_PHOTOS``): never used to calibrate
+    activation ranges, never parity photos; ``load_photo`` reads them."""
+    if not 1 <= count <= len(SEARCH_PHOTOS):
+        raise DeployError(f"--search-images {count}: must be in [1, {len(SEARCH_PHOTOS)}]")
+    return list(SEARCH_PHOTOS)[:count]
 
 
 def _load_user_image(path: str) -> np.ndarray:

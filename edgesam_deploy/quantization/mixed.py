@@ -3,7 +3,8 @@
 The scan quantizes one block at a time (everything else float) and ranks the blocks by how much
 that alone costs; the greedy search starts from every block int8 and keeps the next most sensitive
 block float until the combined graph, measured each time, meets the target. The target uses the
-int8 parity gate's statistics on the calibration images (``search_target``).
+int8 parity gate's statistics, its min-IoU floor raised by a margin (``search_target``), on
+held-out scoring photos: not the images that calibrated the activation ranges.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ Progress = Callable[[str], None]
 def single_block_rows(
     ev: Evaluator, blocks: list[Block], progress: Progress = lambda m: None
 ) -> dict[str, Measurement]:
-    """Block name -> the encoder with only that block int8, judged on the calibration images."""
+    """Block name -> the encoder with only that block int8, judged on the scoring photos."""
     out = {}
     for i, block in enumerate(blocks, 1):
         progress(f"scan: {block.name} alone int8 ({i}/{len(blocks)})")
@@ -126,7 +127,7 @@ def search(
     found = path[-1]
     if not found.meets:
         raise DeployError(
-            f"--min-iou: the target is not met on the calibration images even with "
+            f"--min-iou: the target is not met on the scoring photos even with "
             f"{', '.join(found.floated)} float ({'; '.join(found.failures)})"
         )
     progress("search: latency of the searched and hand-picked encoders, interleaved with fp32")
@@ -135,7 +136,9 @@ def search(
     worse = hand_picked.meets and ms["hand-picked"] < ms["searched"]
     details = {
         "target": {k: list(v) for k, v in ev.target.items()},
-        "measured_on": f"{len(ev.reference.cases)} calibration images x standard prompts",
+        "calibrated_on": list(ev.calibrated_on),
+        "scored_on": list(ev.reference.photo_names),
+        "measured_on": "the scoring photos x the standard prompts",
         "sensitivity_order": list(sensitivity_order(single)),
         "block_alone_int8": {
             name: [m.summary()[k] for k in ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")]
@@ -150,7 +153,7 @@ def search(
     }
     if worse:
         details["note"] = (
-            "the hand-picked policy also meets the target on the calibration set and ran faster "
+            "the hand-picked policy also meets the target on the scoring photos and ran faster "
             f"({ms['hand-picked']:.0f} vs {ms['searched']:.0f} ms): it is kept"
         )
     return (hand_picked if worse else found), details

@@ -1,11 +1,12 @@
-"""int8 sensitivity of the ONNX encoder's blocks, measured on the calibration images.
+"""int8 sensitivity of the ONNX encoder's blocks, measured on held-out scoring photos.
 
 A block is the group of graph nodes under one module scope: the stem, each RepViT block, each
 fusion conv and the neck. Every measurement builds the real QDQ graph ONNX Runtime will run
-(``onnx_quant.quantize_int8_static``; activation ranges calibrated once and cached), runs it on
-the calibration images and judges its embeddings with the parity engine (``engine.judge``: the
-int8 gate's statistics, the standard prompts through the reference decoder). The parity photos
-are never used here.
+(``onnx_quant.quantize_int8_static``; activation ranges calibrated once on the calibration images
+and cached), runs it on the scoring photos (``calibration.scoring_photos``: not the calibration
+images, so the ranges are judged out of sample) and judges its embeddings with the parity engine
+(``engine.judge``: the int8 gate's statistics, the standard prompts through the reference
+decoder). The parity photos are never used here.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..modeling import EdgeSam
 from ..parity.engine import Reference, encoder_case_id, judge
 from ..parity.thresholds import Threshold, violations
 from ..vocabulary import Precision, Role, Target, graph_spec
-from .calibration import calibration_photos
+from .calibration import scoring_photos
 from .onnx_quant import Int8Policy, first_outputs, quantize_int8_static
 
 # module scopes of the traced encoder that make a block: features.<i>, fuse_stage<k>, neck
@@ -101,7 +102,7 @@ def floating(base: Int8Policy, blocks: Iterable[Block]) -> Int8Policy:
 
 @dataclass
 class Measurement:
-    """One int8 graph judged on the calibration images: the parity engine's metrics
+    """One int8 graph judged on the scoring photos: the parity engine's metrics
     (``emb_cosine_min``, ``mask_iou_mean``, ``mask_iou_min`` ...) and the target's violations."""
 
     label: str
@@ -128,10 +129,10 @@ class Measurement:
 
 class Evaluator:
     """Builds and judges int8 encoders of one float ``source`` model (the equalized encoder traced
-    for int8) on the calibration images of ``reference``.
+    for int8): activation ranges from ``feeds``, judged on the scoring photos of ``reference``.
 
-    ``feeds``: the calibration feeds ({"image": 1 x 3 x 1024 x 1024}); ``target``: thresholds in
-    the parity engine's terms (``search_target``)."""
+    ``feeds``: the calibration feeds ({"image": 1 x 3 x 1024 x 1024}), ``calibrated_on`` their
+    names; ``target``: thresholds in the parity engine's terms (``search_target``)."""
 
     def __init__(
         self,
@@ -141,10 +142,12 @@ class Evaluator:
         reference: Reference,
         target: dict[str, Threshold],
         scratch: Path,
+        calibrated_on: list[str],
     ) -> None:
         self.source = source
         self.base = base
         self.feeds = feeds
+        self.calibrated_on = calibrated_on
         self.reference = reference
         self.target = target
         self.cache = scratch / "calibration-ranges.json"
@@ -159,7 +162,7 @@ class Evaluator:
         floated: tuple[str, ...] = (),
         details: dict[str, Any] | None = None,
     ) -> Measurement:
-        """Run ``model`` (ONNX Runtime, CPU) on the calibration images and judge its embeddings."""
+        """Run ``model`` (ONNX Runtime, CPU) on the scoring photos and judge its embeddings."""
         images = [{"image": case.tensor} for case in self.reference.cases]
         outputs = {
             encoder_case_id(case.name): {"image_embeddings": emb}
@@ -179,24 +182,23 @@ class Evaluator:
     def measure(self, floated: Iterable[Block], label: str) -> Measurement:
         """The int8 encoder with exactly ``floated`` kept float (measured once per set)."""
         kept = list(floated)
-        key = frozenset(b.name for b in kept)
+        names = tuple(b.name for b in kept)
+        key = frozenset(names)
         if key not in self._measured:
-            names = tuple(b.name for b in kept)
             self._measured[key] = self.measure_policy(floating(self.base, kept), label, names)
         found = self._measured[key]
         failures = violations(found.metrics, self.target)  # the target may have changed since
-        return dataclasses.replace(found, label=label, failures=failures)
+        return dataclasses.replace(found, label=label, floated=names, failures=failures)
 
     def only(self, block: Block) -> Measurement:
         """Only ``block`` int8, every other block float."""
         return self.measure([b for b in self.blocks if b != block], block.name)
 
 
-def calibration_reference(model: EdgeSam, directory: Path | None, limit: int) -> Reference:
-    """The fp32 reference on the calibration images (the same photos ``calibration_images``
-    preprocesses) with the standard prompts: the parity engine's cases, never the parity photos."""
-    names, loader = calibration_photos(directory, limit)
-    return Reference(model, names, loader)
+def scoring_reference(model: EdgeSam, count: int) -> Reference:
+    """The fp32 reference on the first ``count`` scoring photos with the standard prompts: the
+    parity engine's cases, on neither the calibration images nor the parity photos."""
+    return Reference(model, scoring_photos(count))
 
 
 def _in_memory_record() -> ArtifactRecord:

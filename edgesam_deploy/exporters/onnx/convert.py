@@ -170,10 +170,9 @@ class OnnxExporter(Exporter):
         """The hand-picked int8 encoder (``hand_picked_int8_encoder``), or with ``--min-iou`` the
         one the mixed-precision search chooses from the same equalized source."""
         model, details, source = hand_picked_int8_encoder(ctx, policy)
-        min_iou = self.options(ctx).min_iou
-        if min_iou is None:
+        if self.options(ctx).min_iou is None:
             return model, details
-        return searched_int8_encoder(ctx, source, policy, (model, details), min_iou)
+        return searched_int8_encoder(ctx, source, policy, (model, details), self.options(ctx))
 
     @staticmethod
     def _feeds(ctx: ExportContext, role: Role) -> list[dict]:
@@ -227,15 +226,19 @@ SEARCH_LATENCY_RUNS = 5
 
 
 def int8_evaluator(
-    ctx: ExportContext, source: Any, policy: Any, min_iou: float, scratch: Path
+    ctx: ExportContext, source: Any, policy: Any, search: OnnxOptions, scratch: Path
 ) -> Any:
-    """A sensitivity ``Evaluator`` of ``source`` on ``ctx``'s calibration images."""
+    """A sensitivity ``Evaluator`` of ``source``: activation ranges from ``ctx``'s calibration
+    images, judged on ``search.scoring_images`` held-out photos against ``search``'s target."""
     from ...quantization.search_target import search_target
-    from ...quantization.sensitivity import Evaluator, calibration_reference
+    from ...quantization.sensitivity import Evaluator, scoring_reference
 
-    opts = ctx.options
-    reference = calibration_reference(ctx.model, opts.calibration_dir, opts.calibration_size)
-    return Evaluator(source, policy, encoder_feeds(ctx), reference, search_target(min_iou), scratch)
+    assert search.min_iou is not None  # the search's options, not an export's without --min-iou
+    reference = scoring_reference(ctx.model, search.scoring_images)
+    target = search_target(search.min_iou, search.margin)
+    calibrated = ctx.calibration_source()
+    names = calibrated.get("photos", [f"{calibrated['source']} ({calibrated['images']} images)"])
+    return Evaluator(source, policy, encoder_feeds(ctx), reference, target, scratch, names)
 
 
 def searched_int8_encoder(
@@ -243,18 +246,23 @@ def searched_int8_encoder(
     source: Any,
     policy: Any,
     hand_picked: tuple[Any, dict[str, Any]],
-    min_iou: float,
+    options: OnnxOptions,
 ) -> tuple[Any, dict[str, Any]]:
-    """The int8 encoder of ``source`` whose fewest float blocks reach ``min_iou`` (and the int8
-    gate's other floors) on the calibration images, or the ``hand_picked`` (model, details) where
-    it meets the target and runs faster; the choice and its measured cost go in the details."""
+    """The int8 encoder of ``source`` whose fewest float blocks reach ``options.min_iou`` (and the
+    int8 gate's other floors, the min-IoU one raised by the margin) on the held-out scoring
+    photos, or the ``hand_picked`` (model, details) where it meets the target and runs faster;
+    the choice and its measured cost go in the details."""
     from ...quantization.mixed import search
 
     with tempfile.TemporaryDirectory(prefix="edgesam-search-") as scratch:
-        ev = int8_evaluator(ctx, source, policy, min_iou, Path(scratch))
-        ctx.progress(f"onnx: mixed-precision search for mean mask IoU {min_iou:g}")
+        ev = int8_evaluator(ctx, source, policy, options, Path(scratch))
+        ctx.progress(
+            f"onnx: mixed-precision search for mean mask IoU {options.min_iou:g}, min-IoU margin "
+            f"{options.margin:g}, on {', '.join(ev.reference.photo_names)}"
+        )
         hand = ev.judge_model(hand_picked[0], "hand-picked", details=hand_picked[1])
         chosen, record = search(ev, hand, SEARCH_LATENCY_RUNS, ctx.progress)
+    record["search_margin"] = options.margin
     # equalization and graph rewrites are the hand-picked encoder's; exclusions are the chosen one's
     return chosen.model, {**hand_picked[1], **chosen.details, "mixed_precision": record}
 
@@ -262,12 +270,13 @@ def searched_int8_encoder(
 def scan_int8_encoder(
     ctx: ExportContext,
     blocks: list[str] | None,
-    min_iou: float,
+    search: OnnxOptions,
     alphas: tuple[float, ...] | None = None,
     runs: int = SEARCH_LATENCY_RUNS,
 ) -> Any:
     """The sensitivity scan (``quantization.mixed.Scan``) of the int8-static encoder's ``blocks``
-    (None: all) on ``ctx``'s calibration images, with the greedy path to ``min_iou``."""
+    (None: all), calibrated on ``ctx``'s calibration images and judged on ``search``'s scoring
+    photos, with the greedy path to ``search``'s target."""
     import time
 
     from ...quantization.mixed import run_scan
@@ -277,12 +286,14 @@ def scan_int8_encoder(
     policy = encoder_int8_policy()
     _, details, source = hand_picked_int8_encoder(ctx, policy, alphas)
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
-        ev = int8_evaluator(ctx, source, policy, min_iou, Path(scratch))
+        ev = int8_evaluator(ctx, source, policy, search, Path(scratch))
         chosen = select_blocks(ev.blocks, blocks) if blocks else ev.blocks
         scan = run_scan(ev, chosen, policy, runs, ctx.progress)
     scan.facts = {
         "calibration_images": len(ctx.calibration_images),
-        "calibration": ctx.calibration_source().get("photos", ctx.calibration_source()["source"]),
+        "calibrated_on": ev.calibrated_on,
+        "scored_on": ev.reference.photo_names,
+        "search_margin": search.margin,
         "equalization_alpha": details["equalization"]["alpha"],
         "latency_runs": runs,
         "seconds": round(time.perf_counter() - start, 1),
