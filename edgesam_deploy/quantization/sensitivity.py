@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..bench.metrics import timed_interleaved
+from ..bench.metrics import SETTLE_S, timed_interleaved
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
@@ -253,7 +253,7 @@ def latency_ms(
     models: dict[str, onnx.ModelProto], feed: dict[str, np.ndarray], runs: int
 ) -> dict[str, float]:
     """Median ms per run of each whole graph on ``feed`` (ONNX Runtime CPU), runs interleaved so
-    that load on a shared machine falls on each alike."""
+    that load on a shared machine falls on each alike, each turn after a ``SETTLE_S`` pause."""
     import onnxruntime as ort
 
     sessions = {
@@ -261,4 +261,5 @@ def latency_ms(
         for key, m in models.items()
     }
     fns = {key: (lambda s=s: s.run(None, feed)) for key, s in sessions.items()}
-    return {k: float(np.median(v)) for k, v in timed_interleaved(fns, runs, warmup=1).items()}
+    samples = timed_interleaved(fns, runs, warmup=1, settle_s=SETTLE_S)
+    return {k: float(np.median(v)) for k, v in samples.items()}
