@@ -67,8 +67,9 @@ def export(
     min_iou: Optional[float] = typer.Option(
         None,
         "--min-iou",
-        help="ONNX int8-static: keep the fewest encoder blocks float that reach this mean mask "
-        "IoU, in (0, 1], on the calibration images (default: the hand-picked float blocks).",
+        help="ONNX int8-static, TFLite int8-full: keep the fewest encoder blocks float that reach "
+        "this mean mask IoU, in (0, 1], on the calibration images (default: the hand-picked float "
+        "blocks).",
     ),
     no_parity: bool = typer.Option(
         False, "--no-parity", help="Skip the parity check after export."
