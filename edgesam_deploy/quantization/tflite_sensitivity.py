@@ -5,9 +5,10 @@ found here from the flatbuffer's tensor names, which carry the PyTorch module pa
 (``.../RepViTEncoder_encoder/<class>_<attribute>/...``). A block kept float is one more
 ``no_quantize`` rule after the int8-full recipe (``tflite_quant.recipe_for``; AEQ applies the
 latest matching rule), so every other op keeps the export's own treatment, the ``FloatKept`` op
-types included. Activation ranges are calibrated once with the all-int8 recipe and reused for every
-recipe (a test checks the result equals calibrating each recipe afresh). Each graph runs in the
-LiteRT interpreter on the calibration images and is judged by the parity engine
+types included. The calibration feeds are preprocessed once; every recipe is calibrated on them
+afresh, because AEQ's ranges depend on the recipe (reusing one result changed a boundary tensor's
+scale: docs/tflite.md), so each measured graph is byte for byte the graph an export writes. Each
+graph runs in the LiteRT interpreter on the calibration images and is judged by the parity engine
 (``engine.judge``), as ``sensitivity.Evaluator`` judges the ONNX graphs; never the parity photos.
 """
 
