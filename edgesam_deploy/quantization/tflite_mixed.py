@@ -24,11 +24,12 @@ _KEYS = ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")
 def _path(
     ev: TfliteEvaluator, blocks: list[Block], progress: Progress
 ) -> tuple[dict[str, Measurement], list[Measurement]]:
-    """Each of ``blocks`` alone int8, then the greedy path over them, most sensitive first."""
-    single = single_block_rows(ev, blocks, progress)  # type: ignore[arg-type]
+    """Each of ``blocks`` alone int8, then the greedy path over them, most sensitive first
+    (``mixed``'s functions call only ``ev.only``, ``ev.measure`` and ``ev.target``)."""
+    single = single_block_rows(ev, blocks, progress)
     by_name = {b.name: b for b in blocks}
     order = [by_name[n] for n in sensitivity_order(single)]
-    return single, greedy(ev, order, progress)  # type: ignore[arg-type]
+    return single, greedy(ev, order, progress)
 
 
 def _latencies(ev: TfliteEvaluator, path: list[Measurement], runs: int) -> dict[str, float]:
