@@ -20,9 +20,9 @@ from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.base import ExportContext
 from edgesam_deploy.exporters.onnx.convert import scan_int8_encoder
-from edgesam_deploy.exporters.onnx.options import SEARCH_IMAGES, OnnxOptions
+from edgesam_deploy.exporters.onnx.options import OnnxOptions
 from edgesam_deploy.quantization.scan_report import write_scan
-from edgesam_deploy.quantization.search_target import SEARCH_MARGIN
+from edgesam_deploy.quantization.search_target import SEARCH_IMAGES, SEARCH_MARGIN
 from edgesam_deploy.vocabulary import Precision
 
 
@@ -41,7 +41,10 @@ def main() -> int:
     options = ExportOptions(calibration_size=args.calibration_size)
     ctx = ExportContext(model, source, args.out, options, progress=print)
     search = OnnxOptions(
-        (Precision.INT8_STATIC,), args.min_iou, args.search_margin, args.search_images
+        (Precision.INT8_STATIC,),
+        min_iou=args.min_iou,
+        search_margin=args.search_margin,
+        search_images=args.search_images,
     )
     scan = scan_int8_encoder(ctx, None, search, runs=args.runs)
     for path in write_scan(scan, args.out):

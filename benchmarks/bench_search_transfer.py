@@ -73,7 +73,10 @@ def main() -> int:
     hand, _, graph = hand_picked_int8_encoder(ctx, policy, alphas=(alpha,))
     mean_target = record["target"]["mask_iou_mean"][1]
     search = OnnxOptions(
-        (Precision.INT8_STATIC,), mean_target, record["search_margin"], len(record["scored_on"])
+        (Precision.INT8_STATIC,),
+        min_iou=mean_target,
+        search_margin=record["search_margin"],
+        search_images=len(record["scored_on"]),
     )
     sets = [k for k in args.sets.split(",") if k]
     if not sets or set(sets) - set(SETS):

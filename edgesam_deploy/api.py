@@ -158,18 +158,18 @@ def export(
     """Export the encoder and decoder graphs for each target (``"all"``, ``"onnx,tflite"`` or a
     list) into ``out`` with ``manifest.json``, then run the parity gate on them (``parity``).
     ``precision``: names or aliases such as ``int8`` (default: each target's defaults).
-    ``min_iou``: ONNX int8-static keeps float the fewest encoder blocks that meet this mean mask
-    IoU, and the gate's min-IoU floor raised by ``search_margin``, on ``search_images`` held-out
-    photos (docs/mixed-precision.md; default: the hand-picked blocks)."""
+    ``min_iou``: ONNX int8-static and TFLite int8-full keep float the fewest encoder blocks that
+    meet this mean mask IoU, and the gate's min-IoU floor raised by ``search_margin``, on
+    ``search_images`` held-out photos (docs/mixed-precision.md, docs/tflite.md; default: the
+    hand-picked blocks, every block int8 for int8-full)."""
     targets = resolve_targets(_joined(target) or "")
     per_target = split_precisions(_joined(precision), targets)
     targets = [t for t in targets if per_target[t] != ()]
+    search = {"min_iou": min_iou, "search_margin": search_margin, "search_images": search_images}
     builders: dict[Target, TargetOptions] = {
-        Target.ONNX: OnnxOptions(
-            per_target.get(Target.ONNX), min_iou, search_margin, search_images
-        ),
+        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), **search),
         Target.TFLITE: TfliteOptions(
-            per_target.get(Target.TFLITE), tuple(range(1, num_points + 1))
+            per_target.get(Target.TFLITE), tuple(range(1, num_points + 1)), **search
         ),
         Target.COREML: CoremlOptions(
             per_target.get(Target.COREML), min_ios, compute_units, max_points

@@ -42,7 +42,7 @@ def setup(conformance_model, tmp_path_factory):
     ctx = ExportContext(conformance_model, ModelSource("edgesam", "random", seed=0), out, options)
     policy = encoder_int8_policy()
     hand, _, source = hand_picked_int8_encoder(ctx, policy, alphas=(0.6,))
-    search_options = OnnxOptions((Precision.INT8_STATIC,), 0.95, search_images=1)
+    search_options = OnnxOptions((Precision.INT8_STATIC,), min_iou=0.95, search_images=1)
     ev = int8_evaluator(ctx, source, policy, search_options, out)
     return ev, select_blocks(ev.blocks, BLOCKS), hand
 
@@ -160,10 +160,13 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path: Path, capsys):
 
 
 def test_min_iou_option_is_checked():
-    assert OnnxOptions(("int8-static",), 0.97).min_iou == 0.97
+    assert OnnxOptions(("int8-static",), min_iou=0.97).min_iou == 0.97
     with pytest.raises(OptionsError, match="must be in"):
-        OnnxOptions(("int8-static",), 1.01)
-    assert OnnxOptions(("int8-static",), 0.97, 0.2, 6).margin == 0.2
-    assert OnnxOptions(("int8-static",), 0.97).scoring_images == 6
+        OnnxOptions(("int8-static",), min_iou=1.01)
+    assert (
+        OnnxOptions(("int8-static",), min_iou=0.97, search_margin=0.2, search_images=6).margin
+        == 0.2
+    )
+    assert OnnxOptions(("int8-static",), min_iou=0.97).scoring_images == 6
     with pytest.raises(OptionsError, match="--search-images 7"):
-        OnnxOptions(("int8-static",), 0.97, search_images=7)
+        OnnxOptions(("int8-static",), min_iou=0.97, search_images=7)

@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 
 from ..checkpoints import REGISTRY, ModelSource, load_model
-from ..exporters.onnx.options import SEARCH_IMAGES
 from ..manifest_schema import MAX_SEED
 from ..modeling import EdgeSam
-from ..quantization.search_target import SEARCH_MARGIN
+from ..quantization.search_target import SEARCH_IMAGES, SEARCH_MARGIN
 from ..samples import SEARCH_PHOTOS
 from ..terminal import current
 

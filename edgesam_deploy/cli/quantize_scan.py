@@ -1,19 +1,22 @@
 """``edgesam-deploy quantize-scan``: int8 sensitivity per encoder block, and the greedy path to a
-mean-IoU target, measured on held-out photos (docs/mixed-precision.md)."""
+mean-IoU target, measured on held-out photos: ONNX int8-static (docs/mixed-precision.md) or
+TFLite int8-full (docs/tflite.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from ..errors import DeployError
 from ..exporters import ExportOptions
 from ..exporters.base import ExportContext
 from ..exporters.onnx.options import OnnxOptions
+from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
 from ..quantization.sensitivity import check_block_names
-from ..vocabulary import Precision, Role
+from ..vocabulary import Precision, Role, Target
 from .options import (
     CalibrationDirOpt,
     CalibrationSizeOpt,
@@ -27,9 +30,14 @@ from .options import (
 )
 from .progress import progress_reporter
 
+SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}
+
 
 def quantize_scan(
     out: Path = typer.Option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
+    target: str = typer.Option(
+        "onnx", "--target", help="onnx (int8-static, ONNX Runtime) or tflite (int8-full, LiteRT)."
+    ),
     blocks: Optional[str] = typer.Option(
         None,
         "--blocks",
@@ -57,27 +65,41 @@ def quantize_scan(
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
 ) -> None:
-    """Scan which encoder blocks lose accuracy in int8 (ONNX Runtime, int8-static QDQ)."""
-    from ..exporters.onnx.convert import scan_int8_encoder
-    from ..quantization.scan_report import write_scan
-
+    """Scan which encoder blocks lose accuracy in int8 (ONNX int8-static or TFLite int8-full)."""
+    if target not in SCANNED:
+        raise DeployError(f"--target {target}: quantize-scan takes onnx or tflite")
+    kind, precision = Target(target), SCANNED[Target(target)]
     names = check_block_names(b.strip() for b in blocks.split(",") if b.strip()) if blocks else None
-    gate = thresholds_for(Precision.INT8_STATIC, Role.ENCODER)["mask_iou_mean"][1]
-    search = OnnxOptions(
-        (Precision.INT8_STATIC,),
-        gate if min_iou is None else min_iou,
-        search_margin,
-        search_images,
+    gate = thresholds_for(precision, Role.ENCODER)["mask_iou_mean"][1]
+    search = (OnnxOptions if kind == Target.ONNX else TfliteOptions)(
+        (precision,),
+        min_iou=gate if min_iou is None else min_iou,
+        search_margin=search_margin,
+        search_images=search_images,
     )
     model, source = model_from_options(variant, checkpoint, random_weights)
     options = ExportOptions(calibration_dir=calibration_dir, calibration_size=calibration_size)
     with progress_reporter("quantize-scan") as report:
         ctx = ExportContext(model, source, out, options, progress=report)
         alphas = None if alpha is None else (alpha,)
-        scan = scan_int8_encoder(ctx, names, search, alphas, runs)
-        paths = write_scan(scan, out)
+        scan, write = _scanner(kind)
+        scan = scan(ctx, names, search, alphas, runs)
+        paths = write(scan, out)
     reached = "meets" if scan.chosen.meets else "does not meet"
     out_console().print(
         f"{len(scan.blocks)} block(s) scanned; {scan.chosen.label} {reached} the target; "
         f"wrote {', '.join(str(p) for p in paths)}"
     )
+
+
+def _scanner(target: Target) -> tuple[Any, Any]:
+    """(scan function, report writer) of ``target``'s int8 encoder."""
+    if target == Target.ONNX:
+        from ..exporters.onnx.convert import scan_int8_encoder
+        from ..quantization.scan_report import write_scan
+
+        return scan_int8_encoder, write_scan
+    from ..exporters.tflite.search import scan_int8_full_encoder
+    from ..quantization.tflite_scan_report import write_scan as write_tflite_scan
+
+    return scan_int8_full_encoder, write_tflite_scan

@@ -17,6 +17,7 @@ from ..errors import DeployError
 from ..parity.thresholds import Threshold
 from .onnx_quant import Int8Policy
 from .sensitivity import (
+    SUMMARY_KEYS,
     Block,
     Evaluator,
     Measurement,
@@ -83,10 +84,8 @@ def run_scan(
 ) -> Scan:
     """Scan ``blocks``, search over them (the other blocks stay int8), measure the hand-picked
     policy, profile fp32 vs all-int8 per block, and time fp32 and every candidate interleaved."""
-    single = single_block_rows(ev, blocks, progress)
+    single, path = scan_path(ev, blocks, progress)
     order = sensitivity_order(single)
-    by_name = {b.name: b for b in blocks}
-    path = greedy(ev, [by_name[n] for n in order], progress)
     progress("scan: the hand-picked policy")
     hand = ev.measure_policy(hand_picked, "hand-picked")
     feed = ev.feeds[0]
@@ -109,6 +108,54 @@ def run_scan(
     )
 
 
+def scan_path(
+    ev: Any, blocks: list[Block], progress: Progress = lambda m: None
+) -> tuple[dict[str, Measurement], list[Measurement]]:
+    """Each of ``blocks`` alone int8, then the greedy path over them, most sensitive first.
+    ``ev``: an ONNX ``Evaluator`` or a ``TfliteEvaluator`` (``only``, ``measure``, ``target``)."""
+    single = single_block_rows(ev, blocks, progress)
+    by_name = {b.name: b for b in blocks}
+    return single, greedy(ev, [by_name[n] for n in sensitivity_order(single)], progress)
+
+
+def searched_path(
+    ev: Any, blocks: list[Block], progress: Progress = lambda m: None
+) -> tuple[dict[str, Measurement], list[Measurement]]:
+    """``scan_path``; a target that every block float does not meet is a DeployError."""
+    single, path = scan_path(ev, blocks, progress)
+    found = path[-1]
+    if not found.meets:
+        raise DeployError(
+            f"--min-iou: the target is not met on the scoring photos even with "
+            f"{', '.join(found.floated)} float ({'; '.join(found.failures)})"
+        )
+    return single, path
+
+
+def search_record(
+    ev: Any,
+    single: dict[str, Measurement],
+    path: list[Measurement],
+    ms: dict[str, float],
+    runs: int,
+) -> dict[str, Any]:
+    """``details.mixed_precision`` of a search: its target, photos, sensitivity, path and timing."""
+    return {
+        "target": {k: list(v) for k, v in ev.target.items()},
+        "calibrated_on": list(ev.calibrated_on),
+        "scored_on": list(ev.reference.photo_names),
+        "measured_on": "the scoring photos x the standard prompts",
+        "sensitivity_order": list(sensitivity_order(single)),
+        "block_alone_int8": {
+            name: [m.summary()[k] for k in SUMMARY_KEYS] for name, m in single.items()
+        },
+        "blocks_kept_float": list(path[-1].floated),
+        "steps": [m.summary() for m in path],
+        "latency_ms_median": {k: round(v, 1) for k, v in ms.items()},
+        "runs": runs,
+    }
+
+
 def search(
     ev: Evaluator,
     hand_picked: Measurement,
@@ -120,35 +167,14 @@ def search(
     every block; the others stay int8), unless the ``hand_picked`` encoder also meets the target
     and ran faster (then it is kept and the record says so). A target that every block float
     does not meet is a DeployError. Returns the chosen measurement and the manifest details."""
-    candidates = ev.blocks if blocks is None else blocks
-    single = single_block_rows(ev, candidates, progress)
-    by_name = {b.name: b for b in candidates}
-    path = greedy(ev, [by_name[n] for n in sensitivity_order(single)], progress)
+    single, path = searched_path(ev, ev.blocks if blocks is None else blocks, progress)
     found = path[-1]
-    if not found.meets:
-        raise DeployError(
-            f"--min-iou: the target is not met on the scoring photos even with "
-            f"{', '.join(found.floated)} float ({'; '.join(found.failures)})"
-        )
     progress("search: latency of the searched and hand-picked encoders, interleaved with fp32")
     models = {"fp32": ev.source, "searched": found.model, "hand-picked": hand_picked.model}
     ms = latency_ms(models, ev.feeds[0], runs)
     worse = hand_picked.meets and ms["hand-picked"] < ms["searched"]
-    details = {
-        "target": {k: list(v) for k, v in ev.target.items()},
-        "calibrated_on": list(ev.calibrated_on),
-        "scored_on": list(ev.reference.photo_names),
-        "measured_on": "the scoring photos x the standard prompts",
-        "sensitivity_order": list(sensitivity_order(single)),
-        "block_alone_int8": {
-            name: [m.summary()[k] for k in ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")]
-            for name, m in single.items()
-        },
-        "blocks_kept_float": list(found.floated),
-        "steps": [m.summary() for m in path],
+    details = search_record(ev, single, path, ms, runs) | {
         "hand_picked": hand_picked.summary(),
-        "latency_ms_median": {k: round(v, 1) for k, v in ms.items()},
-        "runs": runs,
         "kept": "hand-picked" if worse else "searched",
     }
     if worse:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..fileio import atomic_output
 from .mixed import Scan, saved_ms
+from .sensitivity import SUMMARY_KEYS
 
 
 def scan_table(scan: Scan) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def scan_table(scan: Scan) -> dict[str, Any]:
                 "scope": b.scope,
                 "convs": b.convs,
                 "sensitivity_rank": rank[b.name],
-                **{k: m[k] for k in ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")},
+                **{k: m[k] for k in SUMMARY_KEYS},
                 "profile_fp32_ms": scan.profile_ms["fp32"].get(b.name, 0.0),
                 "profile_int8_ms": scan.profile_ms["int8"].get(b.name, 0.0),
                 "profile_saved_ms": saved.get(b.name, 0.0),
@@ -123,14 +124,19 @@ def plot(table: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_scan(scan: Scan, out_dir: Path) -> list[Path]:
-    """``scan.json``, ``scan.md`` and ``scan.png`` in ``out_dir``; returns their paths."""
+def write_table(table: dict[str, Any], md: str, out_dir: Path) -> list[Path]:
+    """``scan.json`` (``table``), ``scan.md`` (``md``) and ``scan.png`` in ``out_dir``; their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = scan_table(scan)
     paths = [out_dir / "scan.json", out_dir / "scan.md", out_dir / "scan.png"]
     with atomic_output(paths[0]) as tmp:
         tmp.write_text(json.dumps(table, indent=2) + "\n")
     with atomic_output(paths[1]) as tmp:
-        tmp.write_text(markdown(table))
+        tmp.write_text(md)
     plot(table, paths[2])
     return paths
+
+
+def write_scan(scan: Scan, out_dir: Path) -> list[Path]:
+    """The ONNX scan's ``scan.json``, ``scan.md`` and ``scan.png`` in ``out_dir``; their paths."""
+    table = scan_table(scan)
+    return write_table(table, markdown(table), out_dir)

@@ -39,6 +39,7 @@ from .onnx_quant import Int8Policy, first_outputs, quantize_int8_static
 _SCOPE = re.compile(r"^/encoder/(features\.(\d+)|fuse_stage(\d)|neck)/")
 BLOCK_NAME = re.compile(r"stem|block[1-9]\d*|fuse\d|neck")  # what _block_name can return
 SEARCH_REASON = "kept float by the sensitivity search (--min-iou; docs/mixed-precision.md)"
+SUMMARY_KEYS = ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")  # a measurement's statistics
 OTHER = "other"  # profile time of nodes outside every block (layout reorders, transposes)
 
 
@@ -118,11 +119,10 @@ class Measurement:
 
     def summary(self) -> dict[str, Any]:
         """What a table or a manifest records (no model)."""
-        keys = ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")
         return {
             "label": self.label,
             "floated": list(self.floated),
-            **{k: round(self.metrics[k], 6) for k in keys},
+            **{k: round(self.metrics[k], 6) for k in SUMMARY_KEYS},
             "meets_target": self.meets,
         }
 

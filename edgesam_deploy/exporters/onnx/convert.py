@@ -232,12 +232,12 @@ def int8_evaluator(
     images, judged on ``search.scoring_images`` held-out photos against ``search``'s target."""
     from ...quantization.search_target import search_target
     from ...quantization.sensitivity import Evaluator, scoring_reference
+    from ..search_options import calibrated_on
 
     assert search.min_iou is not None  # the search's options, not an export's without --min-iou
     reference = scoring_reference(ctx.model, search.scoring_images)
     target = search_target(search.min_iou, search.margin)
-    calibrated = ctx.calibration_source()
-    names = calibrated.get("photos", [f"{calibrated['source']} ({calibrated['images']} images)"])
+    names = calibrated_on(ctx)
     return Evaluator(source, policy, encoder_feeds(ctx), reference, target, scratch, names)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...errors import DeployError
 from ...fileio import atomic_output
 from ...graphs import DecoderGraph, EncoderGraph, example_inputs, rewrite_details
 from ...manifest import ArtifactRecord, package_versions
@@ -36,6 +37,7 @@ from ...vocabulary import DECODER, GraphSpec, Precision, Role, Target, graph_spe
 from ..base import ExportContext, Exporter
 from .inspection import TfliteSummary, require_no_flex
 from .options import TfliteOptions
+from .search import searched_int8_full_encoder
 
 ENCODER_SIGNATURE = "encoder"
 DECODER_SIGNATURE = "decoder_n{n}"
@@ -141,13 +143,21 @@ class TfliteExporter(Exporter):
     def export(self, ctx: ExportContext) -> list[ArtifactRecord]:
         opts: TfliteOptions = self.options(ctx)
         precisions = self.resolve_precisions(opts.precisions)
+        if opts.min_iou is not None and Precision.INT8_FULL not in precisions:
+            raise DeployError("--min-iou chooses the float blocks of int8-full: request it")
         base = {"converter": CONVERTER, "versions": package_versions(_VERSIONED), "layout": "NCHW"}
-        return self._encoders(ctx, precisions, base) + self._decoders(ctx, opts, precisions, base)
+        encoders = self._encoders(ctx, precisions, base, opts)
+        return encoders + self._decoders(ctx, opts, precisions, base)
 
     def _encoders(
-        self, ctx: ExportContext, precisions: list[Precision], base: dict[str, Any]
+        self,
+        ctx: ExportContext,
+        precisions: list[Precision],
+        base: dict[str, Any],
+        opts: TfliteOptions,
     ) -> list[ArtifactRecord]:
-        """``tflite/encoder.<precision>.tflite``; int8 ones from the best-equalized encoder."""
+        """``tflite/encoder.<precision>.tflite``; int8 ones from the best-equalized encoder, the
+        int8-full one with ``opts.min_iou`` from the mixed-precision search (``search.py``)."""
         records = []
         converted: dict[
             float, bytes
@@ -161,11 +171,16 @@ class TfliteExporter(Exporter):
             if precision.is_float:
                 data = self._quantize(ctx, Role.ENCODER, precision, encoder, None, details)
             else:
-                data, details["equalization"] = self._equalized_int8_encoder(
+                data, details["equalization"] = self.equalized_int8_encoder(
                     ctx, precision, converted
                 )
                 images = len(ctx.calibration_images)
                 details.update(self._quantization_details(ctx, Role.ENCODER, precision, images))
+                if precision == Precision.INT8_FULL and opts.min_iou is not None:
+                    source = converted[details["equalization"]["alpha"]]
+                    data, found = searched_int8_full_encoder(ctx, source, opts)
+                    details["quantization"]["recipe"] = found["recipe"]
+                    details["mixed_precision"] = found["mixed_precision"]
             records.append(self._write(ctx, Role.ENCODER, precision, data, details))
         return records
 
@@ -218,11 +233,15 @@ class TfliteExporter(Exporter):
         return out
 
     @staticmethod
-    def _equalized_int8_encoder(
-        ctx: ExportContext, precision: Precision, converted: dict[float, bytes]
+    def equalized_int8_encoder(
+        ctx: ExportContext,
+        precision: Precision,
+        converted: dict[float, bytes],
+        alphas: tuple[float, ...] | None = None,
     ) -> tuple[bytes, dict[str, Any]]:
-        """The int8 encoder quantized from the equalized encoder whose output stays closest to the
-        float encoder on the calibration images; ``converted`` caches one conversion per strength."""
+        """The int8 encoder quantized from the equalized encoder (strength among ``alphas``, default
+        the search's) whose output stays closest to the float encoder on the calibration images;
+        ``converted`` caches one fp32 conversion per strength."""
         calibration = None
         if precision == Precision.INT8_FULL:
             calibration = {ENCODER_SIGNATURE: [{"image": x} for x in ctx.calibration_images]}
@@ -236,7 +255,7 @@ class TfliteExporter(Exporter):
                 converted[alpha], recipe_for(precision, Role.ENCODER), calibration
             )
 
-        return ctx.best_equalized(build, encoder_outputs)
+        return ctx.best_equalized(build, encoder_outputs, alphas)
 
     @staticmethod
     def _quantize(

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...vocabulary import Target
-from ..base import OptionsError, TargetOptions
+from ..base import OptionsError
+from ..search_options import SearchableOptions
 
 MAX_POINTS = 64
 
@@ -16,8 +17,11 @@ def default_point_counts() -> tuple[int, ...]:
 
 
 @dataclass
-class TfliteOptions(TargetOptions):
-    """``point_counts``: the decoder gets one signature per N in it (LiteRT has no dynamic N)."""
+class TfliteOptions(SearchableOptions):
+    """``point_counts``: the decoder gets one signature per N in it (LiteRT has no dynamic N).
+
+    ``min_iou`` (``SearchableOptions``): None quantizes every encoder block of int8-full
+    (docs/tflite.md, docs/mixed-precision.md)."""
 
     target: ClassVar[Target] = Target.TFLITE
     point_counts: tuple[int, ...] = field(default_factory=default_point_counts)
@@ -34,3 +38,4 @@ class TfliteOptions(TargetOptions):
                 f"tflite point counts must lie in 1..{MAX_POINTS}, got {counts or 'none'}"
             )
         self.point_counts = tuple(counts)
+        super().__post_init__()
