@@ -40,10 +40,11 @@ bench: setup
 	$(BIN)/python benchmarks/bench_tflite.py --threads $(THREADS) --out benchmarks/results/tflite.json
 	$(BIN)/python benchmarks/bench_executorch.py --threads $(THREADS) --out benchmarks/results/executorch.json
 	$(BIN)/python benchmarks/bench_decoder.py --threads $(THREADS) --out benchmarks/results/decoder.json
+	$(MAKE) bench-scan
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
 
 .PHONY: bench-scan
-bench-scan: setup  # the int8 sensitivity scan (long: every encoder block; docs/mixed-precision.md)
+bench-scan: setup  # the int8 sensitivity scan and search on the full model (long: every encoder block, about an hour here; docs/mixed-precision.md)
 	$(BIN)/python benchmarks/bench_scan.py --threads $(THREADS) --out benchmarks/results/scan
