@@ -8,29 +8,23 @@ from typing import Any
 
 from ..fileio import atomic_output
 from .mixed import Scan, saved_ms
-from .sensitivity import SUMMARY_KEYS
+from .sensitivity import SUMMARY_KEYS, Measurement
 
 
-def scan_table(scan: Scan) -> dict[str, Any]:
-    """JSON-ready table: one row per scanned block (only that block int8), one per candidate
-    (the greedy path and the hand-picked policy) with its whole-graph latency."""
-    saved = saved_ms(scan)
+def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
+    """What every runtime's scan table holds: one row per scanned block (only that block int8,
+    by sensitivity rank) and one per measured candidate with its whole-encoder latency."""
     rank = {name: i for i, name in enumerate(scan.order, 1)}
-    blocks = []
-    for b in scan.blocks:
-        m = scan.single[b.name].summary()
-        blocks.append(
-            {
-                "block": b.name,
-                "scope": b.scope,
-                "convs": b.convs,
-                "sensitivity_rank": rank[b.name],
-                **{k: m[k] for k in SUMMARY_KEYS},
-                "profile_fp32_ms": scan.profile_ms["fp32"].get(b.name, 0.0),
-                "profile_int8_ms": scan.profile_ms["int8"].get(b.name, 0.0),
-                "profile_saved_ms": saved.get(b.name, 0.0),
-            }
-        )
+    blocks = [
+        {
+            "block": b.name,
+            "scope": b.scope,
+            "convs": b.convs,
+            "sensitivity_rank": rank[b.name],
+            **{k: scan.single[b.name].summary()[k] for k in SUMMARY_KEYS},
+        }
+        for b in scan.blocks
+    ]
     fp32_ms = scan.latency_ms["fp32"]
     candidates = [
         {
@@ -38,18 +32,30 @@ def scan_table(scan: Scan) -> dict[str, Any]:
             "latency_ms_median": round(scan.latency_ms[m.label], 1),
             "speedup_vs_fp32": round(fp32_ms / scan.latency_ms[m.label], 3),
         }
-        for m in [*scan.path, scan.hand_picked]
+        for m in measured
     ]
     return {
         "target": {k: list(v) for k, v in scan.target.items()},
         "facts": scan.facts,
         "fp32_latency_ms_median": round(fp32_ms, 1),
-        "profile_other_ms": {k: v.get("other", 0.0) for k, v in scan.profile_ms.items()},
         "blocks": blocks,
         "candidates": candidates,
         "chosen": scan.chosen.label,
         "target_met": scan.chosen.meets,
     }
+
+
+def scan_table(scan: Scan) -> dict[str, Any]:
+    """The ONNX scan's table (``base_table`` over the greedy path and the hand-picked policy),
+    each block row with ONNX Runtime's per-block profile of the fp32 and the all-int8 graph."""
+    table = base_table(scan, [*scan.path, scan.hand_picked])
+    saved = saved_ms(scan)
+    for row in table["blocks"]:
+        row["profile_fp32_ms"] = scan.profile_ms["fp32"].get(row["block"], 0.0)
+        row["profile_int8_ms"] = scan.profile_ms["int8"].get(row["block"], 0.0)
+        row["profile_saved_ms"] = saved.get(row["block"], 0.0)
+    table["profile_other_ms"] = {k: v.get("other", 0.0) for k, v in scan.profile_ms.items()}
+    return table
 
 
 def markdown(table: dict[str, Any]) -> str:
@@ -62,7 +68,7 @@ def markdown(table: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in table["facts"].items())
         + ".",
         "",
-        "Each block alone int8 (every other block float), judged on the calibration images; "
+        "Each block alone int8 (every other block float), judged on the held-out scoring photos; "
         "profile ms: ONNX Runtime's per-node profile of the fp32 and the all-int8 graph, summed "
         "over the block's nodes.",
         "",
@@ -106,7 +112,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
     left.bar([r["block"] for r in blocks], [1.0 - r["mask_iou_mean"] for r in blocks])
     left.set_ylabel("1 - mean mask IoU (block alone int8)")
     left.tick_params(axis="x", rotation=90)
-    left.set_title("sensitivity per block (calibration images)")
+    left.set_title("sensitivity per block (held-out scoring photos)")
     for c in table["candidates"]:
         right.scatter(
             c["latency_ms_median"], c["mask_iou_mean"], c="C1" if c["meets_target"] else "C0"

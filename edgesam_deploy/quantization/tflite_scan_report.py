@@ -10,47 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from .mixed import Scan
-from .scan_report import write_table
-from .sensitivity import SUMMARY_KEYS
+from .scan_report import base_table, write_table
 from .tflite_mixed import DEFAULT_RECIPE
 
 RUNTIME = "LiteRT interpreter, XNNPACK, int8-full (ai-edge-quantizer)"
 
 
 def scan_table(scan: Scan) -> dict[str, Any]:
-    """JSON-ready table: one row per scanned block (only that block int8), one per step of the
-    greedy path with its whole-encoder latency (step 0 is the export's default recipe)."""
-    rank = {name: i for i, name in enumerate(scan.order, 1)}
-    blocks = [
-        {
-            "block": b.name,
-            "scope": b.scope,
-            "convs": b.convs,
-            "sensitivity_rank": rank[b.name],
-            **{k: scan.single[b.name].summary()[k] for k in SUMMARY_KEYS},
-        }
-        for b in scan.blocks
-    ]
-    fp32_ms = scan.latency_ms["fp32"]
-    candidates = [
-        {
-            **m.summary(),
-            "latency_ms_median": round(scan.latency_ms[m.label], 1),
-            "speedup_vs_fp32": round(fp32_ms / scan.latency_ms[m.label], 3),
-        }
-        for m in scan.path
-    ]
-    return {
-        "runtime": RUNTIME,
-        "target": {k: list(v) for k, v in scan.target.items()},
-        "facts": scan.facts,
-        "fp32_latency_ms_median": round(fp32_ms, 1),
-        "default_recipe": f"step 0 ({scan.path[0].label}) is {DEFAULT_RECIPE}",
-        "blocks": blocks,
-        "candidates": candidates,
-        "chosen": scan.chosen.label,
-        "target_met": scan.chosen.meets,
-    }
+    """The TFLite scan's table (``scan_report.base_table`` over the greedy path; step 0 is the
+    export's default recipe)."""
+    table = base_table(scan, scan.path)
+    default = f"step 0 ({scan.path[0].label}) is {DEFAULT_RECIPE}"
+    return {"runtime": RUNTIME, **table, "default_recipe": default}
 
 
 def markdown(table: dict[str, Any]) -> str:
@@ -62,7 +33,7 @@ def markdown(table: dict[str, Any]) -> str:
         "",
         f"Target: {target}. Facts: {facts}.",
         "",
-        "Each block alone int8 (every other block float), judged on the calibration images.",
+        "Each block alone int8 (every other block float), judged on the held-out scoring photos.",
         "",
         "| rank | block | int8 ops | emb cosine min | mask IoU mean | mask IoU min |",
         "|-:|-|-:|-:|-:|-:|",

@@ -1,4 +1,5 @@
-"""int8-full sensitivity of the TFLite encoder's blocks, measured on the calibration images.
+"""int8-full sensitivity of the TFLite encoder's blocks: ranges calibrated on the calibration
+images, judged on the held-out scoring photos.
 
 The blocks are the ONNX scan's (``sensitivity.Block``: stem, block1..block26, fuse2, fuse3, neck),
 found here from the flatbuffer's tensor names, which carry the PyTorch module path
@@ -8,7 +9,7 @@ latest matching rule), so every other op keeps the export's own treatment, the `
 types included. The calibration feeds are preprocessed once; every recipe is calibrated on them
 afresh, because AEQ's ranges depend on the recipe (reusing one result changed a boundary tensor's
 scale: docs/tflite.md), so each measured graph is byte for byte the graph an export writes. Each
-graph runs in the LiteRT interpreter on the calibration images and is judged by the parity engine
+graph runs in the LiteRT interpreter on the scoring photos and is judged by the parity engine
 (``engine.judge``), as ``sensitivity.Evaluator`` judges the ONNX graphs; never the parity photos.
 """
 
