@@ -143,10 +143,9 @@ def image_to_token(
     a_t = _columns(attn.q_proj.weight.reshape(h, -1, c), k_t)  # C x hT
     bias = (attn.q_proj.bias.reshape(h, 1, -1) @ k_t).reshape(-1)  # hT
     p = torch.softmax((_mm(image_pe, a_t) + bias).reshape(n, h, -1), dim=-1)  # HW x h x T
-    # each head's probabilities sum to 1, so the output bias enters as bias / heads per row
     v = _heads(attn.v_proj(values), h)  # h x T x d
-    vo = v @ attn.out_proj.weight.T.reshape(h, -1, c) + attn.out_proj.bias / h  # h x T x C
-    return _mm(p.reshape(n, -1), vo.reshape(-1, c))
+    vo = v @ attn.out_proj.weight.T.reshape(h, -1, c)  # h x T x C
+    return _mm(p.reshape(n, -1), vo.reshape(-1, c)) + attn.out_proj.bias
 
 
 def two_way_block(
