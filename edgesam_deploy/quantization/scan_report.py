@@ -82,13 +82,21 @@ def markdown(table: dict[str, Any]) -> str:
             f"| {r['mask_iou_mean']:.4f} | {r['mask_iou_min']:.4f} | {r['profile_fp32_ms']:.1f} "
             f"| {r['profile_int8_ms']:.1f} | {r['profile_saved_ms']:.1f} |"
         )
-    lines += [
+    heading = (
+        "Candidates (whole graph, median ms interleaved with fp32 "
+        f"{table['fp32_latency_ms_median']} ms):"
+    )
+    return "\n".join(lines + candidate_lines(table, heading, "candidate")) + "\n"
+
+
+def candidate_lines(table: dict[str, Any], heading: str, first_column: str) -> list[str]:
+    """The Markdown table of ``table["candidates"]`` under ``heading`` (both runtimes' reports)."""
+    lines = [
         "",
-        f"Candidates (whole graph, median ms interleaved with fp32 {table['fp32_latency_ms_median']}"
-        " ms):",
+        heading,
         "",
-        "| candidate | kept float | emb cosine min | mask IoU mean | mask IoU min | meets | ms "
-        "| speed-up |",
+        f"| {first_column} | kept float | emb cosine min | mask IoU mean | mask IoU min | meets "
+        "| ms | speed-up |",
         "|-|-|-:|-:|-:|-|-:|-:|",
     ]
     for c in table["candidates"]:
@@ -97,7 +105,7 @@ def markdown(table: dict[str, Any]) -> str:
             f"| {c['mask_iou_mean']:.4f} | {c['mask_iou_min']:.4f} | {c['meets_target']} "
             f"| {c['latency_ms_median']:.1f} | {c['speedup_vs_fp32']:.2f}x |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(table: dict[str, Any], path: Path) -> None:

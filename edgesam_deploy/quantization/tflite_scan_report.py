@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .mixed import Scan
-from .scan_report import base_table, write_table
+from .scan_report import base_table, candidate_lines, write_table
 from .tflite_mixed import DEFAULT_RECIPE
 
 RUNTIME = "LiteRT interpreter, XNNPACK, int8-full (ai-edge-quantizer)"
@@ -43,21 +43,11 @@ def markdown(table: dict[str, Any]) -> str:
             f"| {r['sensitivity_rank']} | {r['block']} | {r['convs']} | {r['emb_cosine_min']:.5f} "
             f"| {r['mask_iou_mean']:.4f} | {r['mask_iou_min']:.4f} |"
         )
-    lines += [
-        "",
-        f"Greedy path (whole encoder, median ms interleaved with fp32 "
-        f"{table['fp32_latency_ms_median']} ms; {table['default_recipe']}):",
-        "",
-        "| step | kept float | emb cosine min | mask IoU mean | mask IoU min | meets | ms | speed-up |",
-        "|-|-|-:|-:|-:|-|-:|-:|",
-    ]
-    for c in table["candidates"]:
-        lines.append(
-            f"| {c['label']} | {', '.join(c['floated']) or '-'} | {c['emb_cosine_min']:.5f} "
-            f"| {c['mask_iou_mean']:.4f} | {c['mask_iou_min']:.4f} | {c['meets_target']} "
-            f"| {c['latency_ms_median']:.1f} | {c['speedup_vs_fp32']:.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
+    heading = (
+        "Greedy path (whole encoder, median ms interleaved with fp32 "
+        f"{table['fp32_latency_ms_median']} ms; {table['default_recipe']}):"
+    )
+    return "\n".join(lines + candidate_lines(table, heading, "step")) + "\n"
 
 
 def write_scan(scan: Scan, out_dir: Path) -> list[Path]:
