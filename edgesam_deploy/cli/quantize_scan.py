@@ -1,6 +1,6 @@
 """``edgesam-deploy quantize-scan``: int8 sensitivity per encoder block, and the greedy path to a
-mean-IoU target, measured on held-out photos: ONNX int8-static (docs/mixed-precision.md) or
-TFLite int8-full (docs/tflite.md)."""
+mean-IoU target, measured on held-out photos: ONNX int8-static or fp16 (docs/mixed-precision.md),
+or TFLite int8-full (docs/tflite.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..exporters.base import ExportContext
 from ..exporters.onnx.options import OnnxOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
+from ..quantization.search_target import check_margin
 from ..quantization.sensitivity import check_block_names
 from ..vocabulary import Precision, Role, Target
 from .options import (
@@ -30,13 +31,19 @@ from .options import (
 )
 from .progress import progress_reporter
 
-SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}
+SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}  # the default
+FP16_TARGETS = (Target.ONNX,)  # TFLite fp16 is weights only: nothing per block to scan at run time
 
 
 def quantize_scan(
     out: Path = typer.Option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
     target: str = typer.Option(
         "onnx", "--target", help="onnx (int8-static, ONNX Runtime) or tflite (int8-full, LiteRT)."
+    ),
+    fp16: bool = typer.Option(
+        False,
+        "--fp16",
+        help="Scan fp16 instead of int8: blocks kept float32 one at a time (onnx only).",
     ),
     blocks: Optional[str] = typer.Option(
         None,
@@ -65,10 +72,16 @@ def quantize_scan(
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
 ) -> None:
-    """Scan which encoder blocks lose accuracy in int8 (ONNX int8-static or TFLite int8-full)."""
+    """Scan which encoder blocks lose accuracy in int8 (ONNX int8-static or TFLite int8-full) or
+    in fp16 (ONNX, --fp16)."""
     if target not in SCANNED:
         raise DeployError(f"--target {target}: quantize-scan takes onnx or tflite")
-    kind, precision = Target(target), SCANNED[Target(target)]
+    kind = Target(target)
+    if fp16 and kind not in FP16_TARGETS:
+        raise DeployError(f"--fp16: the fp16 scan is for {', '.join(FP16_TARGETS)}")
+    if fp16 and alpha is not None:
+        raise DeployError("--alpha: equalization belongs to the int8 scan, not to --fp16")
+    precision = Precision.FP16 if fp16 else SCANNED[kind]
     names = check_block_names(b.strip() for b in blocks.split(",") if b.strip()) if blocks else None
     gate = thresholds_for(precision, Role.ENCODER)["mask_iou_mean"][1]
     search = (OnnxOptions if kind == Target.ONNX else TfliteOptions)(
@@ -77,14 +90,22 @@ def quantize_scan(
         search_margin=search_margin,
         search_images=search_images,
     )
+    check_margin(search.margin_for(precision), precision)  # before the model loads
     model, source = model_from_options(variant, checkpoint, random_weights)
     options = ExportOptions(calibration_dir=calibration_dir, calibration_size=calibration_size)
     with progress_reporter("quantize-scan") as report:
         ctx = ExportContext(model, source, out, options, progress=report)
-        alphas = None if alpha is None else (alpha,)
-        scan, write = _scanner(kind)
-        scan = scan(ctx, names, search, alphas, runs)
-        paths = write(scan, out)
+        if fp16:
+            from ..exporters.onnx.convert import scan_fp16_encoder
+            from ..quantization.scan_report import write_scan
+
+            scan = scan_fp16_encoder(ctx, names, search, runs)
+            paths = write_scan(scan, out)
+        else:
+            alphas = None if alpha is None else (alpha,)
+            scan, write = _scanner(kind)
+            scan = scan(ctx, names, search, alphas, runs)
+            paths = write(scan, out)
     reached = "meets" if scan.chosen.meets else "does not meet"
     out_console().print(
         f"{len(scan.blocks)} block(s) scanned; {scan.chosen.label} {reached} the target; "

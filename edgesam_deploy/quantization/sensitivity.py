@@ -33,7 +33,7 @@ from ..parity.engine import Reference, encoder_case_id, judge
 from ..parity.thresholds import Threshold, violations
 from ..vocabulary import Precision, Role, Target, graph_spec
 from .calibration import scoring_photos
-from .onnx_quant import Int8Policy, first_outputs, quantize_int8_static
+from .onnx_quant import Fp16Policy, Int8Policy, first_outputs, quantize_int8_static
 
 # module scopes of the traced encoder that make a block: features.<i>, fuse_stage<k>, neck
 _SCOPE = re.compile(r"^/encoder/(features\.(\d+)|fuse_stage(\d)|neck)/")
@@ -41,6 +41,7 @@ BLOCK_NAME = re.compile(r"stem|block[1-9]\d*|fuse\d|neck")  # what _block_name c
 SEARCH_REASON = "kept float by the sensitivity search (--min-iou; docs/mixed-precision.md)"
 SUMMARY_KEYS = ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")  # a measurement's statistics
 OTHER = "other"  # profile time of nodes outside every block (layout reorders, transposes)
+Policy = Int8Policy | Fp16Policy  # what a block scan reduces; ``exclude_scopes`` keeps blocks float
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ def check_block_names(names: Iterable[str]) -> list[str]:
     return out
 
 
-def select_blocks(blocks: list[Block], names: Iterable[str]) -> list[Block]:
-    """The blocks called ``names`` (in graph order); an unknown name is a DeployError."""
+def select_blocks(blocks: list[Block], names: Iterable[str] | None) -> list[Block]:
+    """The blocks called ``names`` (in graph order; None: all); an unknown name is a DeployError."""
+    if names is None:
+        return blocks
     wanted = list(dict.fromkeys(names))
     known = {b.name for b in blocks}
     unknown = [n for n in wanted if n not in known]
@@ -96,7 +99,7 @@ def select_blocks(blocks: list[Block], names: Iterable[str]) -> list[Block]:
     return [b for b in blocks if b.name in wanted]
 
 
-def floating(base: Int8Policy, blocks: Iterable[Block]) -> Int8Policy:
+def floating(base: Policy, blocks: Iterable[Block]) -> Policy:
     """``base`` with exactly ``blocks`` kept float (its own scope exclusions dropped)."""
     return dataclasses.replace(base, exclude_scopes={b.scope: SEARCH_REASON for b in blocks})
 
@@ -132,12 +135,16 @@ class Evaluator:
     for int8): activation ranges from ``feeds``, judged on the scoring photos of ``reference``.
 
     ``feeds``: the calibration feeds ({"image": 1 x 3 x 1024 x 1024}), ``calibrated_on`` their
-    names; ``target``: thresholds in the parity engine's terms (``search_target``)."""
+    names; ``target``: thresholds in the parity engine's terms (``search_target``). Subclasses
+    reduce to another precision by overriding ``precision``, ``block_ops`` and ``convert``."""
+
+    precision = Precision.INT8_STATIC
+    block_ops: tuple[str, ...] | None = None  # op types a block must hold; None: the policy's
 
     def __init__(
         self,
         source: onnx.ModelProto,
-        base: Int8Policy,
+        base: Policy,
         feeds: list[dict[str, np.ndarray]],
         reference: Reference,
         target: dict[str, Threshold],
@@ -151,8 +158,8 @@ class Evaluator:
         self.reference = reference
         self.target = target
         self.cache = scratch / "calibration-ranges.json"
-        self.blocks = encoder_blocks(source, base.op_types)
-        self._record = _in_memory_record()
+        self.blocks = encoder_blocks(source, self.block_ops or base.op_types)
+        self._record = _in_memory_record(self.precision)
         self._measured: dict[frozenset[str], Measurement] = {}
 
     def judge_model(
@@ -172,11 +179,15 @@ class Evaluator:
         failures = violations(metrics, self.target)
         return Measurement(label, floated, metrics, failures, model, details or {})
 
+    def convert(self, policy: Policy) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        """``source`` quantized with ``policy`` (cached calibration ranges) -> (model, details)."""
+        return quantize_int8_static(self.source, policy, self.feeds, self.cache)
+
     def measure_policy(
-        self, policy: Int8Policy, label: str, floated: tuple[str, ...] = ()
+        self, policy: Policy, label: str, floated: tuple[str, ...] = ()
     ) -> Measurement:
-        """Quantize ``source`` with ``policy`` (cached calibration ranges) and judge it."""
-        model, details = quantize_int8_static(self.source, policy, self.feeds, self.cache)
+        """``source`` reduced with ``policy`` (``convert``), judged."""
+        model, details = self.convert(policy)
         return self.judge_model(model, label, floated, details)
 
     def measure(self, floated: Iterable[Block], label: str) -> Measurement:
@@ -201,15 +212,15 @@ def scoring_reference(model: EdgeSam, count: int) -> Reference:
     return Reference(model, scoring_photos(count))
 
 
-def _in_memory_record() -> ArtifactRecord:
-    """The parity engine's description of an int8 encoder that lives in memory only."""
+def _in_memory_record(precision: Precision = Precision.INT8_STATIC) -> ArtifactRecord:
+    """The parity engine's description of a ``precision`` encoder that lives in memory only."""
     spec = graph_spec(Role.ENCODER)
-    digest = hashlib.sha256(b"in-memory int8 encoder of the sensitivity scan").hexdigest()
+    digest = hashlib.sha256(f"in-memory {precision} encoder of the scan".encode()).hexdigest()
     return ArtifactRecord(
         file="encoder (sensitivity scan, in memory)",
         target=Target.ONNX,
         role=Role.ENCODER,
-        precision=Precision.INT8_STATIC,
+        precision=precision,
         inputs=[s.as_dict() for s in spec.inputs],
         outputs=[s.as_dict() for s in spec.outputs],
         size_bytes=0,
