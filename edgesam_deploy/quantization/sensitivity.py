@@ -41,6 +41,9 @@ BLOCK_NAME = re.compile(r"stem|block[1-9]\d*|fuse\d|neck")  # what _block_name c
 SEARCH_REASON = "kept float by the sensitivity search (--min-iou; docs/mixed-precision.md)"
 SUMMARY_KEYS = ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")  # a measurement's statistics
 OTHER = "other"  # profile time of nodes outside every block (layout reorders, transposes)
+# ONNX Runtime renames a node it runs in float32 between inserted Casts (fp16 ops it has no
+# kernel for) with this prefix: the node still belongs to its block
+ORT_CAST_PREFIX = "InsertedPrecisionFreeCast_"
 Policy = Int8Policy | Fp16Policy  # what a block scan reduces; ``exclude_scopes`` keeps blocks float
 
 
@@ -255,7 +258,8 @@ def profile_by_block(
     per_block: collections.Counter[str] = collections.Counter({b.name: 0.0 for b in blocks})
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            owner = next((b.name for b in blocks if e["name"].startswith(b.scope)), OTHER)
+            name = e["name"].removeprefix(ORT_CAST_PREFIX)
+            owner = next((b.name for b in blocks if name.startswith(b.scope)), OTHER)
             per_block[owner] += e["dur"] / 1000 / runs
     return {name: round(ms, 2) for name, ms in per_block.items()}
 
