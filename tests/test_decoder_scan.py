@@ -84,7 +84,7 @@ def test_blocks_cover_every_product(setup):
         assert sum(node.name.startswith(b.scope) for b in ev.blocks) == 1, node.name
     feed = next(iter(ev.timing_feeds.values()))
     assert set(ev.timing_feeds) == {"1 point", "16 points"}
-    assert feed["point_coords"].shape == (1, 1, 2)
+    assert feed["point_coords"].shape == (1, 2, 2)  # one click and the padding point
     renamed = [(a.name, b.name) for a, b in zip(fp32.graph.node, ev.source.graph.node)]
     assert all(new == old or new.endswith("/" + old.lstrip("/")) for old, new in renamed)
     a, b = graph_outputs(ev.source, [feed]), graph_outputs(fp32, [feed])

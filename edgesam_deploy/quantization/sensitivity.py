@@ -63,7 +63,9 @@ BLOCK_HELP = {
 SEARCH_REASON = "kept float by the sensitivity search (--min-iou; docs/mixed-precision.md)"
 SUMMARY_KEYS = ("emb_cosine_min", "mask_iou_mean", "mask_iou_min")  # an encoder's statistics
 DECODER_SUMMARY_KEYS = ("score_max_abs", "mask_iou_mean", "mask_iou_min")  # a decoder's
-DECODER_TIMING_POINTS = (1, 16)  # point counts a decoder is timed at (one click; a long stroke)
+# what a decoder is timed at -> its N: one click with the padding point, and 16 points (as
+# benchmarks/bench_decoder.py times it)
+DECODER_TIMING_POINTS = {"1 point": 2, "16 points": 16}
 OTHER = "other"  # profile time of nodes outside every block (layout reorders, transposes)
 
 
@@ -242,18 +244,15 @@ class Evaluator:
     def timing_feeds(self) -> dict[str, dict[str, np.ndarray]]:
         """What whole-graph latency is measured on, by label: the first calibration image
         (encoder), or the first scoring photo's reference embeddings with the example prompt of
-        ``DECODER_TIMING_POINTS`` points each (decoder)."""
+        each ``DECODER_TIMING_POINTS`` size (decoder)."""
         if self.role == Role.ENCODER:
             return {"image": self.feeds[0]}
         spec = self._record.graph
         emb = self.reference.cases[0].ref_embeddings
         out = {}
-        for n in DECODER_TIMING_POINTS:
-            mask_input = "mask_input" in spec.input_names
-            _, *rest = example_inputs(Role.DECODER, n, mask_input)
-            out[f"{n} point{'s' if n > 1 else ''}"] = dict(
-                zip(spec.input_names, [emb, *(t.numpy() for t in rest)])
-            )
+        for label, n in DECODER_TIMING_POINTS.items():
+            _, *rest = example_inputs(Role.DECODER, n, "mask_input" in spec.input_names)
+            out[label] = dict(zip(spec.input_names, [emb, *(t.numpy() for t in rest)]))
         return out
 
     def measure_policy(
