@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
+from edgesam_deploy import api
 from edgesam_deploy.checkpoints import ModelSource
 from edgesam_deploy.cli.app import main
 from edgesam_deploy.exporters import ExportOptions
@@ -23,6 +25,8 @@ from edgesam_deploy.exporters.onnx.convert import (
     int8_evaluator,
 )
 from edgesam_deploy.exporters.onnx.options import OnnxOptions
+from edgesam_deploy.manifest import Manifest
+from edgesam_deploy.quantization import equalize, sensitivity
 from edgesam_deploy.quantization.decoder_blocks import BLOCK_ORDER
 from edgesam_deploy.quantization.mixed import (
     DECODER_MIN_SPEEDUP,
@@ -166,6 +170,48 @@ def test_scan_table(ev, tmp_path):
     )
     md = paths[1].read_text()
     assert "| rank | block | matmuls | score max abs |" in md and "| 16 points ms |" in md
+
+
+def test_export_records_the_decoder_search(conformance_model, monkeypatch, tmp_path: Path):
+    """``export --precision int8-static --min-iou``: the decoder is searched too (two blocks here,
+    the encoder over its neck), and the file written is the one the record says it kept: the
+    int8 decoder only where it met the target and ran faster, else the fp32 decoder with why."""
+    real = sensitivity.graph_blocks
+    keep = {Role.ENCODER: ["neck"], Role.DECODER: BLOCKS}
+
+    def few(model, op_types, role=Role.ENCODER):
+        return [b for b in real(model, op_types, role) if b.name in keep[role]]
+
+    monkeypatch.setattr(sensitivity, "graph_blocks", few)
+    monkeypatch.setattr(equalize, "ALPHA_CANDIDATES", (0.6,))
+    out = tmp_path / "out"
+    api.export(
+        out,
+        "onnx",
+        precision="int8-static",
+        calibration_size=1,
+        min_iou=0.5,
+        search_margin=0.0,
+        search_images=1,
+        parity=False,
+        model=(conformance_model, ModelSource("edgesam", "random", seed=0)),
+    )
+    (decoder,) = [a for a in Manifest.load(out).artifacts if a.role == "decoder"]
+    record = decoder.details["mixed_precision"]
+    assert record["target"] == {
+        "mask_iou_mean": [">=", 0.5],
+        "mask_iou_min": [">=", 0.8],
+        "score_max_abs": ["<=", 0.05],
+    }
+    assert set(record["block_alone_int8"]) == set(BLOCKS)
+    assert set(record["latency_ms_median_by_feed"]) == {"1 point", "16 points"}
+    assert record["scored_on"] == list(SEARCH_PHOTOS)[:1]
+    written = onnx.load(str(out / decoder.file))
+    int8 = any(n.op_type == "DequantizeLinear" for n in written.graph.node)
+    assert int8 == (record["kept"] == "searched")
+    assert (decoder.details.get("weights") == "float32") == (not int8)
+    if not int8:
+        assert decoder.details["int8_decoder"] == record["note"]
 
 
 @pytest.mark.parametrize(
