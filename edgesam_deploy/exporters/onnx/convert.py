@@ -79,11 +79,11 @@ LATE_BLOCK_REASON = (
     "cosine and mask IoU at the cost of float convolutions (measurements: docs/onnx.md)"
 )
 DECODER_INT8_NOTE = (
-    "decoder kept float32: every int8 decoder measured (dynamic and static QDQ, MatMul/Gemm "
-    "quantized, with the "
-    "prompt path, mask head or whole transformer excluded) stayed below the int8 gate's mean mask "
-    "IoU and was not "
-    "faster on CPU (docs/onnx.md); the int8 variant is an int8 encoder beside this fp32 decoder"
+    "decoder kept float32: on CPU the int8 decoders measured (static QDQ per block of the "
+    "rewritten decoder, MatMul/Gemm quantized) were not faster than fp32, the int8 products' "
+    "savings going to the quantize/dequantize nodes, and only those keeping most blocks float held "
+    "the mask IoU (docs/mixed-precision.md, Decoder); export --min-iou searches them; the int8 "
+    "variant is an int8 encoder beside this fp32 decoder"
 )
 
 
