@@ -66,13 +66,12 @@ def decoder_node_blocks(model: onnx.ModelProto) -> dict[str, str]:
     prompt = [n for n in nodes_fed_only_by(model, points) if not n.startswith(MASK_DECODER)]
     owner = dict.fromkeys(prompt, PROMPT)
     for node in model.graph.node:
-        named = next((b for key, b in _NAMED if key in node.name), None)
-        if node.name not in owner and named:
-            owner[node.name] = named
-        elif node.name not in owner and node.op_type == "LayerNormalization":
-            closes = _norm_block(node.name)
-            if closes:
-                owner[node.name] = closes
+        is_norm = node.op_type == "LayerNormalization"
+        block = next((b for key, b in _NAMED if key in node.name), None) or (
+            _norm_block(node.name) if is_norm else None
+        )
+        if block and node.name not in owner:
+            owner[node.name] = block
     # every other node: the block of the first norm it feeds (consumers before producers)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:

@@ -190,7 +190,7 @@ class Evaluator:
     ``feeds``: the calibration feeds ({"image": 1 x 3 x 1024 x 1024}, or the decoder's inputs),
     ``calibrated_on`` the names of the images they come from; ``target``: thresholds in the parity
     engine's terms (``search_target``); ``record``: how the parity engine sees the graph
-    (``in_memory_record``; default the encoder's)."""
+    (``_in_memory_record``; default the encoder's)."""
 
     def __init__(
         self,
