@@ -1,12 +1,15 @@
-"""int8 sensitivity scan of the ONNX encoder on the seeded weights (``edgesam-deploy quantize-scan``).
+"""int8 (or fp16) sensitivity scan of the ONNX encoder on the seeded weights
+(``edgesam-deploy quantize-scan``).
 
-    python benchmarks/bench_scan.py [--out benchmarks/results/scan] [--calibration-size 8]
-        [--min-iou 0.95] [--search-margin 0.05] [--search-images 4] [--runs 5] [--threads 2]
+    python benchmarks/bench_scan.py [--out benchmarks/results/scan] [--fp16] [--calibration-size 8]
+        [--min-iou 0.95] [--search-margin M] [--search-images 6] [--runs 5] [--threads 2]
 
 Writes scan.json, scan.md and scan.png: every encoder block alone int8 (ranges calibrated on the
-calibration images) judged on held-out scoring photos, ONNX Runtime's profile per block, and the
-greedy path to the target with whole-graph latencies interleaved with fp32
-(docs/mixed-precision.md). Not a test: nothing is asserted.
+calibration images; with ``--fp16``: alone fp16, the overflow guard on the first two) judged on
+held-out scoring photos, ONNX Runtime's profile per block, and the greedy path to the target with
+whole-graph latencies interleaved with fp32 (docs/mixed-precision.md). ``--min-iou`` defaults to
+the gate's mean IoU (0.95 int8, 0.99 fp16), ``--search-margin`` to ``default_margin``. Not a test:
+nothing is asserted.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ import torch
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.base import ExportContext
-from edgesam_deploy.exporters.onnx.convert import scan_int8_encoder
+from edgesam_deploy.exporters.onnx.convert import scan_fp16_encoder, scan_int8_encoder
 from edgesam_deploy.exporters.onnx.options import OnnxOptions
+from edgesam_deploy.parity.thresholds import thresholds_for
 from edgesam_deploy.quantization.scan_report import write_scan
-from edgesam_deploy.quantization.search_target import SEARCH_IMAGES, SEARCH_MARGIN
-from edgesam_deploy.vocabulary import Precision
+from edgesam_deploy.quantization.search_target import SEARCH_IMAGES
+from edgesam_deploy.vocabulary import Precision, Role
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scan"))
+    parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--calibration-size", type=int, default=8)
-    parser.add_argument("--min-iou", type=float, default=0.95)
-    parser.add_argument("--search-margin", type=float, default=SEARCH_MARGIN)
+    parser.add_argument("--min-iou", type=float)
+    parser.add_argument("--search-margin", type=float)
     parser.add_argument("--search-images", type=int, default=SEARCH_IMAGES)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -40,13 +45,18 @@ def main() -> int:
     model, source = load_model(random_seed=0)
     options = ExportOptions(calibration_size=args.calibration_size)
     ctx = ExportContext(model, source, args.out, options, progress=print)
+    precision = Precision.FP16 if args.fp16 else Precision.INT8_STATIC
+    gate = thresholds_for(precision, Role.ENCODER)["mask_iou_mean"][1]
     search = OnnxOptions(
-        (Precision.INT8_STATIC,),
-        min_iou=args.min_iou,
+        (precision,),
+        min_iou=gate if args.min_iou is None else args.min_iou,
         search_margin=args.search_margin,
         search_images=args.search_images,
     )
-    scan = scan_int8_encoder(ctx, None, search, runs=args.runs)
+    if args.fp16:
+        scan = scan_fp16_encoder(ctx, None, search, runs=args.runs)
+    else:
+        scan = scan_int8_encoder(ctx, None, search, runs=args.runs)
     for path in write_scan(scan, args.out):
         print(path)
     return 0

@@ -223,7 +223,7 @@ def test_export_records_the_decoder_search(conformance_model, monkeypatch, tmp_p
             "--graph decoder: scanned for --target onnx",
         ),
         (["--graph", "head"], "--graph head: quantize-scan takes encoder or decoder"),
-        (["--graph", "decoder", "--alpha", "0.5"], "--alpha is the encoder's"),
+        (["--graph", "decoder", "--alpha", "0.5"], "the encoder's scan options"),
     ],
 )
 def test_cli_bad_input_is_one_line(args, message, tmp_path: Path, capsys):

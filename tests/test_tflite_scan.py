@@ -3,6 +3,7 @@ one calibration image, two blocks (figures of a larger run: docs/tflite.md)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from edgesam_deploy.exporters.tflite.search import int8_full_evaluator
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.quantization import equalize, tflite_sensitivity
 from edgesam_deploy.quantization.mixed import greedy
-from edgesam_deploy.quantization.sensitivity import select_blocks
+from edgesam_deploy.quantization.sensitivity import Block, select_blocks
 from edgesam_deploy.quantization.tflite_mixed import run_tflite_scan, tflite_search
 from edgesam_deploy.quantization.tflite_scan_report import write_scan
 from edgesam_deploy.quantization.tflite_sensitivity import op_scopes
@@ -56,20 +57,24 @@ def setup(conformance_model, tmp_path_factory):
     return ev, select_blocks(ev.blocks, BLOCKS), exported
 
 
-def _int8_blocks(ev, model: bytes) -> set[str]:
-    """Names of the blocks with an op (other than the QUANTIZE ops AEQ puts on the boundaries of
-    int8 regions, named after the float tensor they read) whose first output is int8."""
+def _int8_scopes(model: bytes) -> set[str]:
+    """Scopes of the ops (other than the QUANTIZE ops AEQ puts on the boundaries of int8 regions,
+    named after the float tensor they read) whose first output is int8."""
     fb = pytest.importorskip("ai_edge_quantizer.utils.tfl_flatbuffer_utils")
     schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
     flat = fb.read_model(bytearray(model))
     graph, codes = flat.subgraphs[0], flat.operatorCodes
-    int8 = {
+    return {
         fb.get_op_scope(op, graph.tensors)
         for op in graph.operators
         if codes[op.opcodeIndex].builtinCode != schema.BuiltinOperator.QUANTIZE
         and graph.tensors[op.outputs[0]].type == schema.TensorType.INT8
     }
-    return {b.name for b in ev.blocks for s in int8 if re.search(b.scope, s)}
+
+
+def _int8_blocks(ev, model: bytes) -> set[str]:
+    """Names of the blocks with an int8 op (``_int8_scopes``)."""
+    return {b.name for b in ev.blocks for s in _int8_scopes(model) if re.search(b.scope, s)}
 
 
 def test_blocks_are_the_onnx_blocks(setup):
@@ -84,6 +89,44 @@ def test_blocks_are_the_onnx_blocks(setup):
     assert _int8_blocks(ev, exported) == set(ONNX_BLOCKS)
     # only block24 int8: its ops are int8, the neck's (and every other block's) are float
     assert _int8_blocks(ev, ev.only(blocks[0]).model) == {"block24"}
+
+
+def test_neck_holds_the_ops_after_the_other_blocks(setup):
+    """The top-level fusion ADD (the neck's input) and the output TRANSPOSE match no module path:
+    they count in the neck, so the blocks cover every quantized op, and with the neck float no
+    int8 op is left after fuse2 and fuse3."""
+    ev, _, exported = setup
+    *others, neck = ev.blocks
+    scopes = op_scopes(ev.source)
+    outside = [(op, s) for op, s in scopes if not any(re.search(b.scope, s) for b in others)]
+    assert [op for op, s in outside if "Sequential_neck" not in s] == ["ADD", "TRANSPOSE"]
+    assert outside[0][0] == "ADD" and "RepViTEncoder_encoder;" in outside[0][1]
+    assert all(re.search(neck.scope, s) for _, s in outside)
+    assert scopes[-1] == outside[-1]  # the TRANSPOSE writes the graph's output
+    assert sum(b.convs for b in ev.blocks) == ev.quantizable
+    assert {s for op, s in outside if op in ("ADD", "TRANSPOSE")} <= _int8_scopes(exported)
+    int8 = _int8_scopes(ev.measure([neck], "neck float").model)
+    assert int8 and all(any(re.search(b.scope, s) for b in others) for s in int8)
+
+
+def test_every_block_float_is_the_fp32_encoder(setup):
+    """Every block float leaves AEQ nothing to quantize: that step is the fp32 source, measured
+    (in the scan's path) without an error; the search refuses it in one line. Two blocks here:
+    the neck and the rest of the encoder as one."""
+    ev, _, _ = setup
+    *others, neck = ev.blocks
+    rest = Block("rest", "|".join(b.scope for b in others), sum(b.convs for b in others))
+    two = copy.copy(ev)
+    two.blocks = [rest, neck]  # the cache is shared: the same name sets are the same graphs
+    fp32 = two.measure(two.blocks, "2 float")
+    assert fp32.model == ev.source and fp32.details["recipe"] is None
+    assert fp32.metrics["emb_cosine_min"] > 0.9999
+    two.target = {"emb_cosine_min": (">=", fp32.metrics["emb_cosine_min"])}
+    scan = run_tflite_scan(two, two.blocks, runs=1)
+    assert scan.path[-1].model == ev.source and set(scan.path[-1].floated) == {"rest", "neck"}
+    assert scan.path[-1].meets and not any(m.meets for m in scan.path[:-1])
+    with pytest.raises(DeployError, match="only with every op float, which is the fp32 encoder"):
+        tflite_search(two, runs=1)
 
 
 def test_scan_table(setup, tmp_path):

@@ -12,9 +12,10 @@ from rich.console import Console
 from ..checkpoints import REGISTRY, ModelSource, load_model
 from ..manifest_schema import MAX_SEED
 from ..modeling import EdgeSam
-from ..quantization.search_target import SEARCH_IMAGES, SEARCH_MARGIN
+from ..quantization.search_target import SEARCH_IMAGES, SEARCH_MARGIN, default_margin
 from ..samples import SEARCH_PHOTOS
 from ..terminal import current
+from ..vocabulary import Precision
 
 
 class _Notes:
@@ -58,8 +59,9 @@ CalibrationSizeOpt = typer.Option(
 SearchMarginOpt = typer.Option(
     None,
     "--search-margin",
-    help="Mixed-precision search: raise the int8 gate's min mask IoU floor by this much in the "
-    f"search's target (default {SEARCH_MARGIN:g}; the parity gate itself is unchanged).",
+    help="Mixed-precision search: raise the gate's min mask IoU floor by this much in the "
+    f"search's target (default {SEARCH_MARGIN:g}; fp16 scan: {default_margin(Precision.FP16):g}; "
+    "the parity gate itself is unchanged).",
 )
 SearchImagesOpt = typer.Option(
     None,

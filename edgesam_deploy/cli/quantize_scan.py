@@ -1,6 +1,6 @@
 """``edgesam-deploy quantize-scan``: int8 sensitivity per encoder (or ONNX decoder) block, and the
-greedy path to a mean-IoU target, measured on held-out photos: ONNX int8-static
-(docs/mixed-precision.md) or TFLite int8-full (docs/tflite.md)."""
+greedy path to a mean-IoU target, measured on held-out photos: ONNX int8-static or fp16
+(docs/mixed-precision.md), or TFLite int8-full (docs/tflite.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..exporters.base import ExportContext
 from ..exporters.onnx.options import OnnxOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
+from ..quantization.search_target import check_margin
 from ..quantization.sensitivity import BLOCK_HELP, check_block_names
 from ..vocabulary import Precision, Role, Target
 from .options import (
@@ -30,7 +31,8 @@ from .options import (
 )
 from .progress import progress_reporter
 
-SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}
+SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}  # the default
+FP16_TARGETS = (Target.ONNX,)  # TFLite fp16 is weights only: nothing per block to scan at run time
 
 
 def quantize_scan(
@@ -43,6 +45,11 @@ def quantize_scan(
         "--graph",
         help="encoder, or decoder (ONNX only: the rewritten decoder's blocks, timed at 1 and 16 "
         "points).",
+    ),
+    fp16: bool = typer.Option(
+        False,
+        "--fp16",
+        help="Scan fp16 instead of int8: blocks kept float32 one at a time (onnx only).",
     ),
     blocks: Optional[str] = typer.Option(
         None,
@@ -72,18 +79,23 @@ def quantize_scan(
     variant: str = VariantOpt,
 ) -> None:
     """Scan which encoder (or ONNX decoder) blocks lose accuracy in int8 (ONNX int8-static or
-    TFLite int8-full)."""
+    TFLite int8-full) or which encoder blocks lose it in fp16 (ONNX, --fp16)."""
     if target not in SCANNED:
         raise DeployError(f"--target {target}: quantize-scan takes onnx or tflite")
     if graph not in list(Role):
         raise DeployError(f"--graph {graph}: quantize-scan takes encoder or decoder")
-    kind, precision, role = Target(target), SCANNED[Target(target)], Role(graph)
+    kind, role = Target(target), Role(graph)
     if role == Role.DECODER and kind != Target.ONNX:
         raise DeployError(f"--graph decoder: scanned for --target onnx only, not {kind}")
-    if role == Role.DECODER and alpha is not None:
+    if role == Role.DECODER and (alpha is not None or fp16):
         raise DeployError(
-            "--alpha is the encoder's equalization strength: not with --graph decoder"
+            "--alpha and --fp16 are the encoder's scan options: not with --graph decoder"
         )
+    if fp16 and kind not in FP16_TARGETS:
+        raise DeployError(f"--fp16: the fp16 scan is for {', '.join(FP16_TARGETS)}")
+    if fp16 and alpha is not None:
+        raise DeployError("--alpha: equalization belongs to the int8 scan, not to --fp16")
+    precision = Precision.FP16 if fp16 else SCANNED[kind]
     split = [b.strip() for b in blocks.split(",") if b.strip()] if blocks else []
     names = check_block_names(split, role) if blocks else None
     gate = thresholds_for(precision, role)["mask_iou_mean"][1]
@@ -93,14 +105,22 @@ def quantize_scan(
         search_margin=search_margin,
         search_images=search_images,
     )
+    check_margin(search.margin_for(precision), precision)  # before the model loads
     model, source = model_from_options(variant, checkpoint, random_weights)
     options = ExportOptions(calibration_dir=calibration_dir, calibration_size=calibration_size)
     with progress_reporter("quantize-scan") as report:
         ctx = ExportContext(model, source, out, options, progress=report)
-        alphas = None if alpha is None else (alpha,)
-        scan, write = _scanner(kind, role)
-        scan = scan(ctx, names, search, alphas, runs)
-        paths = write(scan, out)
+        if fp16:
+            from ..exporters.onnx.convert import scan_fp16_encoder
+            from ..quantization.scan_report import write_scan
+
+            scan = scan_fp16_encoder(ctx, names, search, runs)
+            paths = write_scan(scan, out)
+        else:
+            alphas = None if alpha is None else (alpha,)
+            scan, write = _scanner(kind, role)
+            scan = scan(ctx, names, search, alphas, runs)
+            paths = write(scan, out)
     reached = "meets" if scan.chosen.meets else "does not meet"
     out_console().print(
         f"{len(scan.blocks)} block(s) scanned; {scan.chosen.label} {reached} the target; "

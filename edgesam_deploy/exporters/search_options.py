@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from ..errors import DeployError
 from ..quantization.calibration import scoring_photos
-from ..quantization.search_target import SEARCH_IMAGES, SEARCH_MARGIN, check_margin, check_min_iou
+from ..quantization.search_target import SEARCH_IMAGES, check_margin, check_min_iou, default_margin
+from ..vocabulary import Precision
 from .base import ExportContext, OptionsError, TargetOptions
 
 
@@ -44,8 +45,12 @@ class SearchableOptions(TargetOptions):
 
     @property
     def margin(self) -> float:
-        """The search's raise of the min-IoU floor (``search_margin`` or the default)."""
-        return SEARCH_MARGIN if self.search_margin is None else self.search_margin
+        """The int8 search's raise of the min-IoU floor (``search_margin`` or the default)."""
+        return self.margin_for(Precision.INT8_STATIC)
+
+    def margin_for(self, precision: Precision) -> float:
+        """The raise of ``precision``'s min-IoU floor: ``search_margin``, or the default."""
+        return default_margin(precision) if self.search_margin is None else self.search_margin
 
     @property
     def scoring_images(self) -> int:

@@ -17,11 +17,12 @@ from typing import Any
 
 from ..errors import DeployError
 from ..parity.thresholds import Threshold
-from .onnx_quant import Int8Policy
+from ..vocabulary import Precision
 from .sensitivity import (
     Block,
     Evaluator,
     Measurement,
+    Policy,
     latency_ms,
     profile_by_block,
     sensitivity_order,
@@ -37,10 +38,10 @@ DECODER_MIN_SPEEDUP = 1.05
 def single_block_rows(
     ev: Evaluator, blocks: list[Block], progress: Progress = lambda m: None
 ) -> dict[str, Measurement]:
-    """Block name -> the encoder with only that block int8, judged on the scoring photos."""
+    """Block name -> the encoder with only that block reduced, judged on the scoring photos."""
     out = {}
     for i, block in enumerate(blocks, 1):
-        progress(f"scan: {block.name} alone int8 ({i}/{len(blocks)})")
+        progress(f"scan: {block.name} alone reduced ({i}/{len(blocks)})")
         out[block.name] = ev.only(block)
     return out
 
@@ -73,9 +74,10 @@ class Scan:
     path: list[Measurement]
     hand_picked: Measurement | None
     target: dict[str, Threshold]
-    profile_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # fp32 | int8 -> block
+    profile_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # fp32 | reduced -> block
     latency_ms: dict[str, float] = field(default_factory=dict)  # fp32 | candidate label -> ms
     facts: dict[str, Any] = field(default_factory=dict)  # images, alpha, runs, seconds
+    reduced: str = "int8"  # the scanned precision's profile key and column name (int8 | fp16)
     latency_ms_by_feed: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -92,12 +94,12 @@ def timed(ev: Evaluator, models: dict[str, Any], runs: int) -> dict[str, dict[st
 def run_scan(
     ev: Evaluator,
     blocks: list[Block],
-    hand_picked: Int8Policy | None,
+    hand_picked: Policy | None,
     runs: int,
     progress: Progress = lambda m: None,
 ) -> Scan:
-    """Scan ``blocks``, search over them (the other blocks stay int8), measure the hand-picked
-    policy (if any), profile fp32 vs all-int8 per block, and time fp32 and every candidate
+    """Scan ``blocks``, search over them (the other blocks stay reduced), measure the hand-picked
+    policy (if any), profile fp32 vs all-reduced per block, and time fp32 and every candidate
     interleaved."""
     single, path = scan_path(ev, blocks, progress)
     order = sensitivity_order(single)
@@ -106,10 +108,11 @@ def run_scan(
         progress("scan: the hand-picked policy")
         hand = ev.measure_policy(hand_picked, "hand-picked")
     feed = next(iter(ev.timing_feeds.values()))
-    progress("scan: ONNX Runtime profiles, fp32 and all-int8")
+    reduced = "fp16" if ev.precision == Precision.FP16 else "int8"
+    progress(f"scan: ONNX Runtime profiles, fp32 and all-{reduced}")
     profile = {
         "fp32": profile_by_block(ev.source, feed, ev.blocks, runs),
-        "int8": profile_by_block(path[0].model, feed, ev.blocks, runs),
+        reduced: profile_by_block(path[0].model, feed, ev.blocks, runs),
     }
     progress("scan: whole-graph latency of every candidate, interleaved with fp32")
     candidates = [*path, *([hand] if hand else [])]
@@ -123,6 +126,7 @@ def run_scan(
         ev.target,
         profile,
         next(iter(by_feed.values())),
+        reduced=reduced,
         latency_ms_by_feed=by_feed,
     )
 
@@ -242,6 +246,6 @@ def search_decoder(
 
 
 def saved_ms(scan: Scan) -> dict[str, float]:
-    """Per block (and ``OTHER``): ms in the fp32 profile minus ms in the all-int8 profile."""
-    fp32, int8 = scan.profile_ms["fp32"], scan.profile_ms["int8"]
-    return {k: round(fp32[k] - int8.get(k, 0.0), 2) for k in fp32}
+    """Per block (and ``OTHER``): ms in the fp32 profile minus ms in the all-reduced profile."""
+    fp32, reduced = scan.profile_ms["fp32"], scan.profile_ms[scan.reduced]
+    return {k: round(fp32[k] - reduced.get(k, 0.0), 2) for k in fp32}

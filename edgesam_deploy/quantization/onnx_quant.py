@@ -110,22 +110,28 @@ class Fp16Policy:
     ``keep_ops``: op type -> reason. ``fp32_inputs``: every node computed from these inputs alone
     stays float32 (reason ``fp32_inputs_reason``). ``headroom``: a node whose float32 output on the
     calibration feeds exceeds FP16_MAX / headroom stays float32 (overflow guard for the actual weights).
+    ``exclude_scopes``: nodes whose names start with a key (module scope -> reason) stay float32.
     """
 
     keep_ops: dict[str, str] = field(default_factory=dict)
     fp32_inputs: tuple[str, ...] = ()
     fp32_inputs_reason: str = ""
     headroom: float = 4.0
+    exclude_scopes: dict[str, str] = field(default_factory=dict)
 
 
 def to_fp16(
-    model: onnx.ModelProto, policy: Fp16Policy, feeds: Feeds
+    model: onnx.ModelProto,
+    policy: Fp16Policy,
+    feeds: Feeds,
+    peaks: dict[str, float] | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """fp16 weights and activations with float32 I/O -> (model, record details)."""
+    """fp16 weights and activations with float32 I/O -> (model, record details). ``peaks``:
+    ``activation_peaks(model, feeds)`` when already computed."""
     present = {i.name for i in model.graph.input}
     subgraph = nodes_fed_only_by(model, [i for i in policy.fp32_inputs if i in present])
     limit = FP16_MAX / policy.headroom
-    peaks = activation_peaks(model, feeds)
+    peaks = activation_peaks(model, feeds) if peaks is None else peaks
     hot = sorted(
         {
             n.name
@@ -133,12 +139,14 @@ def to_fp16(
             if n.name not in subgraph and any(peaks.get(o, 0.0) > limit for o in n.output)
         }
     )
+    scopes = tuple(policy.exclude_scopes)
+    scoped = [n.name for n in model.graph.node if scopes and n.name.startswith(scopes)]
     try:
         converted = convert_float_to_float16(
             model,
             keep_io_types=True,
             op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(policy.keep_ops),
-            node_block_list=subgraph + hot,
+            node_block_list=subgraph + hot + scoped,
         )
     except Exception as exc:  # the converter raises bare exceptions of many types
         raise DeployError(f"fp16 conversion failed: {first_line(exc)}") from exc
@@ -151,6 +159,8 @@ def to_fp16(
             "reason": policy.fp32_inputs_reason,
         }
     details["fp16_overflow_guard"] = {"limit": limit, "nodes_kept_fp32": hot}
+    if scoped:
+        details["fp32_kept_scopes"] = {"scopes": dict(policy.exclude_scopes), "nodes": len(scoped)}
     return converted, details
 
 

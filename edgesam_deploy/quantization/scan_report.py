@@ -21,7 +21,7 @@ FIRST_STATISTIC = {
 
 
 def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
-    """What every runtime's scan table holds: one row per scanned block (only that block int8,
+    """What every runtime's scan table holds: one row per scanned block (only that block reduced,
     by sensitivity rank) and one per measured candidate with its whole-graph latency (and, where
     the graph was timed on several feeds, per feed)."""
     role = scan.path[0].role
@@ -53,6 +53,7 @@ def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
             }
     return {
         "graph": str(role),
+        "precision": scan.reduced,
         "target": {k: list(v) for k, v in scan.target.items()},
         "facts": scan.facts,
         "fp32_latency_ms_median": round(fp32_ms, 1),
@@ -68,17 +69,20 @@ def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
 
 def scan_table(scan: Scan) -> dict[str, Any]:
     """The ONNX scan's table (``base_table`` over the greedy path and the hand-picked policy, if
-    any), each block row with ONNX Runtime's per-block profile of the fp32 and the all-int8
-    graph."""
+    any), each block row with ONNX Runtime's per-block profile of the fp32 and the all-reduced
+    graph (``profile_int8_ms`` or ``profile_fp16_ms``)."""
     hand = [scan.hand_picked] if scan.hand_picked is not None else []
     table = base_table(scan, [*scan.path, *hand])
     saved = saved_ms(scan)
     for row in table["blocks"]:
         row["profile_fp32_ms"] = scan.profile_ms["fp32"].get(row["block"], 0.0)
-        row["profile_int8_ms"] = scan.profile_ms["int8"].get(row["block"], 0.0)
+        row[f"profile_{scan.reduced}_ms"] = scan.profile_ms[scan.reduced].get(row["block"], 0.0)
         row["profile_saved_ms"] = saved.get(row["block"], 0.0)
     table["profile_other_ms"] = {k: v.get("other", 0.0) for k, v in scan.profile_ms.items()}
     return table
+
+
+TITLES = {"int8": "int8-static QDQ", "fp16": "fp16 weights and activations, float32 I/O"}
 
 
 def markdown(table: dict[str, Any]) -> str:
@@ -86,26 +90,27 @@ def markdown(table: dict[str, Any]) -> str:
     target = ", ".join(f"{k} {op} {v:g}" for k, (op, v) in table["target"].items())
     role = Role(table["graph"])
     key, header, fmt = FIRST_STATISTIC[role]
+    reduced = table["precision"]
     lines = [
-        f"# int8 sensitivity scan of the {role} (ONNX Runtime, int8-static QDQ)",
+        f"# {reduced} sensitivity scan of the {role} (ONNX Runtime, {TITLES[reduced]})",
         "",
         f"Target: {target}. Facts: "
         + ", ".join(f"{k} {v}" for k, v in table["facts"].items())
         + ".",
         "",
-        "Each block alone int8 (every other block float), judged on the held-out scoring photos; "
-        "profile ms: ONNX Runtime's per-node profile of the fp32 and the all-int8 graph, summed "
-        "over the block's nodes.",
+        f"Each block alone {reduced} (every other block float32), judged on the held-out scoring "
+        f"photos; profile ms: ONNX Runtime's per-node profile of the fp32 and the all-{reduced} "
+        "graph, summed over the block's nodes.",
         "",
         f"| rank | block | {COUNT_KEY[role]} | {header} | mask IoU mean | mask IoU min | fp32 ms "
-        "| int8 ms | saved ms |",
+        f"| {reduced} ms | saved ms |",
         "|-:|-|-:|-:|-:|-:|-:|-:|-:|",
     ]
     for r in sorted(table["blocks"], key=lambda r: r["sensitivity_rank"]):
         lines.append(
             f"| {r['sensitivity_rank']} | {r['block']} | {r[COUNT_KEY[role]]} | {r[key]:{fmt}} "
             f"| {r['mask_iou_mean']:.4f} | {r['mask_iou_min']:.4f} | {r['profile_fp32_ms']:.1f} "
-            f"| {r['profile_int8_ms']:.1f} | {r['profile_saved_ms']:.1f} |"
+            f"| {r[f'profile_{reduced}_ms']:.1f} | {r['profile_saved_ms']:.1f} |"
         )
     by_feed = table["latency_ms_median_by_feed"]
     fp32 = ", ".join(f"{_feed(f, by_feed)}{ms['fp32']} ms" for f, ms in by_feed.items())
@@ -147,7 +152,7 @@ def _feed(name: str, by_feed: dict[str, Any]) -> str:
 
 
 def plot(table: dict[str, Any], path: Path) -> None:
-    """Left: mean-IoU loss per block alone int8; right: latency vs mean IoU of the candidates."""
+    """Left: mean-IoU loss per block alone reduced; right: latency vs mean IoU of the candidates."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,7 +161,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
     blocks = table["blocks"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
     left.bar([r["block"] for r in blocks], [1.0 - r["mask_iou_mean"] for r in blocks])
-    left.set_ylabel("1 - mean mask IoU (block alone int8)")
+    left.set_ylabel(f"1 - mean mask IoU (block alone {table['precision']})")
     left.tick_params(axis="x", rotation=90)
     left.set_title("sensitivity per block (held-out scoring photos)")
     for c in table["candidates"]:

@@ -20,9 +20,21 @@ def check_min_iou(value: float) -> float:
     return value
 
 
+def _room(precision: Precision) -> float:
+    """How far the encoder gate's min-IoU floor of ``precision`` is below 1."""
+    return round(1.0 - thresholds_for(precision, Role.ENCODER)["mask_iou_min"][1], 6)
+
+
+def default_margin(precision: Precision = Precision.INT8_STATIC) -> float:
+    """``SEARCH_MARGIN`` where it keeps the floor below 1 (int8: 0.80 -> 0.95), else half the
+    room above ``precision``'s min-IoU floor (fp16: 0.90 -> 0.95)."""
+    room = _room(precision)
+    return SEARCH_MARGIN if SEARCH_MARGIN < room else room / 2
+
+
 def check_margin(value: float, precision: Precision = Precision.INT8_STATIC) -> float:
     """``value`` if the gate's min-IoU floor raised by it stays in [floor, 1]; else a DeployError."""
-    room = round(1.0 - thresholds_for(precision, Role.ENCODER)["mask_iou_min"][1], 6)
+    room = _room(precision)
     if not 0.0 <= value <= room:
         raise DeployError(f"--search-margin {value:g}: must be in [0, {room:g}]")
     return value

@@ -45,7 +45,7 @@ from ..parity.thresholds import Threshold, violations
 from ..vocabulary import GraphSpec, Precision, Role, ScoreKind, Target, graph_spec
 from . import decoder_blocks
 from .calibration import scoring_photos
-from .onnx_quant import Int8Policy, graph_outputs, quantize_int8_static
+from .onnx_quant import Fp16Policy, Int8Policy, graph_outputs, quantize_int8_static
 
 # module scopes of the traced encoder that make a block: features.<i>, fuse_stage<k>, neck
 _SCOPE = re.compile(r"^/encoder/(features\.(\d+)|fuse_stage(\d)|neck)/")
@@ -67,6 +67,10 @@ DECODER_SUMMARY_KEYS = ("score_max_abs", "mask_iou_mean", "mask_iou_min")  # a d
 # benchmarks/bench_decoder.py times it)
 DECODER_TIMING_POINTS = {"1 point": 2, "16 points": 16}
 OTHER = "other"  # profile time of nodes outside every block (layout reorders, transposes)
+# ONNX Runtime renames a node it runs in float32 between inserted Casts (fp16 ops it has no
+# kernel for) with this prefix: the node still belongs to its block
+ORT_CAST_PREFIX = "InsertedPrecisionFreeCast_"
+Policy = Int8Policy | Fp16Policy  # what a block scan reduces; ``exclude_scopes`` keeps blocks float
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,11 @@ def check_block_names(names: Iterable[str], role: Role = Role.ENCODER) -> list[s
 
 
 def select_blocks(
-    blocks: list[Block], names: Iterable[str], role: Role = Role.ENCODER
+    blocks: list[Block], names: Iterable[str] | None, role: Role = Role.ENCODER
 ) -> list[Block]:
-    """The blocks called ``names`` (in graph order); an unknown name is a DeployError."""
+    """The blocks called ``names`` (in graph order; None: all); an unknown name is a DeployError."""
+    if names is None:
+        return blocks
     wanted = list(dict.fromkeys(names))
     known = {b.name for b in blocks}
     unknown = [n for n in wanted if n not in known]
@@ -144,7 +150,7 @@ def select_blocks(
     return [b for b in blocks if b.name in wanted]
 
 
-def floating(base: Int8Policy, blocks: Iterable[Block]) -> Int8Policy:
+def floating(base: Policy, blocks: Iterable[Block]) -> Policy:
     """``base`` with exactly ``blocks`` kept float (its own scope exclusions dropped)."""
     return dataclasses.replace(base, exclude_scopes={b.scope: SEARCH_REASON for b in blocks})
 
@@ -190,12 +196,16 @@ class Evaluator:
     ``feeds``: the calibration feeds ({"image": 1 x 3 x 1024 x 1024}, or the decoder's inputs),
     ``calibrated_on`` the names of the images they come from; ``target``: thresholds in the parity
     engine's terms (``search_target``); ``record``: how the parity engine sees the graph
-    (``_in_memory_record``; default the encoder's)."""
+    (``_in_memory_record``; default the encoder's). Subclasses reduce to another precision by
+    overriding ``precision``, ``block_ops`` and ``convert``."""
+
+    precision = Precision.INT8_STATIC
+    block_ops: tuple[str, ...] | None = None  # op types a block must hold; None: the policy's
 
     def __init__(
         self,
         source: onnx.ModelProto,
-        base: Int8Policy,
+        base: Policy,
         feeds: list[dict[str, np.ndarray]],
         reference: Reference,
         target: dict[str, Threshold],
@@ -210,9 +220,9 @@ class Evaluator:
         self.reference = reference
         self.target = target
         self.cache = scratch / "calibration-ranges.json"
-        self._record = record or _in_memory_record()
+        self._record = record or _in_memory_record(self.precision)
         self.role = Role(self._record.role)
-        self.blocks = graph_blocks(source, base.op_types, self.role)
+        self.blocks = graph_blocks(source, self.block_ops or base.op_types, self.role)
         self._measured: dict[frozenset[str], Measurement] = {}
 
     def judge_model(
@@ -255,11 +265,15 @@ class Evaluator:
             out[label] = dict(zip(spec.input_names, [emb, *(t.numpy() for t in rest)]))
         return out
 
+    def convert(self, policy: Policy) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        """``source`` quantized with ``policy`` (cached calibration ranges) -> (model, details)."""
+        return quantize_int8_static(self.source, policy, self.feeds, self.cache)
+
     def measure_policy(
-        self, policy: Int8Policy, label: str, floated: tuple[str, ...] = ()
+        self, policy: Policy, label: str, floated: tuple[str, ...] = ()
     ) -> Measurement:
-        """Quantize ``source`` with ``policy`` (cached calibration ranges) and judge it."""
-        model, details = quantize_int8_static(self.source, policy, self.feeds, self.cache)
+        """``source`` reduced with ``policy`` (``convert``), judged."""
+        model, details = self.convert(policy)
         return self.judge_model(model, label, floated, details)
 
     def measure(self, floated: Iterable[Block], label: str) -> Measurement:
@@ -285,17 +299,19 @@ def scoring_reference(model: EdgeSam, count: int) -> Reference:
 
 
 def _in_memory_record(
-    spec: GraphSpec | None = None, scores: ScoreKind = ScoreKind.IOU
+    precision: Precision = Precision.INT8_STATIC,
+    spec: GraphSpec | None = None,
+    scores: ScoreKind = ScoreKind.IOU,
 ) -> ArtifactRecord:
-    """The parity engine's description of an int8 graph of ``spec`` (default the encoder's) that
-    lives in memory only; ``scores``: what a decoder's scores output holds."""
+    """The parity engine's description of a ``precision`` graph of ``spec`` (default the
+    encoder's) that lives in memory only; ``scores``: what a decoder's scores output holds."""
     spec = spec or graph_spec(Role.ENCODER)
-    digest = hashlib.sha256(f"in-memory int8 {spec.role} of the sensitivity scan".encode())
+    digest = hashlib.sha256(f"in-memory {precision} {spec.role} of the scan".encode())
     return ArtifactRecord(
         file=f"{spec.role} (sensitivity scan, in memory)",
         target=Target.ONNX,
         role=spec.role,
-        precision=Precision.INT8_STATIC,
+        precision=precision,
         inputs=[s.as_dict() for s in spec.inputs],
         outputs=[s.as_dict() for s in spec.outputs],
         size_bytes=0,
@@ -339,7 +355,8 @@ def profile_by_block(
     per_block: collections.Counter[str] = collections.Counter({b.name: 0.0 for b in blocks})
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            owner = next((b.name for b in blocks if e["name"].startswith(b.scope)), OTHER)
+            name = e["name"].removeprefix(ORT_CAST_PREFIX)
+            owner = next((b.name for b in blocks if name.startswith(b.scope)), OTHER)
             per_block[owner] += e["dur"] / 1000 / runs
     return {name: round(ms, 2) for name, ms in per_block.items()}
 

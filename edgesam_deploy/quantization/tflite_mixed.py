@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import DeployError
 from .mixed import Progress, Scan, scan_path, search_record, searched_path
 from .sensitivity import Block, Measurement, sensitivity_order
 from .tflite_sensitivity import TfliteEvaluator, latency_ms
@@ -45,9 +46,17 @@ def tflite_search(
 ) -> tuple[Measurement, dict[str, Any]]:
     """The int8-full encoder to export for ``ev.target``: the greedy result over ``blocks``
     (default every block; the others stay int8). A target that every block float does not meet
-    is a DeployError. Returns the chosen measurement and ``details.mixed_precision``."""
+    is a DeployError, and so is one met only with every block float: that step is the fp32
+    encoder (``TfliteEvaluator.measure``), not an int8-full one. Returns the chosen measurement
+    and ``details.mixed_precision``."""
     single, path = searched_path(ev, ev.blocks if blocks is None else blocks, progress)
     found = path[-1]
+    if found.details["recipe"] is None:
+        raise DeployError(
+            "--min-iou: on the scoring photos the target is met only with every op float, which "
+            f"is the fp32 encoder ({path[-2].label} missed it: {'; '.join(path[-2].failures)}); "
+            "export --precision fp32, or lower --min-iou or --search-margin"
+        )
     progress("search: latency of every step, interleaved with fp32 (LiteRT)")
     ms = _latencies(ev, path, runs)
     details = search_record(ev, single, path, ms, runs) | {

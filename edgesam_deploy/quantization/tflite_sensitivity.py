@@ -3,14 +3,16 @@ images, judged on the held-out scoring photos.
 
 The blocks are the ONNX scan's (``sensitivity.Block``: stem, block1..block26, fuse2, fuse3, neck),
 found here from the flatbuffer's tensor names, which carry the PyTorch module path
-(``.../RepViTEncoder_encoder/<class>_<attribute>/...``). A block kept float is one more
-``no_quantize`` rule after the int8-full recipe (``tflite_quant.recipe_for``; AEQ applies the
-latest matching rule), so every other op keeps the export's own treatment, the ``FloatKept`` op
-types included. The calibration feeds are preprocessed once; every recipe is calibrated on them
-afresh, because AEQ's ranges depend on the recipe (reusing one result changed a boundary tensor's
-scale: docs/tflite.md), so each measured graph is byte for byte the graph an export writes. Each
-graph runs in the LiteRT interpreter on the scoring photos and is judged by the parity engine
-(``engine.judge``), as ``sensitivity.Evaluator`` judges the ONNX graphs; never the parity photos.
+(``.../RepViTEncoder_encoder/<class>_<attribute>/...``); the neck also holds the ops after the
+other blocks that no module path names (``tflite_blocks``), so the blocks cover the graph. A
+block kept float is one more ``no_quantize`` rule after the int8-full recipe
+(``tflite_quant.recipe_for``; AEQ applies the latest matching rule), so every other op keeps the
+export's own treatment, the ``FloatKept`` op types included. The calibration feeds are
+preprocessed once; every recipe is calibrated on them afresh, because AEQ's ranges depend on the
+recipe (reusing one result changed a boundary tensor's scale: docs/tflite.md), so each measured
+graph is byte for byte the graph an export writes. Each graph runs in the LiteRT interpreter on
+the scoring photos and is judged by the parity engine (``engine.judge``), as
+``sensitivity.Evaluator`` judges the ONNX graphs; never the parity photos.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .tflite_quant import EXTRA, FULL_INT8_FLOAT_KEPT, quantize_model, recipe_fo
 _SCOPE = re.compile(r"^[^;]*?RepViTEncoder_encoder/([\w.]+?)_(\d+|fuse_stage\d|neck)[/;]")
 NO_QUANTIZE = "no_quantize"
 SIGNATURE = "encoder"  # exporters/tflite/convert.ENCODER_SIGNATURE
+_KEPT = frozenset(FULL_INT8_FLOAT_KEPT[Role.ENCODER].ops)  # op types int8-full keeps float
 
 
 def _block_name(attribute: str) -> str:
@@ -60,20 +63,41 @@ def op_scopes(float_model: bytes) -> list[tuple[str, str]]:
     return [(names[op.opcodeIndex], fb.get_op_scope(op, graph.tensors)) for op in graph.operators]
 
 
+def _exact(scope: str) -> str:
+    """An AEQ regex that selects the ops whose scope is exactly ``scope``."""
+    return f"^{re.escape(scope)}$"
+
+
 def tflite_blocks(float_model: bytes) -> list[Block]:
     """The encoder's blocks in graph order; ``scope`` is the AEQ regex that selects their ops,
-    ``convs`` how many of their ops the int8-full recipe quantizes."""
-    kept = set(FULL_INT8_FLOAT_KEPT[Role.ENCODER].ops)
-    counts: dict[tuple[str, str], int] = {}
+    ``convs`` how many of their ops the int8-full recipe quantizes (op types not ``FloatKept``).
+
+    An op belongs to the block of the first module path of its scope (``_SCOPE``). The ops outside
+    every block that come after the last op of every other block belong to the ``neck``: in the
+    converted encoder these are the top-level fusion ADD (fuse2 + fuse3, scope
+    ``...RepViTEncoder_encoder;;``), which makes the neck's input, and the output TRANSPOSE (NHWC
+    to NCHW, scope ``encoder_image_embeddings_output;``), which carries the neck's output to the
+    graph output. So keeping the neck float leaves no int8 op downstream of fuse2 and fuse3, and
+    every block float leaves nothing to quantize (``TfliteEvaluator.measure``). Their exact scopes
+    join the neck's regex as alternatives."""
+    counts: dict[str, tuple[str, int]] = {}  # block name -> (regex, quantized ops)
+    tail: list[tuple[str, str]] = []  # outside every block, since the last non-neck op
     for op, scope in op_scopes(float_model):
         match = _SCOPE.match(scope)
-        if match:
-            regex = (
-                rf"^[^;]*?RepViTEncoder_encoder/{re.escape(match.group(1))}_{match.group(2)}[/;]"
-            )
-            key = (_block_name(match.group(2)), regex)
-            counts[key] = counts.get(key, 0) + (op not in kept)
-    return [Block(name, scope, n) for (name, scope), n in counts.items()]
+        if not match:
+            tail.append((op, scope))
+            continue
+        name = _block_name(match.group(2))
+        if name != "neck":
+            tail = []
+        regex = rf"^[^;]*?RepViTEncoder_encoder/{re.escape(match.group(1))}_{match.group(2)}[/;]"
+        _, n = counts.get(name, (regex, 0))
+        counts[name] = (regex, n + (op not in _KEPT))
+    if "neck" in counts and tail:
+        regex, n = counts["neck"]
+        alternatives = "|".join([regex, *dict.fromkeys(_exact(s) for _, s in tail)])
+        counts["neck"] = (alternatives, n + sum(op not in _KEPT for op, _ in tail))
+    return [Block(name, regex, n) for name, (regex, n) in counts.items()]
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,8 @@ class TfliteEvaluator:
         self.target = target
         self.threads = threads
         self.blocks = tflite_blocks(source)
+        # ops the int8-full recipe quantizes when no block is float
+        self.quantizable = sum(op not in _KEPT for op, _ in op_scopes(source))
         self._record = dataclasses.replace(
             _in_memory_record(),
             file="encoder (TFLite sensitivity scan, in memory)",
@@ -147,12 +173,23 @@ class TfliteEvaluator:
         return found
 
     def measure(self, floated: Iterable[Block], label: str) -> Measurement:
-        """The int8-full encoder with exactly ``floated`` kept float (measured once per set)."""
+        """The int8-full encoder with exactly ``floated`` kept float (measured once per set).
+
+        When ``floated`` holds every op the recipe would quantize (every block float: the blocks
+        cover the whole graph, ``tflite_blocks``), nothing is left to quantize (AEQ would raise
+        for want of calibration statistics): that candidate is the fp32 ``source`` itself, which
+        is measured as it is, with ``details["recipe"]`` None."""
         kept = list(floated)
         key = frozenset(b.name for b in kept)
         if key not in self._measured:
             names = tuple(b.name for b in kept)
-            self._measured[key] = self.measure_policy(floating(self.base, kept), label, names)
+            policy = floating(self.base, kept)
+            if sum(b.convs for b in kept) == self.quantizable:
+                found = self.judge_model(self.source, label, names)
+                found.details = {"recipe": None, "float_blocks": dict(policy.exclude_scopes)}
+            else:
+                found = self.measure_policy(policy, label, names)
+            self._measured[key] = found
         found = self._measured[key]
         failures = violations(found.metrics, self.target)  # the target may have changed since
         return dataclasses.replace(found, label=label, failures=failures)

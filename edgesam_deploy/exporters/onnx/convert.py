@@ -28,6 +28,7 @@ from .options import OnnxOptions
 OPSET = 17
 # the rewritten decoder's attention form: one graph for every N (docs/decoder-speed.md)
 DECODER_ATTENTION = AttentionForm.INPUT_SPACE
+FP16_GUARD_IMAGES = 2  # calibration images whose activation peaks the fp16 overflow guard reads
 INT8_OPSET = 20  # int8 encoders: GELU as one Gelu node, so ORT's QDQ fusion matches (docs/onnx.md)
 SIMPLIFIER = "onnxslim"
 EXPORTER = "torch.onnx legacy TorchScript exporter (dynamo=False)"
@@ -165,7 +166,7 @@ class OnnxExporter(Exporter):
             return fp32, {}
         policies = _policies()
         if precision == Precision.FP16:
-            return Q.to_fp16(fp32, policies["fp16"], self._feeds(ctx, role)[:2])
+            return Q.to_fp16(fp32, policies["fp16"], self._feeds(ctx, role)[:FP16_GUARD_IMAGES])
         if role == Role.DECODER:
             if precision == Precision.INT8_STATIC and self.options(ctx).min_iou is not None:
                 return searched_int8_decoder(ctx, fp32, self.options(ctx))
@@ -193,6 +194,11 @@ class OnnxExporter(Exporter):
 def encoder_feeds(ctx: ExportContext) -> list[dict[str, Any]]:
     """The encoder's calibration feeds: {"image": 1 x 3 x 1024 x 1024} per calibration image."""
     return [{"image": img} for img in ctx.calibration_images]
+
+
+def fp16_policy() -> Any:
+    """The fp16 policy of both graphs (what stays float32, and why)."""
+    return _policies()["fp16"]
 
 
 def encoder_int8_policy() -> Any:
@@ -251,6 +257,35 @@ def hand_picked_int8_encoder(
 SEARCH_LATENCY_RUNS = 5
 
 
+def _evaluator(
+    kind: Any,
+    ctx: ExportContext,
+    source: Any,
+    policy: Any,
+    feeds: list[dict[str, Any]],
+    search: OnnxOptions,
+    scratch: Path,
+    role: Role = Role.ENCODER,
+) -> Any:
+    """An evaluator of class ``kind`` (``Evaluator`` or ``Fp16Evaluator``) of ``source``, a
+    ``role`` graph: reduced with ``feeds`` (the first calibration images, or the decoder feeds
+    made from them), judged on ``search.scoring_images`` held-out photos against ``search``'s
+    target in ``kind.precision``'s gate of ``role``."""
+    from ...quantization.search_target import search_target
+    from ...quantization.sensitivity import _in_memory_record, scoring_reference
+    from ..search_options import calibrated_on
+
+    assert search.min_iou is not None  # the search's options, not an export's without --min-iou
+    reference = scoring_reference(ctx.model, search.scoring_images)
+    margin = search.margin_for(kind.precision)
+    target = search_target(search.min_iou, margin, kind.precision, role)
+    names = calibrated_on(ctx)[: len(feeds)]
+    if role == Role.ENCODER:
+        return kind(source, policy, feeds, reference, target, scratch, names)
+    record = _in_memory_record(kind.precision, ctx.spec(role), ctx.options.scores)
+    return kind(source, policy, feeds, reference, target, scratch, names, record)
+
+
 def int8_evaluator(
     ctx: ExportContext,
     source: Any,
@@ -263,17 +298,10 @@ def int8_evaluator(
     activation ranges from ``ctx``'s calibration images (the decoder: its calibration feeds, made
     from them), judged on ``search.scoring_images`` held-out photos against ``search``'s target
     for ``role``."""
-    from ...quantization.search_target import search_target
-    from ...quantization.sensitivity import Evaluator, _in_memory_record, scoring_reference
-    from ..search_options import calibrated_on
+    from ...quantization.sensitivity import Evaluator
 
-    assert search.min_iou is not None  # the search's options, not an export's without --min-iou
-    reference = scoring_reference(ctx.model, search.scoring_images)
-    target = search_target(search.min_iou, search.margin, role=role)
     feeds = encoder_feeds(ctx) if role == Role.ENCODER else ctx.calibration_decoder_feeds
-    record = _in_memory_record(ctx.spec(role), ctx.options.scores)
-    names = calibrated_on(ctx)
-    return Evaluator(source, policy, feeds, reference, target, scratch, names, record)
+    return _evaluator(Evaluator, ctx, source, policy, feeds, search, scratch, role)
 
 
 def searched_int8_encoder(
@@ -332,22 +360,6 @@ def searched_int8_decoder(
     return chosen.model, {**chosen.details, **calibration, "mixed_precision": record}
 
 
-def _scan_facts(
-    ctx: ExportContext, ev: Any, search: OnnxOptions, runs: int, start: float
-) -> dict[str, Any]:
-    """What a scan's report states about how it was measured."""
-    import time
-
-    return {
-        "calibration_images": len(ctx.calibration_images),
-        "calibrated_on": ev.calibrated_on,
-        "scored_on": ev.reference.photo_names,
-        "search_margin": search.margin,
-        "latency_runs": runs,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-
-
 def scan_int8_decoder(
     ctx: ExportContext,
     blocks: list[str] | None,
@@ -371,12 +383,11 @@ def scan_int8_decoder(
         source = decoder_int8_source(ctx)
         policy = decoder_int8_policy()
         ev = int8_evaluator(ctx, source, policy, search, Path(scratch), Role.DECODER)
-        chosen = select_blocks(ev.blocks, blocks, Role.DECODER) if blocks else ev.blocks
+        chosen = select_blocks(ev.blocks, blocks, Role.DECODER)
         scan = run_scan(ev, chosen, None, runs, ctx.progress)
-    scan.facts = {
-        **_scan_facts(ctx, ev, search, runs, start),
-        "calibration_feeds": len(ev.feeds),
-    }
+    images = len(ctx.calibration_images)
+    scan.facts = _scan_facts(ev, search, runs, start, calibration_images=images)
+    scan.facts["calibration_feeds"] = len(ev.feeds)
     return scan
 
 
@@ -400,13 +411,59 @@ def scan_int8_encoder(
     _, details, source = hand_picked_int8_encoder(ctx, policy, alphas)
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
         ev = int8_evaluator(ctx, source, policy, search, Path(scratch))
-        chosen = select_blocks(ev.blocks, blocks) if blocks else ev.blocks
-        scan = run_scan(ev, chosen, policy, runs, ctx.progress)
-    scan.facts = {
-        **_scan_facts(ctx, ev, search, runs, start),
-        "equalization_alpha": details["equalization"]["alpha"],
-    }
+        scan = run_scan(ev, select_blocks(ev.blocks, blocks), policy, runs, ctx.progress)
+    alpha = details["equalization"]["alpha"]
+    scan.facts = _scan_facts(ev, search, runs, start, equalization_alpha=alpha)
     return scan
+
+
+def scan_fp16_encoder(
+    ctx: ExportContext, blocks: list[str] | None, search: OnnxOptions, runs: int
+) -> Any:
+    """The fp16 sensitivity scan (``quantization.mixed.Scan``) of the export's fp16 encoder:
+    ``blocks`` (None: all) converted one at a time, the greedy path of blocks kept float32 to
+    ``search``'s target in the fp16 gate, judged on its scoring photos; the overflow guard reads
+    the first ``FP16_GUARD_IMAGES`` calibration images, as the export does."""
+    import time
+
+    from ...quantization.mixed import run_scan
+    from ...quantization.sensitivity import select_blocks
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
+        ev = fp16_evaluator(ctx, search, Path(scratch))
+        scan = run_scan(ev, select_blocks(ev.blocks, blocks), ev.base, runs, ctx.progress)
+    scan.facts = _scan_facts(ev, search, runs, start)
+    return scan
+
+
+def fp16_evaluator(ctx: ExportContext, search: OnnxOptions, scratch: Path) -> Any:
+    """An ``Fp16Evaluator`` of the export's traced fp32 encoder under the export's fp16 policy,
+    its overflow guard on the first ``FP16_GUARD_IMAGES`` calibration images."""
+    from ...quantization.fp16_scan import Fp16Evaluator
+
+    ctx.progress(f"onnx: tracing the encoder (opset {OPSET}) for the fp16 scan")
+    source = OnnxExporter._trace(ctx.graph(Role.ENCODER), ctx.spec(Role.ENCODER), OPSET)
+    feeds = encoder_feeds(ctx)[:FP16_GUARD_IMAGES]
+    policy = fp16_policy()
+    return _evaluator(Fp16Evaluator, ctx, source, policy, feeds, search, scratch)
+
+
+def _scan_facts(
+    ev: Any, search: OnnxOptions, runs: int, start: float, **extra: Any
+) -> dict[str, Any]:
+    """A scan's facts: the photos that calibrated and scored, the target's margin, the runs."""
+    import time
+
+    return {
+        "calibration_images": len(ev.feeds),
+        "calibrated_on": ev.calibrated_on,
+        "scored_on": ev.reference.photo_names,
+        "search_margin": search.margin_for(ev.precision),
+        **extra,
+        "latency_runs": runs,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def save_model(model: Any, path: Path) -> None:
