@@ -1,6 +1,6 @@
-"""``edgesam-deploy quantize-scan``: int8 sensitivity per encoder block, and the greedy path to a
-mean-IoU target, measured on held-out photos: ONNX int8-static or fp16 (docs/mixed-precision.md),
-or TFLite int8-full (docs/tflite.md)."""
+"""``edgesam-deploy quantize-scan``: int8 sensitivity per encoder (or ONNX decoder) block, and the
+greedy path to a mean-IoU target, measured on held-out photos: ONNX int8-static or fp16
+(docs/mixed-precision.md), or TFLite int8-full (docs/tflite.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..exporters.onnx.options import OnnxOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
 from ..quantization.search_target import check_margin
-from ..quantization.sensitivity import check_block_names
+from ..quantization.sensitivity import BLOCK_HELP, check_block_names
 from ..vocabulary import Precision, Role, Target
 from .options import (
     CalibrationDirOpt,
@@ -40,6 +40,12 @@ def quantize_scan(
     target: str = typer.Option(
         "onnx", "--target", help="onnx (int8-static, ONNX Runtime) or tflite (int8-full, LiteRT)."
     ),
+    graph: str = typer.Option(
+        "encoder",
+        "--graph",
+        help="encoder, or decoder (ONNX only: the rewritten decoder's blocks, timed at 1 and 16 "
+        "points).",
+    ),
     fp16: bool = typer.Option(
         False,
         "--fp16",
@@ -48,8 +54,8 @@ def quantize_scan(
     blocks: Optional[str] = typer.Option(
         None,
         "--blocks",
-        help="Comma list of blocks to scan (stem, block1..block26, fuse2, fuse3, neck); "
-        "the others stay int8. Default: every block.",
+        help="Comma list of blocks to scan (encoder: stem, block1..block26, fuse2, fuse3, neck; "
+        f"decoder: {BLOCK_HELP[Role.DECODER]}); the others stay int8. Default: every block.",
     ),
     min_iou: Optional[float] = typer.Option(
         None,
@@ -72,18 +78,27 @@ def quantize_scan(
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
 ) -> None:
-    """Scan which encoder blocks lose accuracy in int8 (ONNX int8-static or TFLite int8-full) or
-    in fp16 (ONNX, --fp16)."""
+    """Scan which encoder (or ONNX decoder) blocks lose accuracy in int8 (ONNX int8-static or
+    TFLite int8-full) or which encoder blocks lose it in fp16 (ONNX, --fp16)."""
     if target not in SCANNED:
         raise DeployError(f"--target {target}: quantize-scan takes onnx or tflite")
-    kind = Target(target)
+    if graph not in list(Role):
+        raise DeployError(f"--graph {graph}: quantize-scan takes encoder or decoder")
+    kind, role = Target(target), Role(graph)
+    if role == Role.DECODER and kind != Target.ONNX:
+        raise DeployError(f"--graph decoder: scanned for --target onnx only, not {kind}")
+    if role == Role.DECODER and (alpha is not None or fp16):
+        raise DeployError(
+            "--alpha and --fp16 are the encoder's scan options: not with --graph decoder"
+        )
     if fp16 and kind not in FP16_TARGETS:
         raise DeployError(f"--fp16: the fp16 scan is for {', '.join(FP16_TARGETS)}")
     if fp16 and alpha is not None:
         raise DeployError("--alpha: equalization belongs to the int8 scan, not to --fp16")
     precision = Precision.FP16 if fp16 else SCANNED[kind]
-    names = check_block_names(b.strip() for b in blocks.split(",") if b.strip()) if blocks else None
-    gate = thresholds_for(precision, Role.ENCODER)["mask_iou_mean"][1]
+    split = [b.strip() for b in blocks.split(",") if b.strip()] if blocks else []
+    names = check_block_names(split, role) if blocks else None
+    gate = thresholds_for(precision, role)["mask_iou_mean"][1]
     search = (OnnxOptions if kind == Target.ONNX else TfliteOptions)(
         (precision,),
         min_iou=gate if min_iou is None else min_iou,
@@ -103,7 +118,7 @@ def quantize_scan(
             paths = write_scan(scan, out)
         else:
             alphas = None if alpha is None else (alpha,)
-            scan, write = _scanner(kind)
+            scan, write = _scanner(kind, role)
             scan = scan(ctx, names, search, alphas, runs)
             paths = write(scan, out)
     reached = "meets" if scan.chosen.meets else "does not meet"
@@ -113,13 +128,13 @@ def quantize_scan(
     )
 
 
-def _scanner(target: Target) -> tuple[Any, Any]:
-    """(scan function, report writer) of ``target``'s int8 encoder."""
+def _scanner(target: Target, role: Role) -> tuple[Any, Any]:
+    """(scan function, report writer) of ``target``'s int8 ``role`` graph."""
     if target == Target.ONNX:
-        from ..exporters.onnx.convert import scan_int8_encoder
+        from ..exporters.onnx.convert import scan_int8_decoder, scan_int8_encoder
         from ..quantization.scan_report import write_scan
 
-        return scan_int8_encoder, write_scan
+        return (scan_int8_encoder if role == Role.ENCODER else scan_int8_decoder), write_scan
     from ..exporters.tflite.search import scan_int8_full_encoder
     from ..quantization.tflite_scan_report import write_scan as write_tflite_scan
 

@@ -22,7 +22,8 @@ def calibrated_on(ctx: ExportContext) -> list[str]:
 class SearchableOptions(TargetOptions):
     """``min_iou``: None keeps the target's own int8 encoder; a value in (0, 1] searches the fewest
     float blocks whose encoder reaches this mean mask IoU, the int8 gate's min-IoU floor raised by
-    ``search_margin`` and its cosine floor, on ``search_images`` held-out scoring photos. The two
+    ``search_margin`` and its cosine floor, on ``search_images`` held-out scoring photos (ONNX:
+    the decoder's blocks too, against the decoder gate's floors). The two
     tune the search: None is the default, and a value without ``min_iou`` is an error. Keyword
     only, so that each target's own fields keep their positions."""
 

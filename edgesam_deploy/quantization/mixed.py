@@ -1,10 +1,12 @@
-"""Mixed precision chosen by measurement: which encoder blocks stay float in an int8 graph.
+"""Mixed precision chosen by measurement: which encoder (or decoder) blocks stay float in an int8
+graph.
 
 The scan quantizes one block at a time (everything else float) and ranks the blocks by how much
 that alone costs; the greedy search starts from every block int8 and keeps the next most sensitive
 block float until the combined graph, measured each time, meets the target. The target uses the
 int8 parity gate's statistics, its min-IoU floor raised by a margin (``search_target``), on
-held-out scoring photos: not the images that calibrated the activation ranges.
+held-out scoring photos: not the images that calibrated the activation ranges. A decoder is only
+worth int8 where it is also faster than the fp32 decoder (``search_decoder``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from ..errors import DeployError
 from ..parity.thresholds import Threshold
 from ..vocabulary import Precision
 from .sensitivity import (
-    SUMMARY_KEYS,
     Block,
     Evaluator,
     Measurement,
@@ -28,6 +29,10 @@ from .sensitivity import (
 )
 
 Progress = Callable[[str], None]
+# an int8 decoder counts as faster when its median is at least this many times below fp32's at
+# every timed point count: below that, interleaved medians on a shared CPU do not separate
+# (docs/mixed-precision.md, "Decoder")
+DECODER_MIN_SPEEDUP = 1.05
 
 
 def single_block_rows(
@@ -59,38 +64,50 @@ def greedy(
 @dataclass
 class Scan:
     """A sensitivity scan: each block alone int8, the greedy path to the target, the hand-picked
-    policy for comparison, ONNX Runtime's profile per block and whole-graph latencies."""
+    policy for comparison (None for the decoder, whose own policy is fp32), ONNX Runtime's
+    profile per block and whole-graph latencies (on the first timing feed; ``latency_ms_by_feed``:
+    on each, e.g. a decoder at 1 and 16 points)."""
 
     blocks: list[Block]
     single: dict[str, Measurement]
     order: list[str]
     path: list[Measurement]
-    hand_picked: Measurement
+    hand_picked: Measurement | None
     target: dict[str, Threshold]
     profile_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # fp32 | reduced -> block
     latency_ms: dict[str, float] = field(default_factory=dict)  # fp32 | candidate label -> ms
     facts: dict[str, Any] = field(default_factory=dict)  # images, alpha, runs, seconds
     reduced: str = "int8"  # the scanned precision's profile key and column name (int8 | fp16)
+    latency_ms_by_feed: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def chosen(self) -> Measurement:
         return self.path[-1]
 
 
+def timed(ev: Evaluator, models: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
+    """Feed label -> model label -> median ms: ``models`` timed interleaved on each of
+    ``ev.timing_feeds`` (one interleaved run per feed, fp32 among the models)."""
+    return {label: latency_ms(models, feed, runs) for label, feed in ev.timing_feeds.items()}
+
+
 def run_scan(
     ev: Evaluator,
     blocks: list[Block],
-    hand_picked: Policy,
+    hand_picked: Policy | None,
     runs: int,
     progress: Progress = lambda m: None,
 ) -> Scan:
     """Scan ``blocks``, search over them (the other blocks stay reduced), measure the hand-picked
-    policy, profile fp32 vs all-reduced per block, and time fp32 and every candidate interleaved."""
+    policy (if any), profile fp32 vs all-reduced per block, and time fp32 and every candidate
+    interleaved."""
     single, path = scan_path(ev, blocks, progress)
     order = sensitivity_order(single)
-    progress("scan: the hand-picked policy")
-    hand = ev.measure_policy(hand_picked, "hand-picked")
-    feed = ev.feeds[0]
+    hand = None
+    if hand_picked is not None:
+        progress("scan: the hand-picked policy")
+        hand = ev.measure_policy(hand_picked, "hand-picked")
+    feed = next(iter(ev.timing_feeds.values()))
     reduced = "fp16" if ev.precision == Precision.FP16 else "int8"
     progress(f"scan: ONNX Runtime profiles, fp32 and all-{reduced}")
     profile = {
@@ -98,7 +115,8 @@ def run_scan(
         reduced: profile_by_block(path[0].model, feed, ev.blocks, runs),
     }
     progress("scan: whole-graph latency of every candidate, interleaved with fp32")
-    models = {"fp32": ev.source, hand.label: hand.model, **{m.label: m.model for m in path}}
+    candidates = [*path, *([hand] if hand else [])]
+    by_feed = timed(ev, {"fp32": ev.source, **{m.label: m.model for m in candidates}}, runs)
     return Scan(
         blocks,
         single,
@@ -107,8 +125,9 @@ def run_scan(
         hand,
         ev.target,
         profile,
-        latency_ms(models, feed, runs),
+        next(iter(by_feed.values())),
         reduced=reduced,
+        latency_ms_by_feed=by_feed,
     )
 
 
@@ -150,9 +169,7 @@ def search_record(
         "scored_on": list(ev.reference.photo_names),
         "measured_on": "the scoring photos x the standard prompts",
         "sensitivity_order": list(sensitivity_order(single)),
-        "block_alone_int8": {
-            name: [m.summary()[k] for k in SUMMARY_KEYS] for name, m in single.items()
-        },
+        "block_alone_int8": {name: list(m.statistics().values()) for name, m in single.items()},
         "blocks_kept_float": list(path[-1].floated),
         "steps": [m.summary() for m in path],
         "latency_ms_median": {k: round(v, 1) for k, v in ms.items()},
@@ -187,6 +204,45 @@ def search(
             f"({ms['hand-picked']:.0f} vs {ms['searched']:.0f} ms): it is kept"
         )
     return (hand_picked if worse else found), details
+
+
+def search_decoder(
+    ev: Evaluator, runs: int, progress: Progress = lambda m: None
+) -> tuple[Measurement | None, dict[str, Any]]:
+    """The int8 decoder to export for ``ev.target`` (a decoder ``Evaluator``), or None to keep the
+    fp32 decoder: the greedy result over every block where it meets the target with some block
+    int8 and ran ``DECODER_MIN_SPEEDUP`` times faster than fp32 at every timed point count
+    (``ev.timing_feeds``, interleaved in the same run); otherwise None, and the record's
+    ``note`` says which condition failed, with the figures."""
+    single, path = scan_path(ev, ev.blocks, progress)
+    found = path[-1]
+    progress("search: latency of the searched decoder, interleaved with fp32")
+    ms = timed(ev, {"fp32": ev.source, "searched": found.model}, runs)
+    faster = all(v["fp32"] >= DECODER_MIN_SPEEDUP * v["searched"] for v in ms.values())
+    figures = ", ".join(
+        f"{feed} {v['searched']:.1f} vs {v['fp32']:.1f} ms" for feed, v in ms.items()
+    )
+    int8 = len(found.floated) < len(ev.blocks)
+    kept = "searched" if found.meets and int8 and faster else "fp32"
+    details = search_record(ev, single, path, next(iter(ms.values())), runs) | {
+        "latency_ms_median_by_feed": {
+            f: {k: round(v, 1) for k, v in m.items()} for f, m in ms.items()
+        },
+        "kept": kept,
+    }
+    if not found.meets:
+        details["note"] = (
+            f"fp32 decoder kept: no int8 decoder met the target on the scoring photos, even with "
+            f"{', '.join(found.floated) or 'nothing'} float ({'; '.join(found.failures)})"
+        )
+    elif not int8:
+        details["note"] = "fp32 decoder kept: only every block float met the target"
+    elif not faster:
+        details["note"] = (
+            f"fp32 decoder kept: the int8 decoder that met the target ({found.label}) was not "
+            f"{DECODER_MIN_SPEEDUP:g}x faster than fp32 ({figures}, searched vs fp32)"
+        )
+    return (found if kept == "searched" else None), details
 
 
 def saved_ms(scan: Scan) -> dict[str, float]:

@@ -272,13 +272,25 @@ def spatial_means_to_global_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProt
     return model, replaced
 
 
-def first_outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-    """``model``'s first output for each feed (ONNX Runtime, CPU, from memory)."""
+def graph_outputs(
+    model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]
+) -> list[dict[str, np.ndarray]]:
+    """``model``'s outputs (name -> array) for each feed (ONNX Runtime, CPU, from memory)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    return [session.run(None, {k: v for k, v in feed.items() if k in names})[0] for feed in feeds]
+    outputs = [o.name for o in session.get_outputs()]
+    return [
+        dict(zip(outputs, session.run(None, {k: v for k, v in feed.items() if k in names})))
+        for feed in feeds
+    ]
+
+
+def first_outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """``model``'s first output for each feed (ONNX Runtime, CPU, from memory)."""
+    first = model.graph.output[0].name
+    return [out[first] for out in graph_outputs(model, feeds)]
 
 
 def quantize_int8_static(

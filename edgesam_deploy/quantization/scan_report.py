@@ -1,4 +1,5 @@
-"""The sensitivity scan as a table (JSON and Markdown) and a plot."""
+"""The sensitivity scan as a table (JSON and Markdown) and a plot: an encoder's, or a decoder's
+(score error instead of the embedding cosine, latency at each timed point count)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,31 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_output
+from ..vocabulary import Role
 from .mixed import Scan, saved_ms
-from .sensitivity import SUMMARY_KEYS, Measurement
+from .sensitivity import Measurement
+
+# per role: the JSON key of a block's quantized node count, and the first statistic's column
+COUNT_KEY = {Role.ENCODER: "convs", Role.DECODER: "matmuls"}
+FIRST_STATISTIC = {
+    Role.ENCODER: ("emb_cosine_min", "emb cosine min", ".5f"),
+    Role.DECODER: ("score_max_abs", "score max abs", ".4f"),
+}
 
 
 def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
     """What every runtime's scan table holds: one row per scanned block (only that block reduced,
-    by sensitivity rank) and one per measured candidate with its whole-encoder latency."""
+    by sensitivity rank) and one per measured candidate with its whole-graph latency (and, where
+    the graph was timed on several feeds, per feed)."""
+    role = scan.path[0].role
     rank = {name: i for i, name in enumerate(scan.order, 1)}
     blocks = [
         {
             "block": b.name,
             "scope": b.scope,
-            "convs": b.convs,
+            COUNT_KEY[role]: b.convs,
             "sensitivity_rank": rank[b.name],
-            **{k: scan.single[b.name].summary()[k] for k in SUMMARY_KEYS},
+            **scan.single[b.name].statistics(),
         }
         for b in scan.blocks
     ]
@@ -34,11 +45,21 @@ def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
         }
         for m in measured
     ]
+    by_feed = scan.latency_ms_by_feed or {"": scan.latency_ms}  # "": the one feed, unnamed
+    if len(by_feed) > 1:
+        for c in candidates:
+            c["speedup_vs_fp32_by_feed"] = {
+                feed: round(ms["fp32"] / ms[c["label"]], 3) for feed, ms in by_feed.items()
+            }
     return {
+        "graph": str(role),
         "precision": scan.reduced,
         "target": {k: list(v) for k, v in scan.target.items()},
         "facts": scan.facts,
         "fp32_latency_ms_median": round(fp32_ms, 1),
+        "latency_ms_median_by_feed": {
+            feed: {k: round(v, 1) for k, v in ms.items()} for feed, ms in by_feed.items()
+        },
         "blocks": blocks,
         "candidates": candidates,
         "chosen": scan.chosen.label,
@@ -47,10 +68,11 @@ def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
 
 
 def scan_table(scan: Scan) -> dict[str, Any]:
-    """The ONNX scan's table (``base_table`` over the greedy path and the hand-picked policy),
-    each block row with ONNX Runtime's per-block profile of the fp32 and the all-reduced graph
-    (``profile_int8_ms`` or ``profile_fp16_ms``)."""
-    table = base_table(scan, [*scan.path, scan.hand_picked])
+    """The ONNX scan's table (``base_table`` over the greedy path and the hand-picked policy, if
+    any), each block row with ONNX Runtime's per-block profile of the fp32 and the all-reduced
+    graph (``profile_int8_ms`` or ``profile_fp16_ms``)."""
+    hand = [scan.hand_picked] if scan.hand_picked is not None else []
+    table = base_table(scan, [*scan.path, *hand])
     saved = saved_ms(scan)
     for row in table["blocks"]:
         row["profile_fp32_ms"] = scan.profile_ms["fp32"].get(row["block"], 0.0)
@@ -66,9 +88,11 @@ TITLES = {"int8": "int8-static QDQ", "fp16": "fp16 weights and activations, floa
 def markdown(table: dict[str, Any]) -> str:
     """The table as Markdown: blocks, then candidates."""
     target = ", ".join(f"{k} {op} {v:g}" for k, (op, v) in table["target"].items())
+    role = Role(table["graph"])
+    key, header, fmt = FIRST_STATISTIC[role]
     reduced = table["precision"]
     lines = [
-        f"# {reduced} sensitivity scan (ONNX Runtime, {TITLES[reduced]})",
+        f"# {reduced} sensitivity scan of the {role} (ONNX Runtime, {TITLES[reduced]})",
         "",
         f"Target: {target}. Facts: "
         + ", ".join(f"{k} {v}" for k, v in table["facts"].items())
@@ -78,40 +102,53 @@ def markdown(table: dict[str, Any]) -> str:
         f"photos; profile ms: ONNX Runtime's per-node profile of the fp32 and the all-{reduced} "
         "graph, summed over the block's nodes.",
         "",
-        f"| rank | block | convs | emb cosine min | mask IoU mean | mask IoU min | fp32 ms "
+        f"| rank | block | {COUNT_KEY[role]} | {header} | mask IoU mean | mask IoU min | fp32 ms "
         f"| {reduced} ms | saved ms |",
         "|-:|-|-:|-:|-:|-:|-:|-:|-:|",
     ]
     for r in sorted(table["blocks"], key=lambda r: r["sensitivity_rank"]):
         lines.append(
-            f"| {r['sensitivity_rank']} | {r['block']} | {r['convs']} | {r['emb_cosine_min']:.5f} "
+            f"| {r['sensitivity_rank']} | {r['block']} | {r[COUNT_KEY[role]]} | {r[key]:{fmt}} "
             f"| {r['mask_iou_mean']:.4f} | {r['mask_iou_min']:.4f} | {r['profile_fp32_ms']:.1f} "
             f"| {r[f'profile_{reduced}_ms']:.1f} | {r['profile_saved_ms']:.1f} |"
         )
-    heading = (
-        "Candidates (whole graph, median ms interleaved with fp32 "
-        f"{table['fp32_latency_ms_median']} ms):"
-    )
+    by_feed = table["latency_ms_median_by_feed"]
+    fp32 = ", ".join(f"{_feed(f, by_feed)}{ms['fp32']} ms" for f, ms in by_feed.items())
+    heading = f"Candidates (whole graph, median ms interleaved with fp32: {fp32}):"
     return "\n".join(lines + candidate_lines(table, heading, "candidate")) + "\n"
 
 
 def candidate_lines(table: dict[str, Any], heading: str, first_column: str) -> list[str]:
-    """The Markdown table of ``table["candidates"]`` under ``heading`` (both runtimes' reports)."""
+    """The Markdown table of ``table["candidates"]`` under ``heading`` (both runtimes' reports):
+    ms and speed-up on each timing feed."""
+    key, header, fmt = FIRST_STATISTIC[Role(table["graph"])]
+    feeds = list(table["latency_ms_median_by_feed"])
+    by_feed = table["latency_ms_median_by_feed"]
+    timing = " | ".join(f"{_feed(f, by_feed)}ms | speed-up" for f in feeds)
     lines = [
         "",
         heading,
         "",
-        f"| {first_column} | kept float | emb cosine min | mask IoU mean | mask IoU min | meets "
-        "| ms | speed-up |",
-        "|-|-|-:|-:|-:|-|-:|-:|",
+        f"| {first_column} | kept float | {header} | mask IoU mean | mask IoU min | meets "
+        f"| {timing} |",
+        "|-|-|-:|-:|-:|-" + "|-:|-:" * len(feeds) + "|",
     ]
     for c in table["candidates"]:
+        cells = " | ".join(
+            f"{by_feed[f][c['label']]:.1f} | {by_feed[f]['fp32'] / by_feed[f][c['label']]:.2f}x"
+            for f in feeds
+        )
         lines.append(
-            f"| {c['label']} | {', '.join(c['floated']) or '-'} | {c['emb_cosine_min']:.5f} "
+            f"| {c['label']} | {', '.join(c['floated']) or '-'} | {c[key]:{fmt}} "
             f"| {c['mask_iou_mean']:.4f} | {c['mask_iou_min']:.4f} | {c['meets_target']} "
-            f"| {c['latency_ms_median']:.1f} | {c['speedup_vs_fp32']:.2f}x |"
+            f"| {cells} |"
         )
     return lines
+
+
+def _feed(name: str, by_feed: dict[str, Any]) -> str:
+    """A timing feed's label in a column header ("" where the graph was timed on one feed)."""
+    return f"{name} " if len(by_feed) > 1 else ""
 
 
 def plot(table: dict[str, Any], path: Path) -> None:
@@ -134,7 +171,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
         right.annotate(c["label"], (c["latency_ms_median"], c["mask_iou_mean"]), fontsize=8)
     right.axvline(table["fp32_latency_ms_median"], color="gray", linestyle="--", label="fp32")
     right.axhline(table["target"]["mask_iou_mean"][1], color="C3", linestyle=":", label="target")
-    right.set_xlabel("encoder ms (median, interleaved)")
+    right.set_xlabel(f"{table['graph']} ms (median, interleaved)")
     right.set_ylabel("mean mask IoU (calibration)")
     right.set_title("candidates (orange: meets the target)")
     right.legend()

@@ -41,12 +41,15 @@ def check_margin(value: float, precision: Precision = Precision.INT8_STATIC) -> 
 
 
 def search_target(
-    min_iou: float, margin: float = SEARCH_MARGIN, precision: Precision = Precision.INT8_STATIC
+    min_iou: float,
+    margin: float = SEARCH_MARGIN,
+    precision: Precision = Precision.INT8_STATIC,
+    role: Role = Role.ENCODER,
 ) -> dict[str, Threshold]:
-    """The encoder parity gate of ``precision`` with its mean mask IoU set to ``min_iou`` and its
-    min-IoU floor (masks of ``MIN_MASK_PIXELS`` and more) raised by ``margin``; the embedding
-    cosine floor stays the gate's."""
-    target = dict(thresholds_for(precision, Role.ENCODER))
+    """The parity gate of ``precision`` for ``role`` with its mean mask IoU set to ``min_iou`` and
+    its min-IoU floor (masks of ``MIN_MASK_PIXELS`` and more) raised by ``margin``; the other
+    floors (an encoder's embedding cosine, a decoder's score error) stay the gate's."""
+    target = dict(thresholds_for(precision, role))
     target["mask_iou_mean"] = (">=", check_min_iou(min_iou))
     op, floor = target["mask_iou_min"]
     target["mask_iou_min"] = (op, round(floor + check_margin(margin, precision), 6))

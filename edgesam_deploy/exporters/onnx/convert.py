@@ -61,10 +61,17 @@ def _policies() -> dict[str, Any]:
             "/encoder/fuse_stage": "multi-scale fusion feeding the neck",
             "/encoder/neck": "convs and LayerNorm2d producing the embeddings",
         },
-        reduce_range="on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in 16 bits, "
-        "which 8-bit weights can saturate; 7-bit weights raise the embedding cosine (docs/onnx.md)",
+        reduce_range=REDUCE_RANGE_REASON,
     )
-    return {"fp16": fp16, "encoder_int8": encoder_int8}
+    # the decoder's blocks are chosen by the search (--min-iou); nothing is excluded by hand
+    decoder_int8 = Int8Policy(op_types=("MatMul", "Gemm"), reduce_range=REDUCE_RANGE_REASON)
+    return {"fp16": fp16, "encoder_int8": encoder_int8, "decoder_int8": decoder_int8}
+
+
+REDUCE_RANGE_REASON = (
+    "on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in 16 bits, "
+    "which 8-bit weights can saturate; 7-bit weights raise the embedding cosine (docs/onnx.md)"
+)
 
 
 LATE_BLOCK_REASON = (
@@ -73,11 +80,11 @@ LATE_BLOCK_REASON = (
     "cosine and mask IoU at the cost of float convolutions (measurements: docs/onnx.md)"
 )
 DECODER_INT8_NOTE = (
-    "decoder kept float32: every int8 decoder measured (dynamic and static QDQ, MatMul/Gemm "
-    "quantized, with the "
-    "prompt path, mask head or whole transformer excluded) stayed below the int8 gate's mean mask "
-    "IoU and was not "
-    "faster on CPU (docs/onnx.md); the int8 variant is an int8 encoder beside this fp32 decoder"
+    "decoder kept float32: on CPU the int8 decoders measured (static QDQ per block of the "
+    "rewritten decoder, MatMul/Gemm quantized) were not faster than fp32, the int8 products' "
+    "savings going to the quantize/dequantize nodes, and only those keeping most blocks float held "
+    "the mask IoU (docs/mixed-precision.md, Decoder); export --min-iou searches them; the int8 "
+    "variant is an int8 encoder beside this fp32 decoder"
 )
 
 
@@ -161,6 +168,8 @@ class OnnxExporter(Exporter):
         if precision == Precision.FP16:
             return Q.to_fp16(fp32, policies["fp16"], self._feeds(ctx, role)[:FP16_GUARD_IMAGES])
         if role == Role.DECODER:
+            if precision == Precision.INT8_STATIC and self.options(ctx).min_iou is not None:
+                return searched_int8_decoder(ctx, fp32, self.options(ctx))
             return fp32, {"weights": "float32", "int8_decoder": DECODER_INT8_NOTE}
         if precision == Precision.INT8_DYNAMIC:
             return Q.quantize_int8_dynamic(fp32, policies["encoder_int8"])
@@ -195,6 +204,23 @@ def fp16_policy() -> Any:
 def encoder_int8_policy() -> Any:
     """The hand-picked int8 policy of the encoder (what stays float, and why)."""
     return _policies()["encoder_int8"]
+
+
+def decoder_int8_policy() -> Any:
+    """The int8 policy the decoder's search starts from: every MatMul and Gemm quantized."""
+    return _policies()["decoder_int8"]
+
+
+def decoder_int8_source(ctx: ExportContext, fp32: Any | None = None) -> Any:
+    """The fp32 decoder the export writes (``fp32``, or traced here) with its nodes renamed under
+    their blocks' scopes (``quantization.decoder_blocks``): the source of int8 decoders."""
+    from ...quantization.decoder_blocks import scoped_decoder
+
+    if fp32 is None:
+        fp32 = OnnxExporter._trace(
+            ctx.graph(Role.DECODER, DECODER_ATTENTION), ctx.spec(Role.DECODER), OPSET
+        )
+    return scoped_decoder(fp32)
 
 
 def hand_picked_int8_encoder(
@@ -239,30 +265,43 @@ def _evaluator(
     feeds: list[dict[str, Any]],
     search: OnnxOptions,
     scratch: Path,
+    role: Role = Role.ENCODER,
 ) -> Any:
-    """An evaluator of class ``kind`` (``Evaluator`` or ``Fp16Evaluator``) of ``source``: reduced
-    with ``feeds`` (the first calibration images), judged on ``search.scoring_images`` held-out
-    photos against ``search``'s target in ``kind.precision``'s gate."""
+    """An evaluator of class ``kind`` (``Evaluator`` or ``Fp16Evaluator``) of ``source``, a
+    ``role`` graph: reduced with ``feeds`` (the first calibration images, or the decoder feeds
+    made from them), judged on ``search.scoring_images`` held-out photos against ``search``'s
+    target in ``kind.precision``'s gate of ``role``."""
     from ...quantization.search_target import search_target
-    from ...quantization.sensitivity import scoring_reference
+    from ...quantization.sensitivity import _in_memory_record, scoring_reference
     from ..search_options import calibrated_on
 
     assert search.min_iou is not None  # the search's options, not an export's without --min-iou
     reference = scoring_reference(ctx.model, search.scoring_images)
     margin = search.margin_for(kind.precision)
-    target = search_target(search.min_iou, margin, kind.precision)
+    target = search_target(search.min_iou, margin, kind.precision, role)
     names = calibrated_on(ctx)[: len(feeds)]
-    return kind(source, policy, feeds, reference, target, scratch, names)
+    if role == Role.ENCODER:
+        return kind(source, policy, feeds, reference, target, scratch, names)
+    record = _in_memory_record(kind.precision, ctx.spec(role), ctx.options.scores)
+    return kind(source, policy, feeds, reference, target, scratch, names, record)
 
 
 def int8_evaluator(
-    ctx: ExportContext, source: Any, policy: Any, search: OnnxOptions, scratch: Path
+    ctx: ExportContext,
+    source: Any,
+    policy: Any,
+    search: OnnxOptions,
+    scratch: Path,
+    role: Role = Role.ENCODER,
 ) -> Any:
-    """A sensitivity ``Evaluator`` of ``source``: activation ranges from ``ctx``'s calibration
-    images, judged on ``search.scoring_images`` held-out photos against ``search``'s target."""
+    """A sensitivity ``Evaluator`` of ``source`` (an encoder, or a ``decoder_int8_source``):
+    activation ranges from ``ctx``'s calibration images (the decoder: its calibration feeds, made
+    from them), judged on ``search.scoring_images`` held-out photos against ``search``'s target
+    for ``role``."""
     from ...quantization.sensitivity import Evaluator
 
-    return _evaluator(Evaluator, ctx, source, policy, encoder_feeds(ctx), search, scratch)
+    feeds = encoder_feeds(ctx) if role == Role.ENCODER else ctx.calibration_decoder_feeds
+    return _evaluator(Evaluator, ctx, source, policy, feeds, search, scratch, role)
 
 
 def searched_int8_encoder(
@@ -289,6 +328,67 @@ def searched_int8_encoder(
     record["search_margin"] = options.margin
     # equalization and graph rewrites are the hand-picked encoder's; exclusions are the chosen one's
     return chosen.model, {**hand_picked[1], **chosen.details, "mixed_precision": record}
+
+
+def searched_int8_decoder(
+    ctx: ExportContext, fp32: Any, options: OnnxOptions
+) -> tuple[Any, dict[str, Any]]:
+    """The int8 decoder of ``fp32`` whose fewest float blocks reach ``options.min_iou`` (and the
+    int8 decoder gate's other floors, the min-IoU one raised by the margin) on the held-out
+    scoring photos, where it is also faster than ``fp32`` at 1 and 16 points; otherwise ``fp32``
+    itself, the record saying why. The search and its measured cost go in the details."""
+    from ...quantization.mixed import search_decoder
+
+    with tempfile.TemporaryDirectory(prefix="edgesam-search-") as scratch:
+        source = decoder_int8_source(ctx, fp32)
+        ev = int8_evaluator(
+            ctx, source, decoder_int8_policy(), options, Path(scratch), Role.DECODER
+        )
+        ctx.progress(
+            f"onnx: decoder mixed-precision search for mean mask IoU {options.min_iou:g}, min-IoU "
+            f"margin {options.margin:g}, on {', '.join(ev.reference.photo_names)}"
+        )
+        chosen, record = search_decoder(ev, SEARCH_LATENCY_RUNS, ctx.progress)
+    record["search_margin"] = options.margin
+    if chosen is None:
+        return fp32, {
+            "weights": "float32",
+            "int8_decoder": record["note"],
+            "mixed_precision": record,
+        }
+    calibration = {"calibration": ctx.calibration_source()}
+    return chosen.model, {**chosen.details, **calibration, "mixed_precision": record}
+
+
+def scan_int8_decoder(
+    ctx: ExportContext,
+    blocks: list[str] | None,
+    search: OnnxOptions,
+    alphas: tuple[float, ...] | None = None,
+    runs: int = SEARCH_LATENCY_RUNS,
+) -> Any:
+    """The sensitivity scan (``quantization.mixed.Scan``) of the int8-static decoder's ``blocks``
+    (None: all), calibrated on ``ctx``'s calibration decoder feeds and judged on ``search``'s
+    scoring photos, with the greedy path to ``search``'s decoder target; timed at 1 and 16
+    points. ``alphas`` (the encoder's equalization) must be None."""
+    import time
+
+    from ...quantization.mixed import run_scan
+    from ...quantization.sensitivity import select_blocks
+
+    if alphas is not None:
+        raise DeployError("--alpha is the encoder's equalization strength: not for the decoder")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
+        source = decoder_int8_source(ctx)
+        policy = decoder_int8_policy()
+        ev = int8_evaluator(ctx, source, policy, search, Path(scratch), Role.DECODER)
+        chosen = select_blocks(ev.blocks, blocks, Role.DECODER)
+        scan = run_scan(ev, chosen, None, runs, ctx.progress)
+    images = len(ctx.calibration_images)
+    scan.facts = _scan_facts(ev, search, runs, start, calibration_images=images)
+    scan.facts["calibration_feeds"] = len(ev.feeds)
+    return scan
 
 
 def scan_int8_encoder(
