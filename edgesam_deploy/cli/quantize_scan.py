@@ -1,6 +1,6 @@
 """``edgesam-deploy quantize-scan``: int8 sensitivity per encoder block, and the greedy path to a
-mean-IoU target, measured on held-out photos: ONNX int8-static (docs/mixed-precision.md) or
-TFLite int8-full (docs/tflite.md)."""
+mean-IoU target, measured on held-out photos: ONNX int8-static (docs/mixed-precision.md),
+TFLite int8-full (docs/tflite.md) or ExecuTorch int8-static (docs/executorch.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import typer
 from ..errors import DeployError
 from ..exporters import ExportOptions
 from ..exporters.base import ExportContext
+from ..exporters.executorch.options import ExecutorchOptions
 from ..exporters.onnx.options import OnnxOptions
+from ..exporters.search_options import SearchableOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
 from ..quantization.sensitivity import check_block_names
@@ -30,13 +32,25 @@ from .options import (
 )
 from .progress import progress_reporter
 
-SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}
+SCANNED = {
+    Target.ONNX: Precision.INT8_STATIC,
+    Target.TFLITE: Precision.INT8_FULL,
+    Target.EXECUTORCH: Precision.INT8_STATIC,
+}
+OPTIONS: dict[Target, type[SearchableOptions]] = {
+    Target.ONNX: OnnxOptions,
+    Target.TFLITE: TfliteOptions,
+    Target.EXECUTORCH: ExecutorchOptions,
+}
 
 
 def quantize_scan(
     out: Path = typer.Option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
     target: str = typer.Option(
-        "onnx", "--target", help="onnx (int8-static, ONNX Runtime) or tflite (int8-full, LiteRT)."
+        "onnx",
+        "--target",
+        help="onnx (int8-static, ONNX Runtime), tflite (int8-full, LiteRT) or executorch "
+        "(int8-static, XNNPACK).",
     ),
     blocks: Optional[str] = typer.Option(
         None,
@@ -65,13 +79,13 @@ def quantize_scan(
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
 ) -> None:
-    """Scan which encoder blocks lose accuracy in int8 (ONNX int8-static or TFLite int8-full)."""
+    """Scan which encoder blocks lose accuracy in int8 (ONNX, TFLite or ExecuTorch)."""
     if target not in SCANNED:
-        raise DeployError(f"--target {target}: quantize-scan takes onnx or tflite")
+        raise DeployError(f"--target {target}: quantize-scan takes onnx, tflite or executorch")
     kind, precision = Target(target), SCANNED[Target(target)]
     names = check_block_names(b.strip() for b in blocks.split(",") if b.strip()) if blocks else None
     gate = thresholds_for(precision, Role.ENCODER)["mask_iou_mean"][1]
-    search = (OnnxOptions if kind == Target.ONNX else TfliteOptions)(
+    search = OPTIONS[kind](
         (precision,),
         min_iou=gate if min_iou is None else min_iou,
         search_margin=search_margin,
@@ -99,6 +113,11 @@ def _scanner(target: Target) -> tuple[Any, Any]:
         from ..quantization.scan_report import write_scan
 
         return scan_int8_encoder, write_scan
+    if target == Target.EXECUTORCH:
+        from ..exporters.executorch.search import scan_int8_encoder as scan_executorch
+        from ..exporters.executorch.search import write_scan as write_executorch_scan
+
+        return scan_executorch, write_executorch_scan
     from ..exporters.tflite.search import scan_int8_full_encoder
     from ..quantization.tflite_scan_report import write_scan as write_tflite_scan
 
