@@ -78,11 +78,12 @@ def _int8_blocks(ev, float_modules: list[str]) -> set[str]:
 
 def test_blocks_are_the_onnx_blocks(setup):
     """The blocks, named from ``torch.export``'s module paths, are the ONNX encoder's (found from
-    its node scopes), in the same order."""
+    its node scopes; each graph lists them in its own topological order)."""
     ev, _, _, ctx = setup
     traced = OnnxExporter._trace(ctx.encoder_graph, ctx.spec(Role.ENCODER), INT8_OPSET)
     onnx_names = [b.name for b in encoder_blocks(traced, encoder_int8_policy().op_types)]
-    assert [b.name for b in ev.blocks] == onnx_names and len(onnx_names) == 30
+    names = [b.name for b in ev.blocks]
+    assert sorted(names) == sorted(onnx_names) and len(set(names)) == len(names) == 30
     assert all(b.convs > 0 for b in ev.blocks)
     assert ev.blocks[-1].scope == "encoder.neck" and ev.blocks[0].scope == "encoder.features.0"
     with pytest.raises(DeployError, match="unknown block block99"):

@@ -115,10 +115,8 @@ class ExecutorchExporter(Exporter):
             return *lower(program, coreml_partitioner()), {"delegate": "Core ML, fp16, iOS 17"}
         if role == Role.DECODER:
             return *fp32(), {"weights": "float32", "int8_decoder": DECODER_INT8_NOTE}
-        data, census, details = self.int8_encoder(ctx, opts)
-        if opts.min_iou is None:
-            return data, census, details
-        return searched_int8_encoder(ctx, opts, details)
+        default = self.int8_encoder(ctx, opts)
+        return default if opts.min_iou is None else searched_int8_encoder(ctx, opts, default)
 
     @staticmethod
     def int8_encoder(

@@ -57,13 +57,17 @@ def _default_note(label: str) -> str:
 
 
 def searched_int8_encoder(
-    ctx: ExportContext, opts: ExecutorchOptions, details: dict[str, Any]
+    ctx: ExportContext,
+    opts: ExecutorchOptions,
+    default: tuple[bytes, Census, dict[str, Any]],
 ) -> tuple[bytes, Census, dict[str, Any]]:
     """The int8-static encoder whose fewest float blocks reach ``opts``' target on its held-out
-    photos, from the equalization the export chose (``details``: the default int8 encoder's
-    record) -> (``.pte`` bytes, census, ``details`` with the float modules and
-    ``mixed_precision``)."""
+    photos, from the equalization the export chose; ``default``: the export's default int8
+    encoder (``.pte`` bytes, census, record details), step 0 of the path -> (``.pte`` bytes,
+    census, its ``details`` with the float modules and ``mixed_precision``)."""
+    data, census, details = default
     ev = int8_evaluator(ctx, details["equalization"]["alpha"], opts)
+    ev.adopt_default(data, census)
     ctx.progress(
         f"executorch: mixed-precision search for mean mask IoU {opts.min_iou:g}, min-IoU margin "
         f"{opts.margin:g}, on {', '.join(ev.reference.photo_names)}"
@@ -93,9 +97,10 @@ def scan_int8_encoder(
     from .convert import ExecutorchExporter  # convert imports this module
 
     start = time.perf_counter()
-    _, _, details = ExecutorchExporter.int8_encoder(ctx, search, alphas)
+    data, census, details = ExecutorchExporter.int8_encoder(ctx, search, alphas)
     alpha = details["equalization"]["alpha"]
     ev = int8_evaluator(ctx, alpha, search)
+    ev.adopt_default(data, census)
     chosen = select_blocks(ev.blocks, blocks) if blocks else ev.blocks
     scan = run_path_scan(ev, chosen, runs, ctx.progress)
     scan.facts = {

@@ -139,6 +139,14 @@ class ExecutorchEvaluator(BlockMeasures):
         found.details = {"census": census, "float_modules": dict(policy.exclude_scopes)}
         return found
 
+    def adopt_default(self, data: bytes, census: Census) -> None:
+        """Take the export's default int8 program ``data`` (what ``program()`` builds with no
+        block float: a test compares the bytes) as step 0, judged here, instead of building it
+        again (a calibration and a lowering)."""
+        found = self.judge_model(data, "0 float")
+        found.details = {"census": census, "float_modules": {}}
+        self._measured[frozenset()] = found
+
     def latency_ms(self, path: list[Measurement], runs: int) -> dict[str, float]:
         """Median ms of the fp32 program and of every step of ``path``, interleaved, on the first
         calibration image (ExecuTorch runtime, the process's thread pool)."""
