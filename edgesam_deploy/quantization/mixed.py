@@ -112,7 +112,7 @@ def scan_path(
     ev: Any, blocks: list[Block], progress: Progress = lambda m: None
 ) -> tuple[dict[str, Measurement], list[Measurement]]:
     """Each of ``blocks`` alone int8, then the greedy path over them, most sensitive first.
-    ``ev``: an ONNX ``Evaluator`` or a ``TfliteEvaluator`` (``only``, ``measure``, ``target``)."""
+    ``ev``: a runtime's evaluator (ONNX, TFLite, ExecuTorch: ``only``, ``measure``, ``target``)."""
     single = single_block_rows(ev, blocks, progress)
     by_name = {b.name: b for b in blocks}
     return single, greedy(ev, [by_name[n] for n in sensitivity_order(single)], progress)
