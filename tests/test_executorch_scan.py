@@ -34,6 +34,8 @@ pytest.importorskip("torchao")
 BLOCKS = ["block24", "neck"]
 ALPHA = 0.5
 SOURCE = ModelSource("edgesam", "random", seed=0)
+# slow: each candidate is a full calibration and lowering of the encoder (35 s idle); these tests
+# lower it about 15 times: 76 minutes in all on the shared 2-core machine at a load of 7 to 12
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,7 @@ def _int8_blocks(ev, float_modules: list[str]) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_blocks_are_the_onnx_blocks(setup):
     """The blocks, named from ``torch.export``'s module paths, are the ONNX encoder's (found from
     its node scopes; each graph lists them in its own topological order)."""
@@ -90,6 +93,7 @@ def test_blocks_are_the_onnx_blocks(setup):
         select_blocks(ev.blocks, ["block99"])
 
 
+@pytest.mark.slow
 def test_a_float_block_has_no_int8_op(setup):
     """In the quantized graph (before lowering): every block int8 by default; block24 float
     leaves it no int8 weight and no quantized activation inside, the others unchanged; every
@@ -102,6 +106,7 @@ def test_a_float_block_has_no_int8_op(setup):
     assert _int8_blocks(ev, others) == {"block24"}
 
 
+@pytest.mark.slow
 def test_step0_is_the_exported_encoder(setup):
     """Step 0 (no block float) is the export's own int8-static ``.pte``, byte for byte, and the
     single-block candidate is a different, larger program (a float block keeps fp32 weights)."""
@@ -114,6 +119,7 @@ def test_step0_is_the_exported_encoder(setup):
     assert alone.details["census"].partitions == {"XnnpackBackend": 1}
 
 
+@pytest.mark.slow
 def test_greedy_floats_the_most_sensitive_block_first(setup, tmp_path):
     """A target between step 0 and the most sensitive block kept float: the path stops at step 1
     with exactly that block float; the scan's table records the same path; an unreachable target
@@ -143,6 +149,7 @@ def test_greedy_floats_the_most_sensitive_block_first(setup, tmp_path):
         path_search(ev, runs=1, blocks=blocks)
 
 
+@pytest.mark.slow
 def test_export_records_the_search(conformance_model, monkeypatch, tmp_path: Path):
     """``--min-iou`` on int8-static: the encoder is searched (over two blocks here) and the
     manifest records the choice and the float modules of the written program."""
@@ -199,6 +206,7 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path: Path, capsys):
     assert errors == [err[-1]] and message in err[-1] and "Traceback" not in "".join(err)
 
 
+@pytest.mark.slow
 def test_quantize_scan_cli_on_executorch(tmp_path: Path, capsys):
     """``quantize-scan --target executorch``, reduced: one block, one calibration image, one
     held-out photo; the report names the runtime's blocks, step 0 and the fp32 timing."""
