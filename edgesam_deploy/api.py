@@ -158,10 +158,11 @@ def export(
     """Export the encoder and decoder graphs for each target (``"all"``, ``"onnx,tflite"`` or a
     list) into ``out`` with ``manifest.json``, then run the parity gate on them (``parity``).
     ``precision``: names or aliases such as ``int8`` (default: each target's defaults).
-    ``min_iou``: ONNX int8-static and TFLite int8-full keep float the fewest encoder blocks that
-    meet this mean mask IoU, and the gate's min-IoU floor raised by ``search_margin``, on
-    ``search_images`` held-out photos (docs/mixed-precision.md, docs/tflite.md; default: the
-    hand-picked blocks, every block int8 for int8-full)."""
+    ``min_iou``: ONNX int8-static, TFLite int8-full and ExecuTorch int8-static keep float the
+    fewest encoder blocks that meet this mean mask IoU, and the gate's min-IoU floor raised by
+    ``search_margin``, on ``search_images`` held-out photos (docs/mixed-precision.md,
+    docs/tflite.md, docs/executorch.md; default: the hand-picked blocks for ONNX, every block
+    int8 for the others)."""
     targets = resolve_targets(_joined(target) or "")
     per_target = split_precisions(_joined(precision), targets)
     targets = [t for t in targets if per_target[t] != ()]
@@ -174,7 +175,9 @@ def export(
         Target.COREML: CoremlOptions(
             per_target.get(Target.COREML), min_ios, compute_units, max_points
         ),
-        Target.EXECUTORCH: ExecutorchOptions(per_target.get(Target.EXECUTORCH), max_points),
+        Target.EXECUTORCH: ExecutorchOptions(
+            per_target.get(Target.EXECUTORCH), max_points, **search
+        ),
     }
     options = ExportOptions(
         scores=ScoreKind(scores),

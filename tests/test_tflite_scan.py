@@ -242,4 +242,4 @@ def test_quantize_scan_cli_on_tflite(tmp_path: Path, capsys):
 def test_quantize_scan_refuses_other_targets(tmp_path: Path, capsys):
     assert main(["quantize-scan", "--target", "coreml", "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "quantize-scan takes onnx or tflite" in err[0]
+    assert len(err) == 1 and "quantize-scan takes onnx, tflite or executorch" in err[0]

@@ -69,10 +69,10 @@ def export(
     min_iou: Optional[float] = typer.Option(
         None,
         "--min-iou",
-        help="ONNX int8-static, TFLite int8-full: keep the fewest encoder blocks float that reach "
-        "this mean mask IoU, in (0, 1], on held-out photos (default: the hand-picked float "
-        "blocks; every block int8 for int8-full); ONNX: the decoder's too, kept fp32 unless an "
-        "int8 one reaches it and runs faster.",
+        help="ONNX int8-static, TFLite int8-full, ExecuTorch int8-static: keep the fewest encoder "
+        "blocks float that reach this mean mask IoU, in (0, 1], on held-out photos (default: the "
+        "hand-picked float blocks for ONNX; every block int8 for the others); ONNX: the "
+        "decoder's too, kept fp32 unless an int8 one reaches it and runs faster.",
     ),
     search_margin: Optional[float] = SearchMarginOpt,
     search_images: Optional[int] = SearchImagesOpt,

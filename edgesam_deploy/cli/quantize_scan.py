@@ -1,6 +1,7 @@
 """``edgesam-deploy quantize-scan``: int8 sensitivity per encoder (or ONNX decoder) block, and the
 greedy path to a mean-IoU target, measured on held-out photos: ONNX int8-static or fp16
-(docs/mixed-precision.md), or TFLite int8-full (docs/tflite.md)."""
+(docs/mixed-precision.md), TFLite int8-full (docs/tflite.md) or ExecuTorch int8-static
+(docs/executorch.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import typer
 from ..errors import DeployError
 from ..exporters import ExportOptions
 from ..exporters.base import ExportContext
+from ..exporters.executorch.options import ExecutorchOptions
 from ..exporters.onnx.options import OnnxOptions
+from ..exporters.search_options import SearchableOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
 from ..quantization.search_target import check_margin
@@ -31,14 +34,26 @@ from .options import (
 )
 from .progress import progress_reporter
 
-SCANNED = {Target.ONNX: Precision.INT8_STATIC, Target.TFLITE: Precision.INT8_FULL}  # the default
+SCANNED = {  # the precision each target's scan reduces to by default
+    Target.ONNX: Precision.INT8_STATIC,
+    Target.TFLITE: Precision.INT8_FULL,
+    Target.EXECUTORCH: Precision.INT8_STATIC,
+}
+OPTIONS: dict[Target, type[SearchableOptions]] = {
+    Target.ONNX: OnnxOptions,
+    Target.TFLITE: TfliteOptions,
+    Target.EXECUTORCH: ExecutorchOptions,
+}
 FP16_TARGETS = (Target.ONNX,)  # TFLite fp16 is weights only: nothing per block to scan at run time
 
 
 def quantize_scan(
     out: Path = typer.Option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
     target: str = typer.Option(
-        "onnx", "--target", help="onnx (int8-static, ONNX Runtime) or tflite (int8-full, LiteRT)."
+        "onnx",
+        "--target",
+        help="onnx (int8-static, ONNX Runtime), tflite (int8-full, LiteRT) or executorch "
+        "(int8-static, XNNPACK).",
     ),
     graph: str = typer.Option(
         "encoder",
@@ -78,10 +93,11 @@ def quantize_scan(
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
 ) -> None:
-    """Scan which encoder (or ONNX decoder) blocks lose accuracy in int8 (ONNX int8-static or
-    TFLite int8-full) or which encoder blocks lose it in fp16 (ONNX, --fp16)."""
+    """Scan which encoder (or ONNX decoder) blocks lose accuracy in int8 (ONNX int8-static,
+    TFLite int8-full or ExecuTorch int8-static) or which encoder blocks lose it in fp16 (ONNX,
+    --fp16)."""
     if target not in SCANNED:
-        raise DeployError(f"--target {target}: quantize-scan takes onnx or tflite")
+        raise DeployError(f"--target {target}: quantize-scan takes onnx, tflite or executorch")
     if graph not in list(Role):
         raise DeployError(f"--graph {graph}: quantize-scan takes encoder or decoder")
     kind, role = Target(target), Role(graph)
@@ -99,7 +115,7 @@ def quantize_scan(
     split = [b.strip() for b in blocks.split(",") if b.strip()] if blocks else []
     names = check_block_names(split, role) if blocks else None
     gate = thresholds_for(precision, role)["mask_iou_mean"][1]
-    search = (OnnxOptions if kind == Target.ONNX else TfliteOptions)(
+    search = OPTIONS[kind](
         (precision,),
         min_iou=gate if min_iou is None else min_iou,
         search_margin=search_margin,
@@ -135,6 +151,11 @@ def _scanner(target: Target, role: Role) -> tuple[Any, Any]:
         from ..quantization.scan_report import write_scan
 
         return (scan_int8_encoder if role == Role.ENCODER else scan_int8_decoder), write_scan
+    if target == Target.EXECUTORCH:
+        from ..exporters.executorch.search import scan_int8_encoder as scan_executorch
+        from ..exporters.executorch.search import write_scan as write_executorch_scan
+
+        return scan_executorch, write_executorch_scan
     from ..exporters.tflite.search import scan_int8_full_encoder
     from ..quantization.tflite_scan_report import write_scan as write_tflite_scan
 

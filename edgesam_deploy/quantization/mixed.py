@@ -135,10 +135,35 @@ def scan_path(
     ev: Any, blocks: list[Block], progress: Progress = lambda m: None
 ) -> tuple[dict[str, Measurement], list[Measurement]]:
     """Each of ``blocks`` alone int8, then the greedy path over them, most sensitive first.
-    ``ev``: an ONNX ``Evaluator`` or a ``TfliteEvaluator`` (``only``, ``measure``, ``target``)."""
+    ``ev``: a runtime's evaluator (ONNX, TFLite, ExecuTorch: ``only``, ``measure``, ``target``)."""
     single = single_block_rows(ev, blocks, progress)
     by_name = {b.name: b for b in blocks}
     return single, greedy(ev, [by_name[n] for n in sensitivity_order(single)], progress)
+
+
+def run_path_scan(
+    ev: Any, blocks: list[Block], runs: int, progress: Progress = lambda m: None
+) -> Scan:
+    """Scan ``blocks`` (the others stay int8), search over them, and time fp32 and every step of
+    the greedy path interleaved (``ev.latency_ms(path, runs)``). ``Scan.hand_picked`` is step 0:
+    the runtime's default int8 encoder, every block int8."""
+    single, path = scan_path(ev, blocks, progress)
+    progress("scan: whole-encoder latency of every step, interleaved with fp32")
+    ms = ev.latency_ms(path, runs)
+    order = sensitivity_order(single)
+    return Scan(blocks, single, order, path, path[0], ev.target, latency_ms=ms)
+
+
+def path_search(
+    ev: Any, runs: int, progress: Progress = lambda m: None, blocks: list[Block] | None = None
+) -> tuple[Measurement, dict[str, Any]]:
+    """The int8 encoder to export for ``ev.target``: the greedy result over ``blocks`` (default
+    every block; the others stay int8), step 0 being the runtime's default int8 encoder. A target
+    that every block float does not meet is a DeployError. Returns the chosen measurement and
+    ``search_record`` with fp32 and every step timed interleaved (``ev.latency_ms``)."""
+    single, path = searched_path(ev, ev.blocks if blocks is None else blocks, progress)
+    progress("search: latency of every step, interleaved with fp32")
+    return path[-1], search_record(ev, single, path, ev.latency_ms(path, runs), runs)
 
 
 def searched_path(

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,38 @@ class Measurement:
         }
 
 
-class Evaluator:
+class BlockMeasures(ABC):
+    """What every runtime's evaluator shares: ``measure`` and ``only`` over its ``blocks``, each
+    set of float blocks measured once (``measure_policy`` of ``floating(base, blocks)``) and judged
+    against the current ``target``. A subclass sets ``base``, ``blocks``, ``target`` and
+    ``_measured`` (empty)."""
+
+    base: Any
+    blocks: list[Block]
+    target: dict[str, Threshold]
+    _measured: dict[frozenset[str], Measurement]
+
+    @abstractmethod
+    def measure_policy(self, policy: Any, label: str, floated: tuple[str, ...] = ()) -> Measurement:
+        """Reduce the source with ``policy`` and judge it."""
+
+    def measure(self, floated: Iterable[Block], label: str) -> Measurement:
+        """The reduced graph with exactly ``floated`` kept float (measured once per set)."""
+        kept = list(floated)
+        names = tuple(b.name for b in kept)
+        key = frozenset(names)
+        if key not in self._measured:
+            self._measured[key] = self.measure_policy(floating(self.base, kept), label, names)
+        found = self._measured[key]
+        failures = violations(found.metrics, self.target)  # the target may have changed since
+        return dataclasses.replace(found, label=label, floated=names, failures=failures)
+
+    def only(self, block: Block) -> Measurement:
+        """Only ``block`` reduced, every other block float."""
+        return self.measure([b for b in self.blocks if b != block], block.name)
+
+
+class Evaluator(BlockMeasures):
     """Builds and judges int8 graphs of one float ``source`` model (the equalized encoder traced
     for int8, or the ``decoder_blocks.scoped_decoder``): activation ranges from ``feeds``, judged
     on the scoring photos of ``reference``.
@@ -275,21 +307,6 @@ class Evaluator:
         """``source`` reduced with ``policy`` (``convert``), judged."""
         model, details = self.convert(policy)
         return self.judge_model(model, label, floated, details)
-
-    def measure(self, floated: Iterable[Block], label: str) -> Measurement:
-        """The int8 encoder with exactly ``floated`` kept float (measured once per set)."""
-        kept = list(floated)
-        names = tuple(b.name for b in kept)
-        key = frozenset(names)
-        if key not in self._measured:
-            self._measured[key] = self.measure_policy(floating(self.base, kept), label, names)
-        found = self._measured[key]
-        failures = violations(found.metrics, self.target)  # the target may have changed since
-        return dataclasses.replace(found, label=label, floated=names, failures=failures)
-
-    def only(self, block: Block) -> Measurement:
-        """Only ``block`` int8, every other block float."""
-        return self.measure([b for b in self.blocks if b != block], block.name)
 
 
 def scoring_reference(model: EdgeSam, count: int) -> Reference:

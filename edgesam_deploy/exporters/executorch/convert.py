@@ -1,7 +1,8 @@
 """ExecuTorch target: ``executorch/{encoder,decoder}.<precision>.pte`` from ``torch.export``.
 
 - ``fp32``: XNNPACK delegate. ``int8-static``: pt2e with the XNNPACK quantizer (per-channel,
-  calibrated on the shared calibration images, from the best-equalized encoder), XNNPACK delegate.
+  calibrated on the shared calibration images, from the best-equalized encoder), XNNPACK delegate;
+  with ``min_iou`` the encoder's float blocks are chosen by measurement (``search.py``).
 - ``fp16``: the encoder as a ``.half()`` graph on XNNPACK with every LayerNorm computed in fp32
   and GELU in its tanh form (XNNPACK has no fp16 GELU): it passes the fp16 gate; the fp16
   decoder did not, so the fp16 variant's decoder is the fp32 one.
@@ -19,7 +20,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ...errors import DeployError, require
@@ -31,8 +31,9 @@ from ..base import ExportContext, Exporter
 from .checks import Census, check_program
 from .lowering import Fp16Graph, coreml_partitioner, export_graph, lower, xnnpack_partitioner
 from .options import ExecutorchOptions
-from .quantize import quantize_int8, quantizer_record
+from .quantize import calibration_feeds, quantize_int8, quantizer_record
 from .rewrites import delegable, norms_in_fp32, tanh_gelu
+from .search import searched_int8_encoder
 
 _VERSIONED = ("executorch", "torch", "torchao", "coremltools")
 # equalization strengths tried for the int8 encoder: none, and the one ONNX and TFLite settle
@@ -64,6 +65,8 @@ class ExecutorchExporter(Exporter):
         """Write ``executorch/{encoder,decoder}.<precision>.pte`` under ``ctx.out_dir``."""
         opts: ExecutorchOptions = self.options(ctx)
         precisions = self.resolve_precisions(opts.precisions)
+        if opts.min_iou is not None and Precision.INT8_STATIC not in precisions:
+            raise DeployError("--min-iou chooses the float blocks of int8-static: request it")
         if Precision.COREML_FP16 in precisions:
             require("coremltools", "coreml")
         records = []
@@ -112,15 +115,17 @@ class ExecutorchExporter(Exporter):
             return *lower(program, coreml_partitioner()), {"delegate": "Core ML, fp16, iOS 17"}
         if role == Role.DECODER:
             return *fp32(), {"weights": "float32", "int8_decoder": DECODER_INT8_NOTE}
-        return self._int8_encoder(ctx, opts)
+        default = self.int8_encoder(ctx, opts)
+        return default if opts.min_iou is None else searched_int8_encoder(ctx, opts, default)
 
     @staticmethod
-    def _int8_encoder(
-        ctx: ExportContext, opts: ExecutorchOptions
+    def int8_encoder(
+        ctx: ExportContext, opts: ExecutorchOptions, alphas: tuple[float, ...] | None = None
     ) -> tuple[bytes, Census, dict[str, Any]]:
         """The encoder quantized by pt2e and lowered to XNNPACK, from the equalization strength
-        (``INT8_ALPHAS``, 0: none) whose ``.pte`` stays closest to the float encoder."""
-        feeds = [(torch.from_numpy(x),) for x in ctx.calibration_images]
+        (``alphas``, default ``INT8_ALPHAS``; 0: none) whose ``.pte`` stays closest to the float
+        encoder."""
+        feeds = calibration_feeds(ctx.calibration_images)
         censuses: dict[float, Census] = {}
 
         def build(encoder: nn.Module, alpha: float) -> bytes:
@@ -132,7 +137,7 @@ class ExecutorchExporter(Exporter):
             )
             return data
 
-        data, equalization = ctx.best_equalized(build, program_outputs, INT8_ALPHAS)
+        data, equalization = ctx.best_equalized(build, program_outputs, alphas or INT8_ALPHAS)
         quantization = {**quantizer_record(), "calibration": ctx.calibration_source()}
         details = {"quantization": quantization, "equalization": equalization}
         return data, censuses[equalization["alpha"]], details
