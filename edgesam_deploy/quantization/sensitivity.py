@@ -84,15 +84,18 @@ class Block:
     convs: int
 
 
+def _block_name(match: re.Match[str]) -> str:
+    """The block a ``_SCOPE``-shaped match names (group 2: features index, 3: fusion stage)."""
+    if match.group(2) is not None:
+        i = int(match.group(2))
+        return "stem" if i == 0 else f"block{i}"
+    return f"fuse{match.group(3)}" if match.group(3) else "neck"
+
+
 def _encoder_block(node_name: str) -> tuple[str, str] | None:
     """(block name, scope) of an encoder node, or None outside every block."""
     match = _SCOPE.match(node_name)
-    if match is None:
-        return None
-    if match.group(2) is not None:
-        i = int(match.group(2))
-        return ("stem" if i == 0 else f"block{i}"), match.group(0)
-    return (f"fuse{match.group(3)}" if match.group(3) else "neck"), match.group(0)
+    return None if match is None else (_block_name(match), match.group(0))
 
 
 def _decoder_block(node_name: str) -> tuple[str, str] | None:
