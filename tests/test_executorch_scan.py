@@ -24,7 +24,7 @@ from edgesam_deploy.exporters.executorch.search import int8_evaluator, write_sca
 from edgesam_deploy.exporters.onnx.convert import INT8_OPSET, OnnxExporter, encoder_int8_policy
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.quantization.mixed import greedy, path_search, run_path_scan
-from edgesam_deploy.quantization.sensitivity import encoder_blocks, select_blocks
+from edgesam_deploy.quantization.sensitivity import graph_blocks, select_blocks
 from edgesam_deploy.samples import SEARCH_PHOTOS
 from edgesam_deploy.vocabulary import Precision, Role
 
@@ -84,7 +84,7 @@ def test_blocks_are_the_onnx_blocks(setup):
     its node scopes; each graph lists them in its own topological order)."""
     ev, _, _, ctx = setup
     traced = OnnxExporter._trace(ctx.encoder_graph, ctx.spec(Role.ENCODER), INT8_OPSET)
-    onnx_names = [b.name for b in encoder_blocks(traced, encoder_int8_policy().op_types)]
+    onnx_names = [b.name for b in graph_blocks(traced, encoder_int8_policy().op_types)]
     names = [b.name for b in ev.blocks]
     assert sorted(names) == sorted(onnx_names) and len(set(names)) == len(names) == 30
     assert all(b.convs > 0 for b in ev.blocks)
