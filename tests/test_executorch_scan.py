@@ -191,21 +191,6 @@ def test_min_iou_option_is_checked():
         ExecutorchOptions(("int8-static",), search_images=2)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--precision", "fp32", "--min-iou", "0.9"], "int8-static: request it"),
-        (["--precision", "int8-static", "--min-iou", "1.5"], "must be in (0, 1]"),
-    ],
-)
-def test_cli_bad_input_is_one_line(args, message, tmp_path: Path, capsys):
-    argv = ["export", "--target", "executorch", *args, "--out", str(tmp_path / "o")]
-    assert main([*argv, "--random-weights", "0", "--no-parity"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()  # progress lines, then the error
-    errors = [line for line in err if "error" in line]
-    assert errors == [err[-1]] and message in err[-1] and "Traceback" not in "".join(err)
-
-
 @pytest.mark.slow
 def test_quantize_scan_cli_on_executorch(tmp_path: Path, capsys):
     """``quantize-scan --target executorch``, reduced: one block, one calibration image, one

@@ -211,21 +211,6 @@ def test_min_iou_option_is_checked():
         TfliteOptions(("int8-full",), min_iou=1.01)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--precision", "fp32", "--min-iou", "0.9"], "int8-full: request it"),
-        (["--precision", "int8-full", "--min-iou", "1.5"], "must be in (0, 1]"),
-    ],
-)
-def test_cli_bad_input_is_one_line(args, message, tmp_path: Path, capsys):
-    argv = ["export", "--target", "tflite", *args, "--out", str(tmp_path / "o")]
-    assert main([*argv, "--random-weights", "0", "--no-parity"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()  # progress lines, then the error
-    errors = [line for line in err if "error" in line]
-    assert errors == [err[-1]] and message in err[-1] and "Traceback" not in "".join(err)
-
-
 def test_quantize_scan_cli_on_tflite(tmp_path: Path, capsys):
     """``quantize-scan --target tflite``, reduced: one block, one calibration image, one held-out
     photo; the report names the runtime's blocks and photos."""
