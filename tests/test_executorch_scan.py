@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from scan_checks import check_greedy_then_search
 
 from edgesam_deploy import api
 from edgesam_deploy.checkpoints import ModelSource
@@ -23,7 +23,7 @@ from edgesam_deploy.exporters.executorch.quantize import quantize_int8
 from edgesam_deploy.exporters.executorch.search import int8_evaluator, write_scan
 from edgesam_deploy.exporters.onnx.convert import INT8_OPSET, OnnxExporter, encoder_int8_policy
 from edgesam_deploy.manifest import Manifest
-from edgesam_deploy.quantization.mixed import greedy, path_search, run_path_scan
+from edgesam_deploy.quantization.mixed import path_search, run_path_scan
 from edgesam_deploy.quantization.sensitivity import graph_blocks, select_blocks
 from edgesam_deploy.samples import SEARCH_PHOTOS
 from edgesam_deploy.vocabulary import Precision, Role
@@ -125,21 +125,7 @@ def test_greedy_floats_the_most_sensitive_block_first(setup, tmp_path):
     with exactly that block float; the scan's table records the same path; an unreachable target
     floats both and errors in the search."""
     ev, blocks, _, _ = setup
-    order = sorted(blocks, key=lambda b: ev.only(b).metrics["mask_iou_mean"])
-    step0 = ev.measure([], "0 float").metrics["mask_iou_mean"]
-    step1 = ev.measure(order[:1], "1 float").metrics["mask_iou_mean"]
-    assert step1 > step0, "keeping the most sensitive block float did not raise the mean IoU"
-    ev.target = {"mask_iou_mean": (">=", (step0 + step1) / 2)}
-    path = greedy(ev, order)
-    assert [m.floated for m in path] == [(), (order[0].name,)]
-    assert [m.meets for m in path] == [False, True]
-    chosen, details = path_search(ev, runs=1, blocks=blocks)
-    assert chosen.floated == (order[0].name,) and details["blocks_kept_float"] == [order[0].name]
-    assert details["sensitivity_order"] == [b.name for b in order]
-    assert details["scored_on"] == ev.reference.photo_names == [next(iter(SEARCH_PHOTOS))]
-    assert not set(details["scored_on"]) & set(details["calibrated_on"])
-    assert set(details["latency_ms_median"]) == {"fp32", "0 float", "1 float"}
-    assert np.isfinite(list(details["latency_ms_median"].values())).all()
+    order, _ = check_greedy_then_search(ev, blocks, path_search)
     table = json.loads(write_scan(run_path_scan(ev, blocks, runs=1), tmp_path)[0].read_text())
     assert [c["floated"] for c in table["candidates"]] == [[], [order[0].name]]
     assert table["target_met"] and "ExecuTorch" in table["runtime"]

@@ -8,8 +8,8 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
+from scan_checks import check_block_rows, check_greedy_then_search
 
 from edgesam_deploy import api
 from edgesam_deploy.checkpoints import ModelSource
@@ -22,7 +22,6 @@ from edgesam_deploy.exporters.tflite.options import TfliteOptions
 from edgesam_deploy.exporters.tflite.search import int8_full_evaluator
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.quantization import equalize, tflite_sensitivity
-from edgesam_deploy.quantization.mixed import greedy
 from edgesam_deploy.quantization.sensitivity import Block, select_blocks
 from edgesam_deploy.quantization.tflite_mixed import run_tflite_scan, tflite_search
 from edgesam_deploy.quantization.tflite_scan_report import write_scan
@@ -135,11 +134,7 @@ def test_scan_table(setup, tmp_path):
     scan = run_tflite_scan(ev, blocks, runs=1)
     paths = write_scan(scan, tmp_path)
     table = json.loads(paths[0].read_text())
-    assert [r["block"] for r in table["blocks"]] == BLOCKS
-    assert sorted(r["sensitivity_rank"] for r in table["blocks"]) == [1, 2]
-    for row in table["blocks"]:
-        assert 0.0 <= row["mask_iou_min"] <= 1.0 and 0.0 <= row["mask_iou_mean"] <= 1.0
-        assert -1.0 <= row["emb_cosine_min"] <= 1.0
+    check_block_rows(table, BLOCKS)
     assert table["candidates"][0]["label"] == "0 float"
     assert table["target"]["mask_iou_mean"] == [">=", 0.95]
     assert table["target_met"] == table["candidates"][-1]["meets_target"]
@@ -152,22 +147,8 @@ def test_greedy_floats_the_most_sensitive_block_first(setup):
     """A target between step 0 and the most sensitive block kept float: the path stops at step 1
     with exactly that block float; an unreachable target floats both and errors in the search."""
     ev, blocks, _ = setup
-    order = sorted(blocks, key=lambda b: ev.only(b).metrics["mask_iou_mean"])
-    step0 = ev.measure([], "0 float").metrics["mask_iou_mean"]
-    step1 = ev.measure(order[:1], "1 float").metrics["mask_iou_mean"]
-    assert step1 > step0, "keeping the most sensitive block float did not raise the mean IoU"
-    ev.target = {"mask_iou_mean": (">=", (step0 + step1) / 2)}
-    path = greedy(ev, order)
-    assert [m.floated for m in path] == [(), (order[0].name,)]
-    assert [m.meets for m in path] == [False, True]
-    chosen, details = tflite_search(ev, runs=1, blocks=blocks)
-    assert chosen.floated == (order[0].name,) and details["blocks_kept_float"] == [order[0].name]
-    assert details["sensitivity_order"] == [b.name for b in order]
-    assert details["scored_on"] == ev.reference.photo_names == [next(iter(SEARCH_PHOTOS))]
-    assert not set(details["scored_on"]) & set(details["calibrated_on"])
+    order, details = check_greedy_then_search(ev, blocks, tflite_search)
     assert list(details["float_scopes"]) == [order[0].scope]
-    assert set(details["latency_ms_median"]) == {"fp32", "0 float", "1 float"}
-    assert np.isfinite(list(details["latency_ms_median"].values())).all()
     ev.target = {"mask_iou_mean": (">=", 1.01)}
     with pytest.raises(DeployError, match="not met"):
         tflite_search(ev, runs=1, blocks=blocks)
