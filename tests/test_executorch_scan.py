@@ -16,7 +16,7 @@ from edgesam_deploy.cli.app import main
 from edgesam_deploy.errors import DeployError
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.base import ExportContext, OptionsError
-from edgesam_deploy.exporters.executorch import convert, sensitivity
+from edgesam_deploy.exporters.executorch import convert, search
 from edgesam_deploy.exporters.executorch.convert import ExecutorchExporter
 from edgesam_deploy.exporters.executorch.options import ExecutorchOptions
 from edgesam_deploy.exporters.executorch.quantize import quantize_int8
@@ -24,6 +24,7 @@ from edgesam_deploy.exporters.executorch.search import int8_evaluator, write_sca
 from edgesam_deploy.exporters.onnx.convert import INT8_OPSET, OnnxExporter, encoder_int8_policy
 from edgesam_deploy.manifest import Manifest
 from edgesam_deploy.quantization.mixed import path_search, run_path_scan
+from edgesam_deploy.quantization.search_target import search_target
 from edgesam_deploy.quantization.sensitivity import graph_blocks, select_blocks
 from edgesam_deploy.samples import SEARCH_PHOTOS
 from edgesam_deploy.vocabulary import Precision, Role
@@ -34,8 +35,9 @@ pytest.importorskip("torchao")
 BLOCKS = ["block24", "neck"]
 ALPHA = 0.5
 SOURCE = ModelSource("edgesam", "random", seed=0)
-# slow: each candidate is a full calibration and lowering of the encoder (35 s idle); these tests
-# lower it about 15 times: 76 minutes in all on the shared 2-core machine at a load of 7 to 12
+# slow: each candidate is a full calibration and lowering of the encoder (35 s idle); the export
+# and CLI tests reuse the module's evaluator (``reuse_evaluator``), so its candidates are lowered
+# once for the whole module
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,22 @@ def setup(conformance_model, tmp_path_factory):
     assert details["equalization"]["alpha"] == ALPHA
     ev = int8_evaluator(ctx, ALPHA, search)
     return ev, select_blocks(ev.blocks, BLOCKS), exported, ctx
+
+
+@pytest.fixture
+def reuse_evaluator(setup, monkeypatch):
+    """The export and the CLI judge with the module's evaluator (the same weights, calibration
+    image and scoring photo; its candidates already lowered) under their own target, instead of
+    calibrating and lowering every candidate again."""
+    ev = setup[0]
+
+    def reuse(ctx, alpha, options):
+        assert alpha == ALPHA and options.search_images == 1
+        ev.target = search_target(options.min_iou, options.margin)
+        return ev
+
+    monkeypatch.setattr(search, "int8_evaluator", reuse)
+    return ev
 
 
 def _int8_blocks(ev, float_modules: list[str]) -> set[str]:
@@ -136,12 +154,14 @@ def test_greedy_floats_the_most_sensitive_block_first(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_records_the_search(conformance_model, monkeypatch, tmp_path: Path):
+def test_export_records_the_search(conformance_model, reuse_evaluator, monkeypatch, tmp_path: Path):
     """``--min-iou`` on int8-static: the encoder is searched (over two blocks here) and the
     manifest records the choice and the float modules of the written program."""
-    real = sensitivity.executorch_blocks
+    real = search.path_search
     monkeypatch.setattr(
-        sensitivity, "executorch_blocks", lambda g, s: select_blocks(real(g, s), BLOCKS)
+        search,
+        "path_search",
+        lambda ev, runs, progress: real(ev, runs, progress, select_blocks(ev.blocks, BLOCKS)),
     )
     monkeypatch.setattr(convert, "INT8_ALPHAS", (ALPHA,))
     out = tmp_path / "out"
@@ -178,7 +198,7 @@ def test_min_iou_option_is_checked():
 
 
 @pytest.mark.slow
-def test_quantize_scan_cli_on_executorch(tmp_path: Path, capsys):
+def test_quantize_scan_cli_on_executorch(reuse_evaluator, tmp_path: Path, capsys):
     """``quantize-scan --target executorch``, reduced: one block, one calibration image, one
     held-out photo; the report names the runtime's blocks, step 0 and the fp32 timing."""
     out = tmp_path / "scan"
