@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from edgesam_deploy.bench.floor import GemmFloor, floor_from_medians, gemm_runs
 from edgesam_deploy.bench.flops import graph_gflop
+from edgesam_deploy.bench.host import host_machine
 from edgesam_deploy.bench.metrics import SETTLE_S, timed_interleaved
 from edgesam_deploy.bench.op_profile import ort_op_profile
 from edgesam_deploy.checkpoints import load_model
@@ -257,12 +257,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-decoder-") as tmp:
         result = measure(args, Path(tmp))
-    result["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "threads": args.threads,
-    }
+    result["machine"] = host_machine(args.threads)
     result["tools"] = tool_versions()
     result["runs"] = args.runs
     write_json(args.out, result)

@@ -14,7 +14,6 @@ the parity engine's metrics on all four photos. Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 from statistics import median
@@ -22,6 +21,7 @@ from statistics import median
 import numpy as np
 import torch
 
+from edgesam_deploy.bench.host import host_machine
 from edgesam_deploy.bench.metrics import Inputs, embeddings_placeholder, timed_interleaved
 from edgesam_deploy.bench.schema import DECODER_1, DECODER_16
 from edgesam_deploy.checkpoints import ModelSource, load_model, load_state_dict_strict
@@ -154,7 +154,7 @@ def main() -> None:
         "benchmark": "executorch",
         "threads": args.threads,
         "weights": args.weights,
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "machine": host_machine(args.threads),
         "versions": tool_versions(),
         "roles": {},
     }

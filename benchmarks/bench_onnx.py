@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import warnings
@@ -23,6 +22,7 @@ import torch
 
 from edgesam_deploy.bench.floor import GemmFloor, floor_from_medians, gemm_runs
 from edgesam_deploy.bench.flops import graph_gflop
+from edgesam_deploy.bench.host import host_machine
 from edgesam_deploy.bench.metrics import SETTLE_S, timed_interleaved
 from edgesam_deploy.bench.op_profile import ort_op_profile
 from edgesam_deploy.checkpoints import load_model
@@ -173,12 +173,7 @@ def main() -> int:
     write_json(
         args.out,
         {
-            "device": {
-                "platform": platform.platform(),
-                "processor": platform.processor(),
-                "threads": args.threads,
-                "load_average": os.getloadavg(),
-            },
+            "device": {**host_machine(args.threads), "load_average": os.getloadavg()},
             "tools": tool_versions(),
             "weights": source.as_dict(),
             "runs": args.runs,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from pathlib import Path
 from statistics import median
@@ -21,6 +20,7 @@ import numpy as np
 
 from edgesam_deploy.bench.floor import floor_from_medians, gemm_runs
 from edgesam_deploy.bench.flops import graph_gflop
+from edgesam_deploy.bench.host import host_machine
 from edgesam_deploy.bench.metrics import SETTLE_S, timed, timed_interleaved
 from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportOptions
@@ -87,10 +87,7 @@ def main() -> None:
         "benchmark": "tflite",
         "runtime": "ai-edge-litert interpreter, XNNPACK",
         "threads": args.threads,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": host_machine(args.threads),
         "model": source.as_dict(),
         "image": case.name,
         "rows": rows,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edgesam_deploy.quantization.mixed import greedy
 from edgesam_deploy.samples import SEARCH_PHOTOS
@@ -38,4 +39,12 @@ def check_greedy_then_search(ev: Any, blocks: list[Any], search: Any) -> tuple[l
     assert not set(details["scored_on"]) & set(details["calibrated_on"])
     assert set(details["latency_ms_median"]) == {"fp32", "0 float", "1 float"}
     assert np.isfinite(list(details["latency_ms_median"].values())).all()
+    check_speed(details, "1 float")
     return order, details
+
+
+def check_speed(details: dict[str, Any], chosen: str) -> None:
+    """The chosen graph's speed-up over fp32 from the search's own timing; the note iff slower."""
+    ms = details["latency_ms_median"]
+    assert details["speedup_vs_fp32"] == pytest.approx(ms["fp32"] / ms[chosen], rel=2e-3)
+    assert ("slower_than_fp32" in details) == (details["speedup_vs_fp32"] < 1)

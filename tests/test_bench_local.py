@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edgesam_deploy.bench.host import cpu_details, cpu_summary
 from edgesam_deploy.bench.schema import BenchReport, Stats
 from edgesam_deploy.cli.app import main
 
@@ -89,6 +90,8 @@ def test_host_bench_measures_every_artifact_and_writes_reports(export_dir, tmp_p
     text = md.read_text()
     assert "encoder.onnx" in text and "not measured" in text and "report-latency.png" in text
     assert "| host: pass (IoU 1.0000) | this row |" in text
+    cpu = cpu_summary(cpu_details())
+    assert report.device.details["processor"] and (not cpu or f"; CPU: {cpu}" in text)
     assert (md.parent / "report-latency.png").read_bytes()[:4] == b"\x89PNG"
     assert "Benchmark on host" in captured.out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edgesam_deploy.bench.host import cpu_details
 from edgesam_deploy.bench.parsers import trtexec
 from edgesam_deploy.bench.runners import BenchRequest, RunnerOptions
 from edgesam_deploy.bench.runners.ssh import SshRunner, stats_from_trtexec, trtexec_command
@@ -159,6 +160,8 @@ def test_ssh_runner_benchmarks_on_the_loopback_board(loopback, decoder_export, t
     data = json.loads(out.read_text())
     assert data["device"]["name"] == "board" and data["device"]["runner"] == "ssh"
     assert data["device"]["details"]["ssh_host"] == HOST
+    # the board's own CPU, read there (the loopback board is this machine)
+    assert data["device"]["details"]["cpu_id"] == cpu_details()["cpu_id"]
     (decoder,) = data["artifacts"]
     assert decoder["measured"], decoder["reason"]
     assert decoder["latency"]["decoder_1_click"]["runs"] == 2 and decoder["clicks_per_s"] > 0

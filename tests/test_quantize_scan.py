@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from scan_checks import check_block_rows
+from scan_checks import check_block_rows, check_speed
 
 from edgesam_deploy.checkpoints import ModelSource
 from edgesam_deploy.cli.app import main
@@ -130,6 +130,7 @@ def test_search(setup):
     ms = details["latency_ms_median"]
     assert details["kept"] == ("hand-picked" if ms["hand-picked"] < ms["searched"] else "searched")
     assert (chosen is hand_m) == (details["kept"] == "hand-picked")
+    check_speed(details, details["kept"])
     assert isinstance(chosen.model, onnx.ModelProto)
     assert set(details["block_alone_int8"]) == set(BLOCKS)
     assert np.isfinite(list(ms.values())).all()

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..fileio import atomic_output, write_json
 from ..vocabulary import Role
+from .host import cpu_summary
 from .runners import RUNNERS
 from .schema import (
     DECODER_1,
@@ -319,7 +320,8 @@ def write_markdown(path: Path, report: BenchReport) -> Path | None:
         f"# EdgeSAM benchmark: {report.device.name}",
         "",
         f"- device: {report.device.description or report.device.name} ({report.device.runner}; "
-        f"{report.device.system} {report.device.machine}, {report.device.cpu_count or '?'} CPUs)",
+        f"{report.device.system} {report.device.machine}, {report.device.cpu_count or '?'} CPUs)"
+        + (f"; CPU: {cpu}" if (cpu := cpu_summary(report.device.details)) else ""),
         f"- settings: {report.settings['runs']} timed runs after {report.settings['warmup']} "
         f"warm-up, threads {report.settings.get('threads') or 'default'}",
         f"- model: {model.get('variant', 'edgesam')} ({source})",

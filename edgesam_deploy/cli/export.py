@@ -19,6 +19,7 @@ from .options import (
     SearchImagesOpt,
     SearchMarginOpt,
     VariantOpt,
+    err_console,
     model_from_options,
     out_console,
 )
@@ -117,6 +118,9 @@ def export(
         )
     console = out_console()
     console.print(f"wrote {len(result.manifest.artifacts)} artifact(s) and {out / 'manifest.json'}")
+    for record in result.manifest.artifacts:
+        if note := record.details.get("mixed_precision", {}).get("slower_than_fp32"):
+            err_console.print(f"note: {record.file}: {note}", markup=False, highlight=False)
     if result.parity is not None:
         print_table(result.parity.artifacts, console)
         if json_out:

@@ -163,7 +163,8 @@ def path_search(
     ``search_record`` with fp32 and every step timed interleaved (``ev.latency_ms``)."""
     single, path = searched_path(ev, ev.blocks if blocks is None else blocks, progress)
     progress("search: latency of every step, interleaved with fp32")
-    return path[-1], search_record(ev, single, path, ev.latency_ms(path, runs), runs)
+    ms = ev.latency_ms(path, runs)
+    return path[-1], search_record(ev, single, path, ms, runs, path[-1].label)
 
 
 def searched_path(
@@ -180,15 +181,32 @@ def searched_path(
     return single, path
 
 
+def speed_record(ms: dict[str, float], chosen: str) -> dict[str, Any]:
+    """The ``chosen`` graph's speed-up over fp32 in the search's own interleaved run on the
+    exporting host and, where it ran slower than fp32 there, a note saying so (the device's
+    kernels may differ: only a run there says whether int8 pays on it)."""
+    speedup = ms["fp32"] / ms[chosen]
+    record: dict[str, Any] = {"speedup_vs_fp32": round(speedup, 3), "timed_on": "exporting host"}
+    if speedup < 1:
+        record["slower_than_fp32"] = (
+            f"the chosen int8 encoder ran {speedup:.2f}x as fast as fp32 on the exporting host "
+            f"({ms[chosen]:.0f} vs {ms['fp32']:.0f} ms, medians of interleaved runs): at this "
+            "target int8 does not pay there; time it on the device (bench) before shipping it"
+        )
+    return record
+
+
 def search_record(
     ev: Any,
     single: dict[str, Measurement],
     path: list[Measurement],
     ms: dict[str, float],
     runs: int,
+    chosen: str | None = None,
 ) -> dict[str, Any]:
-    """``details.mixed_precision`` of a search: its target, photos, sensitivity, path and timing."""
-    return {
+    """``details.mixed_precision`` of a search: its target, photos, sensitivity, path and timing;
+    with ``chosen`` (its key in ``ms``), that graph's ``speed_record``."""
+    return (speed_record(ms, chosen) if chosen else {}) | {
         "target": {k: list(v) for k, v in ev.target.items()},
         "calibrated_on": list(ev.calibrated_on),
         "scored_on": list(ev.reference.photo_names),
@@ -219,9 +237,10 @@ def search(
     models = {"fp32": ev.source, "searched": found.model, "hand-picked": hand_picked.model}
     ms = latency_ms(models, ev.feeds[0], runs)
     worse = hand_picked.meets and ms["hand-picked"] < ms["searched"]
-    details = search_record(ev, single, path, ms, runs) | {
+    kept = "hand-picked" if worse else "searched"
+    details = search_record(ev, single, path, ms, runs, kept) | {
         "hand_picked": hand_picked.summary(),
-        "kept": "hand-picked" if worse else "searched",
+        "kept": kept,
     }
     if worse:
         details["note"] = (

@@ -59,7 +59,7 @@ def tflite_search(
         )
     progress("search: latency of every step, interleaved with fp32 (LiteRT)")
     ms = _latencies(ev, path, runs)
-    details = search_record(ev, single, path, ms, runs) | {
+    details = search_record(ev, single, path, ms, runs, found.label) | {
         "runtime": "litert (XNNPACK)",
         "threads": ev.threads,
         "float_scopes": found.details["float_blocks"],

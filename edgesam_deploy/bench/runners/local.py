@@ -14,6 +14,7 @@ from typing import Any
 
 from ...manifest import ArtifactRecord, tool_versions
 from ...vocabulary import Target
+from ..host import cpu_details
 from ..schema import ArtifactResult, DeviceInfo, PipelineResult, Stats
 from ..sessions import why_not_here
 from .base import BenchRequest, Runner, RunOutcome, blank_result, last_line, pairs, pipeline_label
@@ -156,8 +157,5 @@ class LocalRunner(Runner):
             machine=platform.machine(),
             hostname=platform.node(),
             cpu_count=os.cpu_count(),
-            details={
-                "processor": platform.processor() or platform.machine(),
-                "python": platform.python_version(),
-            },
+            details={**cpu_details(), "python": platform.python_version()},
         )

@@ -22,6 +22,7 @@ from ...device.protocol import Bundle
 from ...errors import DeviceError
 from ...manifest import ArtifactRecord, Manifest
 from ...vocabulary import Role, Target
+from ..host import parse_cpuinfo
 from ..parsers import trtexec
 from ..schema import DECODER_1, DECODER_16, ENCODER, ArtifactResult, BenchReport, DeviceInfo, Stats
 from .base import BenchRequest, Runner, RunOutcome, blank_result, summed_pipelines
@@ -320,6 +321,7 @@ class SshRunner(Runner):
             self.profile.description,
             system=system,
             hostname=self.host,
+            details=parse_cpuinfo(self.ssh("cat /proc/cpuinfo", "reading the board's CPU")),
         )
         return RunOutcome(
             device,
