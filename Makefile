@@ -46,6 +46,6 @@ clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
 
 .PHONY: bench-scan
-bench-scan: setup  # the int8 and fp16 sensitivity scans and searches on the full model (long: every encoder block; the int8 scan 9 min on a quiet 2-vCPU Zen 4; docs/mixed-precision.md)
+bench-scan: setup  # the int8 and fp16 sensitivity scans and searches on the full model (long: every encoder block; int8 9 min, fp16 6 min on a quiet 2-vCPU Zen 4; docs/mixed-precision.md)
 	$(BIN)/python benchmarks/bench_scan.py --threads $(THREADS) --out benchmarks/results/scan
 	$(BIN)/python benchmarks/bench_scan.py --fp16 --threads $(THREADS) --out benchmarks/results/scan-fp16
