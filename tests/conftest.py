@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -18,6 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE_ENV = "EDGESAM_CONFORMANCE"
 CONFORMANCE_DIR = REPO / "tests" / "data" / "conformance"  # copies of ../shared/conformance
 DEFAULT_CONFORMANCE = CONFORMANCE_DIR / "edgesam_seed0_coffee.npz"
+
+# A suite started in the background without job control (`(make test &)`) inherits SIGINT
+# ignored, and so would every child it runs: the Ctrl-C tests (testhook's INT) would then test
+# nothing a user meets, since a command in a terminal's foreground always receives Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def conformance_path() -> Path:
