@@ -81,26 +81,14 @@ def cpu_details() -> dict[str, Any]:
 
 def host_machine(threads: int | None = None) -> dict[str, Any]:
     """What a benchmark file says about where it ran: platform, CPU details, CPUs, threads."""
-    machine: dict[str, Any] = {"platform": platform.platform(), **cpu_details()}
-    machine["cpus"] = os.cpu_count()
-    if threads is not None:
-        machine["threads"] = threads
-    return machine
+    machine = {"platform": platform.platform(), **cpu_details(), "cpus": os.cpu_count()}
+    return machine if threads is None else {**machine, "threads": threads}
 
 
 def cpu_summary(details: dict[str, Any]) -> str:
     """One line for a report: ``AMD EPYC (family 25 model 17, 2596 MHz; avx2 fma ...)``, or ""."""
-    name = details.get("cpu") or ""
-    inner = ", ".join(
-        part
-        for part in (
-            details.get("cpu_id", ""),
-            f"{details['cpu_mhz']} MHz" if "cpu_mhz" in details else "",
-        )
-        if part
-    )
-    if details.get("vector"):
-        inner = f"{inner}; {' '.join(details['vector'])}" if inner else " ".join(details["vector"])
-    if not inner:
-        return name
-    return f"{name} ({inner})" if name else inner
+    mhz = f"{details['cpu_mhz']} MHz" if "cpu_mhz" in details else ""
+    ident = ", ".join(filter(None, (details.get("cpu_id", ""), mhz)))
+    inner = "; ".join(filter(None, (ident, " ".join(details.get("vector", ())))))
+    name = details.get("cpu", "")
+    return f"{name} ({inner})" if name and inner else name or inner
