@@ -3,6 +3,7 @@
 
     python benchmarks/bench_scan.py [--out benchmarks/results/scan] [--fp16] [--calibration-size 8]
         [--min-iou 0.95] [--search-margin M] [--search-images 6] [--runs 5] [--threads 2]
+        [--int8-weights 7-bit|8-bit]
 
 Writes scan.json, scan.md and scan.png: every encoder block alone int8 (ranges calibrated on the
 calibration images; with ``--fp16``: alone fp16, the overflow guard on the first two) judged on
@@ -23,7 +24,7 @@ from edgesam_deploy.checkpoints import load_model
 from edgesam_deploy.exporters import ExportOptions
 from edgesam_deploy.exporters.base import ExportContext
 from edgesam_deploy.exporters.onnx.convert import scan_fp16_encoder, scan_int8_encoder
-from edgesam_deploy.exporters.onnx.options import OnnxOptions
+from edgesam_deploy.exporters.onnx.options import Int8Weights, OnnxOptions
 from edgesam_deploy.parity.thresholds import thresholds_for
 from edgesam_deploy.quantization.scan_report import write_scan
 from edgesam_deploy.quantization.search_target import SEARCH_IMAGES
@@ -40,6 +41,9 @@ def main() -> int:
     parser.add_argument("--search-images", type=int, default=SEARCH_IMAGES)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--int8-weights", type=Int8Weights, choices=list(Int8Weights), default=Int8Weights.SEVEN_BIT
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, source = load_model(random_seed=0)
@@ -52,6 +56,7 @@ def main() -> int:
         min_iou=gate if args.min_iou is None else args.min_iou,
         search_margin=args.search_margin,
         search_images=args.search_images,
+        int8_weights=args.int8_weights,
     )
     if args.fp16:
         scan = scan_fp16_encoder(ctx, None, search, runs=args.runs)

@@ -25,7 +25,7 @@ from .exportdir import check_output_dir, settle
 from .exporters import ExportOptions, TargetOptions, get_exporter
 from .exporters.coreml.options import CoremlOptions
 from .exporters.executorch.options import ExecutorchOptions
-from .exporters.onnx.options import OnnxOptions
+from .exporters.onnx.options import Int8Weights, OnnxOptions
 from .exporters.pipeline import resolve_targets, run_export
 from .exporters.tflite.options import TfliteOptions
 from .manifest import Manifest
@@ -148,6 +148,7 @@ def export(
     min_iou: float | None = None,
     search_margin: float | None = None,
     search_images: int | None = None,
+    int8_weights: Int8Weights | str | None = None,
     parity: bool = True,
     model: ModelArg = None,
     variant: str = "edgesam",
@@ -162,13 +163,17 @@ def export(
     fewest encoder blocks that meet this mean mask IoU, and the gate's min-IoU floor raised by
     ``search_margin``, on ``search_images`` held-out photos (docs/mixed-precision.md,
     docs/tflite.md, docs/executorch.md; default: the hand-picked blocks for ONNX, every block
-    int8 for the others)."""
+    int8 for the others). ``int8_weights``: the ONNX int8 graphs' weight width (``Int8Weights``,
+    default 7-bit; docs/onnx.md)."""
     targets = resolve_targets(_joined(target) or "")
     per_target = split_precisions(_joined(precision), targets)
     targets = [t for t in targets if per_target[t] != ()]
+    if int8_weights is not None and Target.ONNX not in targets:
+        raise DeployError("--int8-weights: the ONNX int8 graphs' option (--target onnx)")
+    onnx_weights = {} if int8_weights is None else {"int8_weights": int8_weights}
     search = {"min_iou": min_iou, "search_margin": search_margin, "search_images": search_images}
     builders: dict[Target, TargetOptions] = {
-        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), **search),
+        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), **search, **onnx_weights),
         Target.TFLITE: TfliteOptions(
             per_target.get(Target.TFLITE), tuple(range(1, num_points + 1)), **search
         ),

@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from edgesam_deploy.bench.host import host_machine
 from edgesam_deploy.checkpoints import ModelSource
 from edgesam_deploy.cli.app import main
 from edgesam_deploy.exporters import ExportOptions
@@ -142,4 +143,11 @@ def test_cli_scan(tmp_path: Path, capsys):
     assert table["facts"]["calibration_images"] == 1
     assert table["facts"]["scored_on"] == list(SEARCH_PHOTOS)[:1]
     assert table["facts"]["search_margin"] == 0.05
+    # the latencies say which machine timed them (this host), in the JSON and the Markdown
+    machine = host_machine()  # its clock may move between reads: compare the rest
+    assert {k: v for k, v in table["machine"].items() if k != "cpu_mhz"} == {
+        k: v for k, v in machine.items() if k != "cpu_mhz"
+    }
+    assert table["facts"]["timed_on"]
+    assert f"timed_on {table['facts']['timed_on']}" in (out / "scan.md").read_text()
     assert {p.name for p in out.iterdir()} == {"scan.json", "scan.md", "scan.png"}

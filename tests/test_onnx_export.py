@@ -107,7 +107,8 @@ def test_precision_details_recorded(exported):
     assert by_file["onnx/decoder.fp16.onnx"]["fp32_kept_subgraph"]["nodes"] > 0
     static = by_file["onnx/encoder.int8-static.onnx"]
     assert static["calibration"]["images"] == 2 and static["quantization_exclusions"] is not None
-    assert static["weights_7_bit"] and static["equalization"]["alpha"] in ALPHA_CANDIDATES
+    assert static["int8_weights"]["bits"] == 7 and "without VNNI" in static["int8_weights"]["why"]
+    assert static["equalization"]["alpha"] in ALPHA_CANDIDATES
     assert static["squeeze_excite_means_as_global_average_pool"] == 10
     trials = static["equalization"]["calibration_cosine_by_alpha"]
     assert sorted(trials) == sorted(map(str, ALPHA_CANDIDATES))

@@ -92,3 +92,10 @@ def cpu_summary(details: dict[str, Any]) -> str:
     inner = "; ".join(filter(None, (ident, " ".join(details.get("vector", ())))))
     name = details.get("cpu", "")
     return f"{name} ({inner})" if name and inner else name or inner
+
+
+def adds_int8_pairs_in_16_bits(details: dict[str, Any]) -> bool:
+    """Whether this CPU (``cpu_details``) is an x86 one without VNNI, whose u8 x s8 kernels
+    (``vpmaddubsw``) add pairs of products in 16 bits: 8-bit weights can saturate there."""
+    vector = set(details.get("vector", ()))
+    return "avx2" in vector and not vector & {"avx512_vnni", "avx_vnni"}

@@ -8,13 +8,16 @@ from typing import Optional
 import typer
 
 from .. import api
+from ..bench.host import adds_int8_pairs_in_16_bits, cpu_details
 from ..errors import DeployError
+from ..exporters.onnx.options import Int8Weights
 from ..parity.report import print_table
 from ..vocabulary import ComputeUnit, ScoreKind
 from .options import (
     CalibrationDirOpt,
     CalibrationSizeOpt,
     CheckpointOpt,
+    Int8WeightsOpt,
     RandomWeightsOpt,
     SearchImagesOpt,
     SearchMarginOpt,
@@ -24,6 +27,16 @@ from .options import (
     out_console,
 )
 from .progress import progress_reporter
+
+NO_VNNI_NOTE = (
+    "8-bit int8 weights on an x86 CPU without VNNI: ONNX Runtime can saturate them on this host, "
+    "so its parity figures understate a VNNI or ARM device's; --int8-weights 7-bit runs right here"
+)
+
+
+def _weight_bits(details: dict) -> int | None:
+    """An artifact record's int8 weight width, if it has int8 weights."""
+    return details.get("int8_weights", {}).get("bits")
 
 
 def export(
@@ -77,6 +90,7 @@ def export(
     ),
     search_margin: Optional[float] = SearchMarginOpt,
     search_images: Optional[int] = SearchImagesOpt,
+    int8_weights: Optional[Int8Weights] = Int8WeightsOpt,
     no_parity: bool = typer.Option(
         False, "--no-parity", help="Skip the parity check after export."
     ),
@@ -112,6 +126,7 @@ def export(
             min_iou=min_iou,
             search_margin=search_margin,
             search_images=search_images,
+            int8_weights=int8_weights,
             parity=not no_parity,
             model=lambda: model_from_options(variant, checkpoint, random_weights),
             progress=report,
@@ -121,6 +136,11 @@ def export(
     for record in result.manifest.artifacts:
         if note := record.details.get("mixed_precision", {}).get("slower_than_fp32"):
             err_console.print(f"note: {record.file}: {note}", markup=False, highlight=False)
+    eight_bit = [r.file for r in result.manifest.artifacts if _weight_bits(r.details) == 8]
+    if eight_bit and adds_int8_pairs_in_16_bits(cpu_details()):
+        err_console.print(
+            f"note: {', '.join(eight_bit)}: {NO_VNNI_NOTE}", markup=False, highlight=False
+        )
     if result.parity is not None:
         print_table(result.parity.artifacts, console)
         if json_out:

@@ -69,6 +69,12 @@ SearchImagesOpt = typer.Option(
     help="Mixed-precision search: how many held-out scikit-image photos (neither calibration nor "
     f"parity photos) judge its candidates, 1-{len(SEARCH_PHOTOS)} (default {SEARCH_IMAGES}).",
 )
+Int8WeightsOpt = typer.Option(
+    None,
+    "--int8-weights",
+    help="ONNX int8 graphs: 7-bit weights (default) run right on every CPU; 8-bit are more "
+    "accurate, for x86 CPUs with VNNI and ARM CPUs (an x86 CPU without VNNI can saturate them).",
+)
 VariantOpt = typer.Option("edgesam", "--variant", help=f"Model variant: {', '.join(REGISTRY)}.")
 
 

@@ -14,7 +14,7 @@ from ..errors import DeployError
 from ..exporters import ExportOptions
 from ..exporters.base import ExportContext
 from ..exporters.executorch.options import ExecutorchOptions
-from ..exporters.onnx.options import OnnxOptions
+from ..exporters.onnx.options import Int8Weights, OnnxOptions
 from ..exporters.search_options import SearchableOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..parity.thresholds import thresholds_for
@@ -25,6 +25,7 @@ from .options import (
     CalibrationDirOpt,
     CalibrationSizeOpt,
     CheckpointOpt,
+    Int8WeightsOpt,
     RandomWeightsOpt,
     SearchImagesOpt,
     SearchMarginOpt,
@@ -89,6 +90,7 @@ def quantize_scan(
         help="Equalization strength (default: the export's own choice among its candidates).",
     ),
     runs: int = typer.Option(5, "--runs", min=1, help="Timed runs per graph."),
+    int8_weights: Optional[Int8Weights] = Int8WeightsOpt,
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
@@ -111,6 +113,8 @@ def quantize_scan(
         raise DeployError(f"--fp16: the fp16 scan is for {', '.join(FP16_TARGETS)}")
     if fp16 and alpha is not None:
         raise DeployError("--alpha: equalization belongs to the int8 scan, not to --fp16")
+    if int8_weights is not None and (kind != Target.ONNX or fp16):
+        raise DeployError("--int8-weights: the ONNX int8 scan's option (--target onnx, no --fp16)")
     precision = Precision.FP16 if fp16 else SCANNED[kind]
     split = [b.strip() for b in blocks.split(",") if b.strip()] if blocks else []
     names = check_block_names(split, role) if blocks else None
@@ -120,6 +124,7 @@ def quantize_scan(
         min_iou=gate if min_iou is None else min_iou,
         search_margin=search_margin,
         search_images=search_images,
+        **({} if int8_weights is None else {"int8_weights": int8_weights}),
     )
     check_margin(search.margin_for(precision), precision)  # before the model loads
     model, source = model_from_options(variant, checkpoint, random_weights)

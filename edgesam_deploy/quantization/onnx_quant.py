@@ -168,15 +168,22 @@ def to_fp16(
 class Int8Policy:
     """What an int8 graph quantizes: ``op_types`` go to the quantizer; nodes of ``exclude_ops``
     (op type -> reason), nodes whose names start with a key of ``exclude_scopes`` (module scope ->
-    reason) and nodes computed from ``fp32_inputs`` alone stay float. A non-empty ``reduce_range``
-    (the reason) quantizes weights to 7 bits."""
+    reason) and nodes computed from ``fp32_inputs`` alone stay float. Weights are quantized to
+    ``weight_bits`` (7: ONNX Runtime's ``reduce_range``; 8: the full int8 range), for the reason
+    ``weight_bits_reason``."""
 
     op_types: tuple[str, ...]
     exclude_ops: dict[str, str] = field(default_factory=dict)
     exclude_scopes: dict[str, str] = field(default_factory=dict)
     fp32_inputs: tuple[str, ...] = ()
     fp32_inputs_reason: str = ""
-    reduce_range: str = ""
+    weight_bits: int = 8
+    weight_bits_reason: str = ""
+
+    @property
+    def reduce_range(self) -> bool:
+        """ONNX Runtime's quantizer flag for 7-bit weights."""
+        return self.weight_bits == 7
 
     def excluded_nodes(self, model: onnx.ModelProto) -> list[str]:
         present = {i.name for i in model.graph.input}
@@ -201,8 +208,8 @@ class Int8Policy:
             "quantization_exclusions": reasons,
             "excluded_nodes": len(self.excluded_nodes(model)),
         }
-        if self.reduce_range:
-            out["weights_7_bit"] = self.reduce_range
+        if self.weight_bits_reason:
+            out["int8_weights"] = {"bits": self.weight_bits, "why": self.weight_bits_reason}
         return out
 
 
@@ -226,7 +233,7 @@ def quantize_int8_dynamic(
             dst,
             op_types_to_quantize=list(policy.op_types),
             per_channel=True,
-            reduce_range=bool(policy.reduce_range),
+            reduce_range=policy.reduce_range,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=policy.excluded_nodes(model),
         ),
@@ -311,7 +318,7 @@ def quantize_int8_static(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(policy.op_types),
             per_channel=True,
-            reduce_range=bool(policy.reduce_range),
+            reduce_range=policy.reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=policy.excluded_nodes(model),

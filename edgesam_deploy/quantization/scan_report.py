@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..bench.host import cpu_summary, host_machine
 from ..fileio import atomic_output
 from ..vocabulary import Role
 from .mixed import Scan, saved_ms
@@ -23,7 +24,8 @@ FIRST_STATISTIC = {
 def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
     """What every runtime's scan table holds: one row per scanned block (only that block reduced,
     by sensitivity rank) and one per measured candidate with its whole-graph latency (and, where
-    the graph was timed on several feeds, per feed)."""
+    the graph was timed on several feeds, per feed). ``machine``: where the latencies were timed
+    (this host, not a device), also named in the facts line."""
     role = scan.path[0].role
     rank = {name: i for i, name in enumerate(scan.order, 1)}
     blocks = [
@@ -37,6 +39,7 @@ def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
         for b in scan.blocks
     ]
     fp32_ms = scan.latency_ms["fp32"]
+    machine = host_machine()
     candidates = [
         {
             **m.summary(),
@@ -55,7 +58,8 @@ def base_table(scan: Scan, measured: list[Measurement]) -> dict[str, Any]:
         "graph": str(role),
         "precision": scan.reduced,
         "target": {k: list(v) for k, v in scan.target.items()},
-        "facts": scan.facts,
+        "facts": {**scan.facts, "timed_on": cpu_summary(machine) or machine["processor"]},
+        "machine": machine,
         "fp32_latency_ms_median": round(fp32_ms, 1),
         "latency_ms_median_by_feed": {
             feed: {k: round(v, 1) for k, v in ms.items()} for feed, ms in by_feed.items()

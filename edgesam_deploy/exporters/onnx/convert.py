@@ -23,7 +23,7 @@ from ...modeling.decoder_fast import AttentionForm
 from ...vocabulary import GraphSpec, Precision, Role, Target
 from ..base import ExportContext, Exporter
 from .checks import check_static_decoder, opset_of
-from .options import OnnxOptions
+from .options import Int8Weights, OnnxOptions
 
 OPSET = 17
 # the rewritten decoder's attention form: one graph for every N (docs/decoder-speed.md)
@@ -40,9 +40,11 @@ FP16_INPUT_POLICY_REASON = (
 )
 
 
-def _policies() -> dict[str, Any]:
-    """The measured precision policies per role (see docs/onnx.md)."""
+def _policies(weights: Int8Weights = Int8Weights.SEVEN_BIT) -> dict[str, Any]:
+    """The measured precision policies per role (see docs/onnx.md), int8 weights ``weights`` wide."""
     from ...quantization.onnx_quant import Fp16Policy, Int8Policy
+
+    bits = {"weight_bits": weights.bits, "weight_bits_reason": INT8_WEIGHTS_REASON[weights]}
 
     fp16 = Fp16Policy(
         keep_ops={
@@ -61,17 +63,21 @@ def _policies() -> dict[str, Any]:
             "/encoder/fuse_stage": "multi-scale fusion feeding the neck",
             "/encoder/neck": "convs and LayerNorm2d producing the embeddings",
         },
-        reduce_range=REDUCE_RANGE_REASON,
+        **bits,
     )
     # the decoder's blocks are chosen by the search (--min-iou); nothing is excluded by hand
-    decoder_int8 = Int8Policy(op_types=("MatMul", "Gemm"), reduce_range=REDUCE_RANGE_REASON)
+    decoder_int8 = Int8Policy(op_types=("MatMul", "Gemm"), **bits)
     return {"fp16": fp16, "encoder_int8": encoder_int8, "decoder_int8": decoder_int8}
 
 
-REDUCE_RANGE_REASON = (
-    "on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in 16 bits, "
-    "which 8-bit weights can saturate; 7-bit weights raise the embedding cosine (docs/onnx.md)"
-)
+INT8_WEIGHTS_REASON = {
+    Int8Weights.SEVEN_BIT: "on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of "
+    "products in 16 bits, which 8-bit weights can saturate; 7-bit weights run right on every CPU "
+    "(docs/onnx.md)",
+    Int8Weights.EIGHT_BIT: "--int8-weights 8-bit: the full range, for x86 CPUs with VNNI "
+    "(avx512_vnni, avx_vnni) and ARM CPUs, which add products in 32 bits; on an x86 CPU without "
+    "VNNI these weights can saturate (docs/onnx.md)",
+}
 
 
 LATE_BLOCK_REASON = (
@@ -164,7 +170,7 @@ class OnnxExporter(Exporter):
 
         if precision == Precision.FP32:
             return fp32, {}
-        policies = _policies()
+        policies = _policies(self.options(ctx).int8_weights)
         if precision == Precision.FP16:
             return Q.to_fp16(fp32, policies["fp16"], self._feeds(ctx, role)[:FP16_GUARD_IMAGES])
         if role == Role.DECODER:
@@ -201,14 +207,14 @@ def fp16_policy() -> Any:
     return _policies()["fp16"]
 
 
-def encoder_int8_policy() -> Any:
+def encoder_int8_policy(weights: Int8Weights = Int8Weights.SEVEN_BIT) -> Any:
     """The hand-picked int8 policy of the encoder (what stays float, and why)."""
-    return _policies()["encoder_int8"]
+    return _policies(weights)["encoder_int8"]
 
 
-def decoder_int8_policy() -> Any:
+def decoder_int8_policy(weights: Int8Weights = Int8Weights.SEVEN_BIT) -> Any:
     """The int8 policy the decoder's search starts from: every MatMul and Gemm quantized."""
-    return _policies()["decoder_int8"]
+    return _policies(weights)["decoder_int8"]
 
 
 def decoder_int8_source(ctx: ExportContext, fp32: Any | None = None) -> Any:
@@ -342,7 +348,12 @@ def searched_int8_decoder(
     with tempfile.TemporaryDirectory(prefix="edgesam-search-") as scratch:
         source = decoder_int8_source(ctx, fp32)
         ev = int8_evaluator(
-            ctx, source, decoder_int8_policy(), options, Path(scratch), Role.DECODER
+            ctx,
+            source,
+            decoder_int8_policy(options.int8_weights),
+            options,
+            Path(scratch),
+            Role.DECODER,
         )
         ctx.progress(
             f"onnx: decoder mixed-precision search for mean mask IoU {options.min_iou:g}, min-IoU "
@@ -381,12 +392,15 @@ def scan_int8_decoder(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
         source = decoder_int8_source(ctx)
-        policy = decoder_int8_policy()
+        policy = decoder_int8_policy(search.int8_weights)
         ev = int8_evaluator(ctx, source, policy, search, Path(scratch), Role.DECODER)
         chosen = select_blocks(ev.blocks, blocks, Role.DECODER)
         scan = run_scan(ev, chosen, None, runs, ctx.progress)
     images = len(ctx.calibration_images)
-    scan.facts = _scan_facts(ev, search, runs, start, calibration_images=images)
+    weights = str(search.int8_weights)
+    scan.facts = _scan_facts(
+        ev, search, runs, start, calibration_images=images, int8_weights=weights
+    )
     scan.facts["calibration_feeds"] = len(ev.feeds)
     return scan
 
@@ -407,13 +421,15 @@ def scan_int8_encoder(
     from ...quantization.sensitivity import select_blocks
 
     start = time.perf_counter()
-    policy = encoder_int8_policy()
+    policy = encoder_int8_policy(search.int8_weights)
     _, details, source = hand_picked_int8_encoder(ctx, policy, alphas)
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
         ev = int8_evaluator(ctx, source, policy, search, Path(scratch))
         scan = run_scan(ev, select_blocks(ev.blocks, blocks), policy, runs, ctx.progress)
     alpha = details["equalization"]["alpha"]
-    scan.facts = _scan_facts(ev, search, runs, start, equalization_alpha=alpha)
+    scan.facts = _scan_facts(
+        ev, search, runs, start, equalization_alpha=alpha, int8_weights=str(search.int8_weights)
+    )
     return scan
 
 
