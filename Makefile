@@ -46,6 +46,7 @@ clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
 
 .PHONY: bench-scan
-bench-scan: setup  # the int8 and fp16 sensitivity scans and searches on the full model (long: every encoder block; int8 9 min, fp16 6 min on a quiet 2-vCPU Zen 4; docs/mixed-precision.md)
+bench-scan: setup  # the int8 (7-bit and 8-bit weights) and fp16 sensitivity scans and searches on the full model (long: every encoder block; int8 6-9 min each, fp16 6 min on a quiet 2-vCPU Zen 4 or Zen 5; docs/mixed-precision.md)
 	$(BIN)/python benchmarks/bench_scan.py --threads $(THREADS) --out benchmarks/results/scan
+	$(BIN)/python benchmarks/bench_scan.py --int8-weights 8-bit --threads $(THREADS) --out benchmarks/results/scan-8bit
 	$(BIN)/python benchmarks/bench_scan.py --fp16 --threads $(THREADS) --out benchmarks/results/scan-fp16

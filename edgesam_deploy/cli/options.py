@@ -72,8 +72,8 @@ SearchImagesOpt = typer.Option(
 Int8WeightsOpt = typer.Option(
     None,
     "--int8-weights",
-    help="ONNX int8 graphs: 7-bit weights (default) run right on every CPU; 8-bit are more "
-    "accurate, for x86 CPUs with VNNI and ARM CPUs (an x86 CPU without VNNI can saturate them).",
+    help="ONNX int8 graphs: 7-bit weights (default) run right on every CPU; 8-bit keep one more "
+    "bit, for x86 CPUs with VNNI and ARM CPUs (an x86 CPU without VNNI can saturate them).",
 )
 VariantOpt = typer.Option("edgesam", "--variant", help=f"Model variant: {', '.join(REGISTRY)}.")
 

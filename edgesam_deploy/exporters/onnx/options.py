@@ -17,7 +17,7 @@ class Int8Weights(StrEnum):
 
     ``7-bit``: right on every CPU. x86 CPUs without VNNI multiply u8 x s8 with ``vpmaddubsw``,
     which adds pairs of products in 16 bits: 8-bit weights can saturate there.
-    ``8-bit``: the full range, more accurate, the same kernels' speed; for x86 CPUs with VNNI
+    ``8-bit``: the full range (one more bit), the same kernels' speed; for x86 CPUs with VNNI
     (AVX512-VNNI, AVX-VNNI) and ARM CPUs (SDOT/UDOT), which add in 32 bits.
     """
 
