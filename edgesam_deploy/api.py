@@ -33,7 +33,7 @@ from .modeling import EdgeSam
 from .modeling.image_encoder import UpsampleMode
 from .parity import ArtifactParity, check_directory, reference_description
 from .parity.report import summary, write_json_report, write_junit
-from .vocabulary import ComputeUnit, ProgressFn, ScoreKind, Target
+from .vocabulary import ComputeUnit, Precision, ProgressFn, ScoreKind, Target
 
 LoadedModel = tuple[EdgeSam, ModelSource]
 ModelArg = LoadedModel | Callable[[], LoadedModel] | None
@@ -132,6 +132,22 @@ def split_precisions(
     return {t: tuple(p for p in wanted if e.knows(p)) for t, e in exporters.items()}
 
 
+def _check_int8_weights(
+    int8_weights: Int8Weights | str | None,
+    targets: list[Target],
+    per_target: dict[Target, tuple[str, ...] | None],
+) -> None:
+    """``--int8-weights`` sets the width of ONNX's int8 weights: refused (before the model loads)
+    without ONNX among the targets or an int8 precision among ONNX's."""
+    if int8_weights is None:
+        return
+    if Target.ONNX not in targets:
+        raise DeployError("--int8-weights: the ONNX int8 graphs' option (--target onnx)")
+    precisions = get_exporter(Target.ONNX).resolve_precisions(per_target[Target.ONNX])
+    if not {Precision.INT8_STATIC, Precision.INT8_DYNAMIC} & set(precisions):
+        raise DeployError("--int8-weights sets the int8 graphs' weights: request int8-static")
+
+
 def export(
     out: Path | str,
     target: str | Sequence[Target | str] = "all",
@@ -168,8 +184,7 @@ def export(
     targets = resolve_targets(_joined(target) or "")
     per_target = split_precisions(_joined(precision), targets)
     targets = [t for t in targets if per_target[t] != ()]
-    if int8_weights is not None and Target.ONNX not in targets:
-        raise DeployError("--int8-weights: the ONNX int8 graphs' option (--target onnx)")
+    _check_int8_weights(int8_weights, targets, per_target)
     onnx_weights = {} if int8_weights is None else {"int8_weights": int8_weights}
     search = {"min_iou": min_iou, "search_margin": search_margin, "search_images": search_images}
     builders: dict[Target, TargetOptions] = {

@@ -67,8 +67,8 @@ def test_both_graphs_follow_the_option():
     for weights in Int8Weights:
         assert encoder_int8_policy(weights).reduce_range == (weights.bits == 7)
         assert decoder_int8_policy(weights).weight_bits == weights.bits
-    assert OnnxOptions(("int8-static",)).int8_weights == Int8Weights.SEVEN_BIT
-    assert OnnxOptions(("int8-static",), int8_weights="8-bit").int8_weights.bits == 8
+    assert OnnxOptions(("int8-static",)).weights == Int8Weights.SEVEN_BIT
+    assert OnnxOptions(("int8-static",), int8_weights="8-bit").weights.bits == 8
     with pytest.raises(OptionsError, match="7-bit, 8-bit"):
         OnnxOptions(("int8-static",), int8_weights="9-bit")
 
@@ -78,6 +78,10 @@ def test_both_graphs_follow_the_option():
     [
         (["export", "--target", "onnx", "--int8-weights", "9-bit"], "9-bit"),
         (["export", "--target", "tflite", "--int8-weights", "8-bit"], "--int8-weights: the ONNX"),
+        (
+            ["export", "--target", "onnx", "--precision", "fp32", "--int8-weights", "8-bit"],
+            "--int8-weights sets the int8 graphs' weights: request int8-static",
+        ),
         (
             ["quantize-scan", "--target", "tflite", "--int8-weights", "8-bit"],
             "--int8-weights: the ONNX int8 scan's option",

@@ -170,7 +170,7 @@ class OnnxExporter(Exporter):
 
         if precision == Precision.FP32:
             return fp32, {}
-        policies = _policies(self.options(ctx).int8_weights)
+        policies = _policies(self.options(ctx).weights)
         if precision == Precision.FP16:
             return Q.to_fp16(fp32, policies["fp16"], self._feeds(ctx, role)[:FP16_GUARD_IMAGES])
         if role == Role.DECODER:
@@ -350,7 +350,7 @@ def searched_int8_decoder(
         ev = int8_evaluator(
             ctx,
             source,
-            decoder_int8_policy(options.int8_weights),
+            decoder_int8_policy(options.weights),
             options,
             Path(scratch),
             Role.DECODER,
@@ -392,12 +392,12 @@ def scan_int8_decoder(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
         source = decoder_int8_source(ctx)
-        policy = decoder_int8_policy(search.int8_weights)
+        policy = decoder_int8_policy(search.weights)
         ev = int8_evaluator(ctx, source, policy, search, Path(scratch), Role.DECODER)
         chosen = select_blocks(ev.blocks, blocks, Role.DECODER)
         scan = run_scan(ev, chosen, None, runs, ctx.progress)
     images = len(ctx.calibration_images)
-    weights = str(search.int8_weights)
+    weights = str(search.weights)
     scan.facts = _scan_facts(
         ev, search, runs, start, calibration_images=images, int8_weights=weights
     )
@@ -421,14 +421,14 @@ def scan_int8_encoder(
     from ...quantization.sensitivity import select_blocks
 
     start = time.perf_counter()
-    policy = encoder_int8_policy(search.int8_weights)
+    policy = encoder_int8_policy(search.weights)
     _, details, source = hand_picked_int8_encoder(ctx, policy, alphas)
     with tempfile.TemporaryDirectory(prefix="edgesam-scan-") as scratch:
         ev = int8_evaluator(ctx, source, policy, search, Path(scratch))
         scan = run_scan(ev, select_blocks(ev.blocks, blocks), policy, runs, ctx.progress)
     alpha = details["equalization"]["alpha"]
     scan.facts = _scan_facts(
-        ev, search, runs, start, equalization_alpha=alpha, int8_weights=str(search.int8_weights)
+        ev, search, runs, start, equalization_alpha=alpha, int8_weights=str(search.weights)
     )
     return scan
 

@@ -32,18 +32,25 @@ class Int8Weights(StrEnum):
 @dataclass
 class OnnxOptions(SearchableOptions):
     """The precisions to write; opsets and simplification are fixed by measurement.
-    ``int8_weights``: the int8 graphs' weight width (``Int8Weights``). ``min_iou``
-    (``SearchableOptions``): None keeps the hand-picked float blocks of the int8-static encoder."""
+    ``int8_weights``: the int8 graphs' weight width (``Int8Weights``; None: 7-bit, and an int8
+    precision need not be among those written). ``min_iou`` (``SearchableOptions``): None keeps
+    the hand-picked float blocks of the int8-static encoder."""
 
     target: ClassVar[Target] = Target.ONNX
-    int8_weights: Int8Weights = field(default=Int8Weights.SEVEN_BIT, kw_only=True)
+    int8_weights: Int8Weights | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         try:
-            self.int8_weights = Int8Weights(self.int8_weights)
+            if self.int8_weights is not None:
+                self.int8_weights = Int8Weights(self.int8_weights)
         except ValueError:
             choices = ", ".join(w.value for w in Int8Weights)
             raise OptionsError(
                 f"int8 weights must be one of {choices}, got {self.int8_weights!r}"
             ) from None
         super().__post_init__()
+
+    @property
+    def weights(self) -> Int8Weights:
+        """The int8 weight width the graphs get (``int8_weights``, or 7-bit)."""
+        return self.int8_weights or Int8Weights.SEVEN_BIT
