@@ -17,6 +17,7 @@ from edgesam_deploy import api
 from edgesam_deploy.bench.host import adds_int8_pairs_in_16_bits
 from edgesam_deploy.cli import export as export_cli
 from edgesam_deploy.cli.app import main
+from edgesam_deploy.devices import get_profile
 from edgesam_deploy.exporters.base import OptionsError
 from edgesam_deploy.exporters.onnx.convert import decoder_int8_policy, encoder_int8_policy
 from edgesam_deploy.exporters.onnx.options import Int8Weights, OnnxOptions
@@ -149,3 +150,16 @@ def test_which_cpus_add_int8_pairs_in_16_bits():
     assert not adds_int8_pairs_in_16_bits({"vector": ["avx2", "avx512f", "avx512_vnni"]})
     assert not adds_int8_pairs_in_16_bits({"vector": ["asimd", "asimddp"]})  # ARM: SDOT
     assert not adds_int8_pairs_in_16_bits({})
+
+
+def test_raspberry_pi_5_runs_onnx_int8_static():
+    """The Pi 5 profile takes ONNX int8-static encoders (either width; their parity on its
+    emulated twin: docs/onnx.md), not TFLite's int8-full."""
+    pi = get_profile("raspberry-pi-5")
+
+    def record(target: str, precision: str) -> ArtifactRecord:
+        name = f"{target}/encoder.{precision}"
+        return ArtifactRecord(name, target, "encoder", precision, [], [], 1, "")
+
+    assert pi.wants(record("onnx", "int8-static")) and pi.wants(record("onnx", "int8-dynamic"))
+    assert not pi.wants(record("tflite", "int8-full"))
