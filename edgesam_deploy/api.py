@@ -185,10 +185,9 @@ def export(
     per_target = split_precisions(_joined(precision), targets)
     targets = [t for t in targets if per_target[t] != ()]
     _check_int8_weights(int8_weights, targets, per_target)
-    onnx_weights = {} if int8_weights is None else {"int8_weights": int8_weights}
     search = {"min_iou": min_iou, "search_margin": search_margin, "search_images": search_images}
     builders: dict[Target, TargetOptions] = {
-        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), **search, **onnx_weights),
+        Target.ONNX: OnnxOptions(per_target.get(Target.ONNX), **search, int8_weights=int8_weights),
         Target.TFLITE: TfliteOptions(
             per_target.get(Target.TFLITE), tuple(range(1, num_points + 1)), **search
         ),
