@@ -137,9 +137,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(load_failure(path, exc)) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict):
         raise CheckpointError(
-            f"{path}: expected a state_dict (name -> tensor), got {type(obj).__name__}"
+            f"{path}: expected a state_dict (name -> tensor), got a {type(obj).__name__}"
+        )
+    odd = next((k for k, v in obj.items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise CheckpointError(
+            f"{path}: expected a state_dict (name -> tensor), but entry '{odd}' is of type "
+            f"{type(obj[odd]).__name__}"
         )
     return obj
 
@@ -151,15 +157,25 @@ def load_state_dict_strict(
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(
-        k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape
+    common = set(expected) & set(state_dict)
+    shapes = sorted(k for k in common if expected[k].shape != state_dict[k].shape)
+    # an integer tensor where the model holds weights (or the reverse) is not a cast away
+    dtypes = sorted(
+        k for k in common if expected[k].is_floating_point() != state_dict[k].is_floating_point()
     )
-    if missing or unexpected or shapes:
+    non_finite = sorted(
+        k
+        for k in common
+        if state_dict[k].is_floating_point() and not torch.isfinite(state_dict[k]).all()
+    )
+    if missing or unexpected or shapes or dtypes or non_finite:
         parts = []
         for title, keys in (
             ("missing", missing),
             ("unexpected", unexpected),
             ("wrong shape", shapes),
+            ("integer where weights are floating point, or the reverse", dtypes),
+            ("NaN or infinite values", non_finite),
         ):
             if keys:
                 shown = ", ".join(keys[:5]) + (
@@ -217,9 +233,11 @@ def load_model_for_source(
         return load_model(variant, random_seed=int(source["seed"]), upsample_mode=upsample_mode)
     path = Path(checkpoint or source.get("path") or "")
     if not path.is_file():
+        if checkpoint is not None:
+            raise CheckpointError(f"{checkpoint}: no such checkpoint file")
+        made_from = source.get("path") or "a checkpoint file the manifest does not name"
         raise CheckpointError(
-            f"the export was made from {source.get('path')}, which is not here; pass --checkpoint "
-            "PATH"
+            f"the export was made from {made_from}, which is not here; pass --checkpoint PATH"
         )
     model, loaded = load_model(variant, checkpoint=path, upsample_mode=upsample_mode)
     if source.get("sha256") and loaded.sha256 != source["sha256"]:

@@ -70,13 +70,15 @@ def _to_rgb(im: Image.Image, source: str) -> np.ndarray:
 def read_photo(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Photo:
     """Read ``path`` as it is displayed; ImageError for anything that is not a readable image."""
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO would block the read
+        raise ImageError(f"{path}: not a regular file (a pipe, socket or device), not an image")
     with _own_pixel_limit():
         try:
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > max_megapixels * 1e6:
                     raise ImageError(
-                        f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
+                        f"{path}: {w}x{h} is {w * h / 1e6:.3g} megapixels, over the limit of "
                         f"{max_megapixels:g} (a guard against decompression bombs); "
                         "raise it with --max-megapixels"
                     )

@@ -6,6 +6,7 @@ feed artifacts exactly what the official pipeline would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,22 +177,39 @@ def masks_from_logits(logits: np.ndarray, threshold: float = 0.0) -> np.ndarray:
 LOWRES_SHAPE = (1, 1, 256, 256)  # a previous answer's low-res logits, as the decoder takes them
 
 
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header alone (a header may claim petabytes:
+    nothing is allocated before the shape is checked); PromptError if it is not one."""
+    fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if Path(path).exists() and not Path(path).is_file():
+        raise PromptError(f"--mask-input {path}: not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            if version not in readers:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = readers[version](fh)
+    except (OSError, ValueError, EOFError) as exc:
+        raise PromptError(f"--mask-input {path}: not a readable .npy array ({exc})") from None
+    return shape, dtype
+
+
 def load_mask_input(path: Path) -> np.ndarray:
     """A previous prediction's low-res logits from a ``.npy`` file ([256, 256], [1, 256, 256] or
     [1, 1, 256, 256], floating point, finite) -> float32 [1, 1, 256, 256]; PromptError otherwise."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise PromptError(f"--mask-input {path}: not a readable .npy array ({exc})") from None
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
-        kind = getattr(array, "dtype", type(array).__name__)
-        raise PromptError(f"--mask-input {path}: logits must be floating point, got {kind}")
-    if array.size != 256 * 256 or array.shape[-2:] != (256, 256):
+    shape, dtype = _npy_header(path)
+    if not np.issubdtype(dtype, np.floating):
+        raise PromptError(f"--mask-input {path}: logits must be floating point, got {dtype}")
+    if math.prod(shape) != 256 * 256 or tuple(shape[-2:]) != (256, 256):
         raise PromptError(
-            f"--mask-input {path}: shape {list(array.shape)}; expected [1, 256, 256] low-res "
-            "logits "
+            f"--mask-input {path}: shape {list(shape)}; expected [1, 256, 256] low-res logits "
             "(as --logits-out writes them) or [256, 256]"
         )
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise PromptError(f"--mask-input {path}: not a readable .npy array ({exc})") from None
     if not np.all(np.isfinite(array)):
         raise PromptError(f"--mask-input {path}: holds NaN or infinite values")
     return array.astype(np.float32).reshape(LOWRES_SHAPE)

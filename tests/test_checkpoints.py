@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,6 +143,10 @@ def test_load_model_for_source(saved):
         load_model_for_source(other)
     with pytest.raises(CheckpointError, match="pass --checkpoint"):
         load_model_for_source(dict(csrc.as_dict(), path="/nonexistent/x.pth"))
+    with pytest.raises(CheckpointError, match="from a checkpoint file the manifest does not name"):
+        load_model_for_source(dict(csrc.as_dict(), path=None))
+    with pytest.raises(CheckpointError, match="^/nonexistent/y.pth: no such checkpoint file$"):
+        load_model_for_source(csrc.as_dict(), checkpoint=Path("/nonexistent/y.pth"))
 
 
 def test_both_sources_is_an_error(saved):

@@ -156,6 +156,28 @@ def test_truncated_mask_file_is_one_line(tmp_path, capsys):
     assert "not a readable .npy" in capsys.readouterr().err
 
 
+def _huge_header(path: Path) -> None:
+    """A .npy header claiming 4 PB of float32 (the file holds no data)."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**5, 10**5, 10**5)}
+        )
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "not a readable .npy"),  # numpy: EOFError
+        (_huge_header, "shape [100000, 100000, 100000]"),  # numpy: MemoryError
+    ],
+)
+def test_empty_or_huge_mask_file_is_one_line(tmp_path, capsys, make, message):
+    make(tmp_path / "m.npy")
+    assert _segment_with_mask(tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def _segment_with_mask(tmp_path: Path) -> int:
     """``segment`` on a small black photo with ``tmp_path/m.npy`` as the previous mask."""
     photo = tmp_path / "p.png"

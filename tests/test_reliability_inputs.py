@@ -173,6 +173,7 @@ def test_decompression_bomb_is_refused_with_a_way_out(tmp_path, capsys):
         (lambda p: p.mkdir(), "is a directory, not an image"),
         (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 50), "not a readable image"),
         (lambda p: p.write_bytes(b""), "not a readable image"),
+        (lambda p: os.mkfifo(p), "not a regular file"),  # reading it would block for ever
     ],
 )
 def test_unreadable_photos(tmp_path, capsys, make, expect):
@@ -244,6 +245,37 @@ def test_hostile_checkpoints(photo, tmp_path, capsys, make, expect):
     )
     line = one_line(capsys)
     assert expect in line and "weights_only" not in line and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "spoil, expect",
+    [
+        (lambda t: t.fill_(float("nan")), "NaN or infinite values: image_encoder.features.0.0.c"),
+        (lambda t: t.to(torch.int32), "integer where weights are floating point"),
+    ],
+)
+def test_checkpoint_with_unusable_weights(photo, tmp_path, capsys, random_model, spoil, expect):
+    """A checkpoint whose structure is right but whose weights cannot be EdgeSAM's: refused in one
+    line naming the tensors, not run to NaN masks or silently cast."""
+    state = {k: v.clone() for k, v in random_model.state_dict().items()}
+    key = "image_encoder.features.0.0.c.weight"
+    state[key] = spoil(state[key])
+    torch.save(state, tmp_path / "c.pth")
+    argv = ["segment", str(photo), "--point", "1,1", "--out", str(tmp_path / "o.png")]
+    assert main([*argv, "--checkpoint", str(tmp_path / "c.pth")]) == 2
+    assert expect in one_line(capsys) and not (tmp_path / "o.png").exists()
+
+
+def test_an_eof_error_is_not_an_interrupt(photo, tmp_path, capsys, monkeypatch):
+    """click turns an EOFError into an Abort, which would read "interrupted" (exit 130)."""
+
+    def truncated(*args, **kwargs):
+        raise EOFError("ran out of input")
+
+    monkeypatch.setattr("edgesam_deploy.api_segment.read_photo", truncated)
+    argv = ["segment", str(photo), "--point", "1,1", "--out", str(tmp_path / "o.png")]
+    assert main([*argv, "--random-weights", "0"]) == 3
+    assert "internal error: EOFError: ran out of input" in one_line(capsys)
 
 
 def test_torch_warnings_do_not_add_lines(photo, tmp_path):

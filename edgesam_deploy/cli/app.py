@@ -77,7 +77,9 @@ def _run(args: list[str], debug: bool) -> int:
         code = exc.exit_code
     except SystemExit as exc:  # Typer's completion options and completion requests exit this way
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        if isinstance(exc.__cause__, EOFError):  # click turns an EOFError into an Abort
+            return _internal(exc.__cause__, debug)
         code = INTERRUPTED
     except DeployError as exc:
         return _fail(str(exc), exc.exit_code, debug)
@@ -89,15 +91,20 @@ def _run(args: list[str], debug: bool) -> int:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             return _fail(exc.format_message() + hint, exc.exit_code, debug)
-        return _fail(
-            f"internal error: {exc.__class__.__name__}: {first_line(exc, 300)} "
-            "(run with --debug for the traceback)",
-            3,
-            debug,
-        )
+        return _internal(exc, debug)
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without a word
         print(INTERRUPTED_LINE, file=current().stream)
     return code
+
+
+def _internal(exc: BaseException, debug: bool) -> int:
+    """An unexpected exception: one line naming it, exit code 3."""
+    return _fail(
+        f"internal error: {exc.__class__.__name__}: {first_line(exc, 300)} "
+        "(run with --debug for the traceback)",
+        3,
+        debug,
+    )
 
 
 def _fail(message: str, code: int, debug: bool) -> int:
