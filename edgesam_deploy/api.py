@@ -330,6 +330,8 @@ def bench(
     )
     path = None if checkpoint is None else Path(checkpoint)
     loader = _reference_loader(directory, path, random_weights, progress)
+    if path is not None or random_weights is not None:
+        loader()  # weights asked for by name are checked before measuring, needed or not
     return run_bench(profile, directory, settings, options, loader, progress)
 
 

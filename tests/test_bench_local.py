@@ -158,3 +158,20 @@ def test_host_bench_adopts_the_exports_record_and_judges_only_the_rest(
     assert enc.host_parity is None  # the host column says "this row"
     assert dec.parity is not None and dec.parity.source == "computed" and dec.parity.passed
     assert judged == [["decoder.onnx"]]
+
+
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        (["--threads", "100000"], "--threads must be from 1 to 256"),  # the runtime would hang
+        (["--checkpoint", "{tmp}/text.pth"], "text.pth: not a PyTorch checkpoint"),
+    ],
+)
+def test_bench_refuses_before_measuring(export_dir, tmp_path, capsys, argv, expect):
+    """A thread count no runtime can start and a checkpoint named but unusable are refused up
+    front, even where the reference would not be needed (--no-reference, parity recorded)."""
+    (tmp_path / "text.pth").write_text("not a checkpoint\n")
+    base = ["bench", "--artifacts", str(export_dir), "--runs", "1", "--warmup", "0"]
+    code = main([*base, "--no-reference", *(a.format(tmp=tmp_path) for a in argv)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expect in err[0], err

@@ -21,6 +21,8 @@ from .parity_summary import adopt_recorded, attach_host_parity
 from .runners import BenchRequest, RunnerOptions, get_runner
 from .schema import BenchReport
 
+MAX_THREADS = 256  # more than any phone or board has cores; a runtime asked for 10^5 hangs
+
 
 @dataclass
 class BenchSettings:
@@ -36,8 +38,8 @@ class BenchSettings:
     def validate(self) -> None:
         if self.runs < 1 or self.warmup < 0:
             raise DeployError("--runs must be at least 1 and --warmup at least 0")
-        if self.threads is not None and self.threads < 1:
-            raise DeployError("--threads must be at least 1")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise DeployError(f"--threads must be from 1 to {MAX_THREADS}")
         unknown = sorted(set(self.parity_photos or []) - set(PARITY_PHOTOS))
         if unknown:
             raise DeployError(
