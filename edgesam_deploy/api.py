@@ -118,10 +118,12 @@ def split_precisions(
     """Comma list -> per-target subsets (None: the target's defaults). A name may be a precision
     or an alias such as ``int8`` (each target's recommended variant); one that no chosen target
     knows is an error."""
-    if not text:
+    if text is None:
         return {t: None for t in targets}
     wanted = [p.strip() for p in text.split(",") if p.strip()]
     exporters = {t: get_exporter(t) for t in targets}
+    if not wanted:  # an empty --precision '' is not "the defaults"
+        raise DeployError(f"--precision {text!r} names no precision; leave it out for the defaults")
     unknown = [p for p in wanted if not any(e.knows(p) for e in exporters.values())]
     if unknown:
         choices = sorted({str(p) for e in exporters.values() for p in (*e.precisions, *e.aliases)})

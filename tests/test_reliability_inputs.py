@@ -424,6 +424,14 @@ def test_out_locations_are_checked_before_any_work(photo, tmp_path, capsys, moun
         ),
         (["devices", "--no-check", "--profiles", "{tmp}/latin1.toml"], "not UTF-8 text"),
         (["export", "--out", "{tmp}/e"], "Missing option '--target'"),
+        (
+            ["export", "--target", "onnx", "--precision", "", "--out", "{tmp}/e"],
+            "names no precision",
+        ),
+        (
+            ["export", "--target", "onnx", "--precision", " ,", "--out", "{tmp}/e"],
+            "names no precision",
+        ),
     ],
 )
 def test_bad_options_are_one_line(photo, tmp_path, capsys, argv, expect):
