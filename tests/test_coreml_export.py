@@ -207,6 +207,7 @@ def test_fp32_groups_follow_the_measurement(conformance_model):
         (dict(compute_units="NPU"), "compute units"),
         (dict(precisions=["int4"]), "no precision int4"),
         (dict(max_points=0), "--max-points"),
+        (dict(max_points=1), "--max-points 1: choose 2..64"),
     ],
 )
 def test_bad_options_raise_one_line_errors(options, message, random_model, tmp_path):

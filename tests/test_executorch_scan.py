@@ -169,7 +169,7 @@ def test_export_records_the_search(conformance_model, reuse_evaluator, monkeypat
         out,
         "executorch",
         precision="int8-static",
-        max_points=1,
+        max_points=2,
         calibration_size=1,
         min_iou=0.5,
         search_margin=0.0,

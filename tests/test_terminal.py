@@ -23,7 +23,7 @@ from edgesam_deploy.vocabulary import counting
 # lines other libraries write during an export on Linux (coremltools, absl/TF, torch, tqdm, logging)
 FOREIGN = re.compile(r"Failed to load|WARNING|I0000|it/s|%\||Warning|\bW\d{4} ")
 STEP_LINE = re.compile(r"^ *\d+\.\ds \S")  # the plain format: seconds since start, the step
-CHEAP = ("--random-weights", "0", "--num-points", "1", "--max-points", "2")
+CHEAP = ("--random-weights", "0", "--num-points", "2", "--max-points", "2")
 
 
 def _lines(text: str) -> list[str]:

@@ -176,6 +176,9 @@ def test_point_count_options_are_validated():
     for bad in ((0,), ("x",), (65,), ()):
         with pytest.raises(DeployError):
             TfliteOptions(point_counts=bad)
+    # no prompt fits a decoder of one point: parity would have no case to run
+    with pytest.raises(DeployError, match="--num-points 1: choose 2..64"):
+        TfliteOptions(point_counts=(1,))
     with pytest.raises(DeployError, match="no precision int4"):
         get_exporter("tflite").resolve_precisions(["int4"])
 

@@ -39,6 +39,20 @@ class OptionsError(DeployError):
     """An export option has a value its target cannot use."""
 
 
+MIN_POINTS = 2  # decoder points of the shortest prompt: one click and the padding point, or a box
+MAX_POINTS = 64
+
+
+def check_max_points(option: str, n: int) -> None:
+    """``n``, the most decoder points an export takes (``option`` names it), must hold the shortest
+    prompt and stay within ``MAX_POINTS``; OptionsError otherwise."""
+    if not MIN_POINTS <= n <= MAX_POINTS:
+        raise OptionsError(
+            f"{option} {n}: choose {MIN_POINTS}..{MAX_POINTS} (the shortest prompt, one point or a "
+            f"box, takes {MIN_POINTS} decoder points: a click and the padding point, or two corners)"
+        )
+
+
 @dataclass
 class TargetOptions:
     """Options of one target; each exporter subclasses it with the fields only it reads."""

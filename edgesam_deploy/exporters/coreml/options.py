@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ...vocabulary import ComputeUnit, Target
-from ..base import OptionsError, TargetOptions
+from ..base import OptionsError, TargetOptions, check_max_points
 
 MIN_IOS = (16, 17, 18)
 FP32_OPS_AUTO = "auto"
@@ -28,8 +28,7 @@ class CoremlOptions(TargetOptions):
         if self.min_ios not in MIN_IOS:
             supported = ", ".join(map(str, MIN_IOS))
             raise OptionsError(f"--min-ios {self.min_ios}: Core ML export supports {supported}")
-        if not 1 <= self.max_points <= 64:
-            raise OptionsError(f"--max-points {self.max_points}: choose 1..64")
+        check_max_points("--max-points", self.max_points)
         try:
             self.compute_units = ComputeUnit(self.compute_units)
         except ValueError:

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ...vocabulary import Target
-from ..base import OptionsError
+from ..base import check_max_points
 from ..search_options import SearchableOptions
-
-MAX_POINTS = 64
 
 
 @dataclass
@@ -24,6 +22,5 @@ class ExecutorchOptions(SearchableOptions):
     max_points: int = 16
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_points <= MAX_POINTS:
-            raise OptionsError(f"--max-points {self.max_points}: choose 1..{MAX_POINTS}")
+        check_max_points("--max-points", self.max_points)
         super().__post_init__()

@@ -6,10 +6,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...vocabulary import Target
-from ..base import OptionsError
+from ..base import MAX_POINTS, OptionsError, check_max_points
 from ..search_options import SearchableOptions
-
-MAX_POINTS = 64
 
 
 def default_point_counts() -> tuple[int, ...]:
@@ -37,5 +35,6 @@ class TfliteOptions(SearchableOptions):
             raise OptionsError(
                 f"tflite point counts must lie in 1..{MAX_POINTS}, got {counts or 'none'}"
             )
+        check_max_points("--num-points", counts[-1])
         self.point_counts = tuple(counts)
         super().__post_init__()
