@@ -33,6 +33,7 @@ from .modeling import EdgeSam
 from .modeling.image_encoder import UpsampleMode
 from .parity import ArtifactParity, check_directory, reference_description
 from .parity.report import summary, write_json_report, write_junit
+from .quantization.calibration import calibration_photos
 from .vocabulary import ComputeUnit, Precision, ProgressFn, ScoreKind, Target
 
 LoadedModel = tuple[EdgeSam, ModelSource]
@@ -112,18 +113,27 @@ def _joined(value: str | Sequence[str] | None) -> str | None:
     return value if value is None or isinstance(value, str) else ",".join(map(str, value))
 
 
+def comma_list(option: str, text: str | None) -> list[str] | None:
+    """The names of a comma-separated option (None: not given, i.e. its default); one that names
+    nothing (``''``, ``' , '``) is refused rather than read as the default."""
+    if text is None:
+        return None
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise DeployError(f"{option} {text!r} names nothing; leave it out for the default")
+    return names
+
+
 def split_precisions(
     text: str | None, targets: list[Target]
 ) -> dict[Target, tuple[str, ...] | None]:
     """Comma list -> per-target subsets (None: the target's defaults). A name may be a precision
     or an alias such as ``int8`` (each target's recommended variant); one that no chosen target
     knows is an error."""
-    if text is None:
+    wanted = comma_list("--precision", text)
+    if wanted is None:
         return {t: None for t in targets}
-    wanted = [p.strip() for p in text.split(",") if p.strip()]
     exporters = {t: get_exporter(t) for t in targets}
-    if not wanted:  # an empty --precision '' is not "the defaults"
-        raise DeployError(f"--precision {text!r} names no precision; leave it out for the defaults")
     unknown = [p for p in wanted if not any(e.knows(p) for e in exporters.values())]
     if unknown:
         choices = sorted({str(p) for e in exporters.values() for p in (*e.precisions, *e.aliases)})
@@ -207,6 +217,8 @@ def export(
         mask_input=mask_input,
         targets={t: builders[t] for t in targets},
     )
+    if options.calibration_dir is not None:  # a wrong one is refused before the model loads
+        calibration_photos(options.calibration_dir, calibration_size)
     out = Path(out)
     check_output_dir(out)
     net, source = resolve_model(model, variant, checkpoint, random_weights)

@@ -123,7 +123,9 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
-        """Read and validate ``directory``'s manifest (untrusted: schema and paths checked)."""
+        """Read and validate ``directory``'s manifest (untrusted: schema and paths checked; the
+        manifest itself may be a symlink only to a file inside ``directory``)."""
+        inside(directory, MANIFEST_NAME, str(directory))  # a symlinked manifest may not lead out
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ManifestError(
@@ -131,7 +133,7 @@ class Manifest:
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: bad UTF-8 or JSON, huge ints
             raise ManifestError(f"{path}: not valid JSON ({first_line(exc)})") from exc
         except OSError as exc:
             raise ManifestError(f"{path}: cannot be read ({first_line(exc)})") from exc

@@ -8,10 +8,12 @@ from typing import Optional
 import typer
 
 from .. import api
-from ..bench.report import print_report, write_json_report, write_markdown
+from ..bench.report import plot_path, print_report, write_json_report, write_markdown
 from ..bench.runners import RunnerOptions
 from ..errors import DeployError
-from .options import RandomWeightsOpt, err_console, out_console
+from ..fileio import check_outputs
+from ..manifest import MANIFEST_NAME
+from .options import RandomWeightsOpt, err_console, out_console, path_option
 from .progress import progress_reporter
 
 
@@ -19,10 +21,10 @@ def bench(
     device: str = typer.Option(
         "host", "--device", help="Device profile (see `edgesam-deploy devices`)."
     ),
-    artifacts: Optional[Path] = typer.Option(
+    artifacts: Optional[Path] = path_option(
         None, "--artifacts", help="Export directory with manifest.json (required).", file_okay=False
     ),
-    profiles: Optional[Path] = typer.Option(
+    profiles: Optional[Path] = path_option(
         None,
         "--profiles",
         help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).",
@@ -33,10 +35,10 @@ def bench(
     threads: Optional[int] = typer.Option(
         None, "--threads", help="CPU threads (default: the profile's, else the runtime's)."
     ),
-    json_out: Optional[Path] = typer.Option(
+    json_out: Optional[Path] = path_option(
         None, "--json", help="Write the results as JSON.", dir_okay=False
     ),
-    report: Optional[Path] = typer.Option(
+    report: Optional[Path] = path_option(
         None,
         "--report",
         help="Write a Markdown report (and a latency PNG beside it).",
@@ -56,7 +58,7 @@ def bench(
         "--parity-photos",
         help="Parity photos, comma-separated (default: all four; with --emulate: coffee).",
     ),
-    benchmark_model: Optional[Path] = typer.Option(
+    benchmark_model: Optional[Path] = path_option(
         None,
         "--benchmark-model",
         help="adb: LiteRT's benchmark_model binary for the phone.",
@@ -70,7 +72,7 @@ def bench(
     ssh_host: Optional[str] = typer.Option(
         None, "--ssh-host", help="ssh: [user@]host or a Host of your ssh config."
     ),
-    ssh_config: Optional[Path] = typer.Option(
+    ssh_config: Optional[Path] = path_option(
         None, "--ssh-config", help="ssh: an ssh_config file (ssh -F).", dir_okay=False
     ),
     remote_python: Optional[str] = typer.Option(
@@ -97,7 +99,7 @@ def bench(
     timeout: float = typer.Option(
         1800.0, "--timeout", help="Seconds allowed per measurement or device command."
     ),
-    checkpoint: Optional[Path] = typer.Option(
+    checkpoint: Optional[Path] = path_option(
         None,
         "--checkpoint",
         help="Reference weights for parity, if not where the manifest says.",
@@ -109,6 +111,14 @@ def bench(
 
     Artifacts of DIR that the device cannot run are listed as not measured, with the reason.
     """
+    check_outputs(
+        {
+            "--json": json_out,
+            "--report": report,
+            "--report's plot": plot_path(report) if report else None,
+        },
+        inputs={f"--artifacts' {MANIFEST_NAME}": artifacts / MANIFEST_NAME if artifacts else None},
+    )
     options = RunnerOptions(
         ssh_host=ssh_host,
         ssh_config=ssh_config,
@@ -127,7 +137,7 @@ def bench(
             "--artifacts DIR is required: an export directory with manifest.json (edgesam-deploy "
             "export)"
         )
-    photos = [p.strip() for p in parity_photos.split(",") if p.strip()] if parity_photos else None
+    photos = api.comma_list("--parity-photos", parity_photos)
     with progress_reporter(f"bench {device}") as progress:
         result = api.bench(
             artifacts,

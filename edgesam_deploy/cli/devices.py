@@ -10,11 +10,11 @@ from rich.table import Table
 
 from ..bench.reachability import reachability
 from ..devices import PACKAGED, load_profiles
-from .options import out_console
+from .options import out_console, path_option
 
 
 def devices(
-    profiles: Optional[Path] = typer.Option(
+    profiles: Optional[Path] = path_option(
         None,
         "--profiles",
         help="TOML file with your own profiles (default: $EDGESAM_DEPLOY_PROFILES).",

@@ -11,6 +11,8 @@ from .. import api
 from ..bench.host import adds_int8_pairs_in_16_bits, cpu_details
 from ..errors import DeployError
 from ..exporters.onnx.options import Int8Weights
+from ..fileio import check_outputs
+from ..manifest import MANIFEST_NAME
 from ..parity.report import print_table
 from ..vocabulary import ComputeUnit, ScoreKind
 from .options import (
@@ -25,6 +27,7 @@ from .options import (
     err_console,
     model_from_options,
     out_console,
+    path_option,
 )
 from .progress import progress_reporter
 
@@ -43,7 +46,7 @@ def export(
     target: str = typer.Option(
         ..., "--target", help="coreml, onnx, tflite, executorch, a comma list, or all."
     ),
-    out: Path = typer.Option(
+    out: Path = path_option(
         ..., "--out", help="Export directory (manifest.json is written there)."
     ),
     precision: Optional[str] = typer.Option(
@@ -62,7 +65,7 @@ def export(
     num_points: int = typer.Option(
         16,
         "--num-points",
-        help="TFLite: one decoder signature per point count N = 1..this (1..64).",
+        help="TFLite: one decoder signature per point count N = 1..this (2..64).",
     ),
     max_points: int = typer.Option(
         16, "--max-points", help="Core ML, ExecuTorch: upper bound of the dynamic point count."
@@ -94,13 +97,13 @@ def export(
     no_parity: bool = typer.Option(
         False, "--no-parity", help="Skip the parity check after export."
     ),
-    json_out: Optional[Path] = typer.Option(
+    json_out: Optional[Path] = path_option(
         None,
         "--json",
         help="Write the parity results as JSON (as `parity --json`).",
         dir_okay=False,
     ),
-    junit: Optional[Path] = typer.Option(
+    junit: Optional[Path] = path_option(
         None, "--junit", help="Write the parity results as JUnit XML.", dir_okay=False
     ),
     checkpoint: Optional[Path] = CheckpointOpt,
@@ -110,6 +113,10 @@ def export(
     """Export EdgeSAM's encoder and decoder for each target, record a manifest, and run the parity gate."""
     if no_parity and (json_out or junit):
         raise DeployError("--json and --junit report the parity gate: drop --no-parity")
+    check_outputs(
+        {"--json": json_out, "--junit": junit, f"--out's {MANIFEST_NAME}": out / MANIFEST_NAME},
+        {"--out": out},
+    )
     with progress_reporter("export") as report:
         result = api.export(
             out,

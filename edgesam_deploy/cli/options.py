@@ -33,7 +33,27 @@ def out_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
-CheckpointOpt = typer.Option(
+def _path(value: str | None) -> Path | None:
+    """A path parameter's text as a Path; an empty one (it would mean the current directory) is
+    refused in one line."""
+    if value is None:
+        return None
+    if not value:
+        raise typer.BadParameter("an empty path; give a file or directory name")
+    return Path(value)
+
+
+def path_option(default: Any, *names: str, **kwargs: Any) -> Any:
+    """``typer.Option`` for a path (``typer.Option``'s path checks kept) that refuses ``''``."""
+    return typer.Option(default, *names, path_type=str, callback=_path, **kwargs)
+
+
+def path_argument(default: Any, **kwargs: Any) -> Any:
+    """``typer.Argument`` for a path (``typer.Argument``'s path checks kept) that refuses ``''``."""
+    return typer.Argument(default, path_type=str, callback=_path, **kwargs)
+
+
+CheckpointOpt = path_option(
     None,
     "--checkpoint",
     help="Local checkpoint (.pth: flat state_dict or {'model': ...}).",
@@ -47,7 +67,7 @@ RandomWeightsOpt = typer.Option(
     max=MAX_SEED,
     help="Seeded random weights of realistic scale: the embedded default for machines without a checkpoint.",
 )
-CalibrationDirOpt = typer.Option(
+CalibrationDirOpt = path_option(
     None,
     "--calibration-dir",
     help="Your own images for int8 calibration (default: scikit-image photos, never the parity "

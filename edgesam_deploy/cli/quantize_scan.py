@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 
+from .. import api
 from ..errors import DeployError
 from ..exporters import ExportOptions
 from ..exporters.base import ExportContext
@@ -17,6 +18,7 @@ from ..exporters.executorch.options import ExecutorchOptions
 from ..exporters.onnx.options import Int8Weights, OnnxOptions
 from ..exporters.search_options import SearchableOptions
 from ..exporters.tflite.options import TfliteOptions
+from ..fileio import check_outputs
 from ..parity.thresholds import thresholds_for
 from ..quantization.search_target import check_margin
 from ..quantization.sensitivity import BLOCK_HELP, check_block_names
@@ -32,6 +34,7 @@ from .options import (
     VariantOpt,
     model_from_options,
     out_console,
+    path_option,
 )
 from .progress import progress_reporter
 
@@ -46,10 +49,11 @@ OPTIONS: dict[Target, type[SearchableOptions]] = {
     Target.EXECUTORCH: ExecutorchOptions,
 }
 FP16_TARGETS = (Target.ONNX,)  # TFLite fp16 is weights only: nothing per block to scan at run time
+SCAN_FILES = ("scan.json", "scan.md", "scan.png")  # what every scan's write_table puts in --out
 
 
 def quantize_scan(
-    out: Path = typer.Option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
+    out: Path = path_option(..., "--out", help="Folder for scan.json, scan.md and scan.png."),
     target: str = typer.Option(
         "onnx",
         "--target",
@@ -116,8 +120,8 @@ def quantize_scan(
     if int8_weights is not None and (kind != Target.ONNX or fp16):
         raise DeployError("--int8-weights: the ONNX int8 scan's option (--target onnx, no --fp16)")
     precision = Precision.FP16 if fp16 else SCANNED[kind]
-    split = [b.strip() for b in blocks.split(",") if b.strip()] if blocks else []
-    names = check_block_names(split, role) if blocks else None
+    listed = api.comma_list("--blocks", blocks)
+    names = None if listed is None else check_block_names(listed, role)
     gate = thresholds_for(precision, role)["mask_iou_mean"][1]
     search = OPTIONS[kind](
         (precision,),
@@ -127,6 +131,7 @@ def quantize_scan(
         **({} if int8_weights is None else {"int8_weights": int8_weights}),
     )
     check_margin(search.margin_for(precision), precision)  # before the model loads
+    check_outputs({f"--out's {name}": out / name for name in SCAN_FILES}, {"--out": out})
     model, source = model_from_options(variant, checkpoint, random_weights)
     options = ExportOptions(calibration_dir=calibration_dir, calibration_size=calibration_size)
     with progress_reporter("quantize-scan") as report:

@@ -9,9 +9,17 @@ import typer
 from rich.console import Console
 
 from ..api_segment import segment as segment_photo
+from ..fileio import check_outputs
 from ..photos import DEFAULT_MAX_MEGAPIXELS
 from ..processing import PromptError
-from .options import CheckpointOpt, RandomWeightsOpt, VariantOpt, model_from_options
+from .options import (
+    CheckpointOpt,
+    RandomWeightsOpt,
+    VariantOpt,
+    model_from_options,
+    path_argument,
+    path_option,
+)
 
 
 def parse_point(text: str) -> tuple[float, float, int]:
@@ -39,15 +47,15 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def segment(
-    image: Path = typer.Argument(
+    image: Path = path_argument(
         ..., help="Input image (any format PIL reads; RGB, RGBA, gray or 16-bit)."
     ),
     point: list[str] = typer.Option(
         [], "--point", help="X,Y[,LABEL] in image pixels; repeatable. LABEL 1 fg (default), 0 bg."
     ),
     box: Optional[str] = typer.Option(None, "--box", help="X1,Y1,X2,Y2 in image pixels."),
-    out: Path = typer.Option(..., "--out", help="Overlay image to write (.png, .jpg)."),
-    mask_out: Optional[Path] = typer.Option(
+    out: Path = path_option(..., "--out", help="Overlay image to write (.png, .jpg)."),
+    mask_out: Optional[Path] = path_option(
         None, "--mask-out", help="Also write the binary mask (8-bit, 255 inside)."
     ),
     num_masks: int = typer.Option(
@@ -61,13 +69,13 @@ def segment(
     checkpoint: Optional[Path] = CheckpointOpt,
     random_weights: Optional[int] = RandomWeightsOpt,
     variant: str = VariantOpt,
-    logits_out: Optional[Path] = typer.Option(
+    logits_out: Optional[Path] = path_option(
         None,
         "--logits-out",
         help="Also write the chosen mask's low-res logits ([1, 256, 256] float32 .npy): "
         "the --mask-input of your next click.",
     ),
-    mask_input: Optional[Path] = typer.Option(
+    mask_input: Optional[Path] = path_option(
         None,
         "--mask-input",
         help="Refine a previous answer: low-res logits from --logits-out ([1, 256, 256] "
@@ -85,6 +93,10 @@ def segment(
     With several candidates (--num-masks 3/4) the one with the highest stability score is kept
     (EdgeSAM's IoU head was not distilled and is unreliable).
     """
+    check_outputs(
+        {"--out": out, "--mask-out": mask_out, "--logits-out": logits_out},
+        inputs={"IMAGE": image},
+    )
     result = segment_photo(
         image,
         [parse_point(p) for p in point],

@@ -13,6 +13,7 @@ from ..device.protocol import Bundle, BundleArtifact, Case, Settings, write_tens
 from ..device.run import ARTIFACTS_DIR
 from ..errors import DeployError
 from ..manifest import ArtifactRecord
+from ..manifest_schema import inside
 from ..vocabulary import Role, ScoreKind, Target
 from .engine import Reference, decoder_case_id, encoder_case_id
 
@@ -72,7 +73,9 @@ def bundle_artifact(record: ArtifactRecord, cases: list[Case]) -> BundleArtifact
     )
 
 
-def _copy(src: Path, dest: Path) -> None:
+def _copy(export_dir: Path, file: str, dest: Path) -> None:
+    """Copy artifact ``file`` of ``export_dir`` (kept inside it, see ``inside``) to ``dest``."""
+    src = inside(export_dir, file, str(export_dir))
     if not src.exists():
         raise DeployError(f"{src}: listed in the manifest but missing")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +94,7 @@ def write_bundle(
     directory = Path(directory)
     cases = write_cases(directory, reference)
     for record in records:
-        _copy(Path(export_dir) / record.file, directory / ARTIFACTS_DIR / record.file)
+        _copy(Path(export_dir), record.file, directory / ARTIFACTS_DIR / record.file)
     bundle = Bundle(cases, [bundle_artifact(r, cases) for r in records], settings)
     bundle.save(directory)
     return bundle

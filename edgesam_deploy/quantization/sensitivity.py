@@ -34,6 +34,7 @@ from ..errors import DeployError
 from ..graphs import example_inputs
 from ..manifest import ArtifactRecord
 from ..modeling import EdgeSam
+from ..modeling.image_encoder import REPVIT_M1_BLOCKS
 from ..parity.engine import (
     Reference,
     decoder_case_id,
@@ -53,12 +54,20 @@ _SCOPE = re.compile(r"^/encoder/(features\.(\d+)|fuse_stage(\d)|neck)/")
 _DECODER_SCOPE = re.compile(
     rf"^{decoder_blocks.SCOPE_PREFIX}({decoder_blocks.BLOCK_NAME.pattern})/"
 )
+# the encoder's blocks: features[0] (stem), features[1..26] (RepViT blocks), the fusions, the neck
+ENCODER_BLOCKS = (
+    "stem",
+    *(f"block{i}" for i in range(1, len(REPVIT_M1_BLOCKS) + 1)),
+    "fuse2",
+    "fuse3",
+    "neck",
+)
 BLOCK_NAME = {  # what a block of each role can be called
-    Role.ENCODER: re.compile(r"stem|block[1-9]\d*|fuse\d|neck"),
+    Role.ENCODER: re.compile("|".join(ENCODER_BLOCKS)),
     Role.DECODER: decoder_blocks.BLOCK_NAME,
 }
 BLOCK_HELP = {
-    Role.ENCODER: "stem, block<i>, fuse<k> and neck",
+    Role.ENCODER: f"stem, block1..block{len(REPVIT_M1_BLOCKS)}, fuse2, fuse3 and neck",
     Role.DECODER: ", ".join(decoder_blocks.BLOCK_ORDER),
 }
 SEARCH_REASON = "kept float by the sensitivity search (--min-iou; docs/mixed-precision.md)"

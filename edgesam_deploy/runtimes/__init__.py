@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeployError
+from ..fileio import size_bytes
 from ..manifest import ArtifactRecord
 from ..manifest_schema import inside
 from ..registry import LazyRegistry
@@ -30,13 +31,23 @@ def open_session(
     record: ArtifactRecord, root: Path, model: EdgeSam | None = None, **options: Any
 ) -> GraphSession:
     """Load ``record`` (relative to export dir ``root``) in its runtime; options go to the session,
-    ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``)."""
+    ``model`` (reference weights) to sessions that need it (see ``GraphSession.open``). A file
+    whose size is not the record's, or whose graph is not the one its record declares
+    (``GraphSession.check_interface``), is refused in one line."""
     if record.target not in SESSIONS:
         raise DeployError(f"no runtime for target '{record.target}'")
     path = inside(Path(root), record.file, str(root))
     if not path.exists():
         raise DeployError(f"{path}: listed in the manifest but missing")
-    return SESSIONS[record.target].open(record, path, model=model, **options)
+    size = size_bytes(path)
+    if size != record.size_bytes:
+        raise DeployError(
+            f"{path}: {size} bytes, but the manifest records {record.size_bytes}; the file changed "
+            "after export (export again) or the manifest is wrong"
+        )
+    session = SESSIONS[record.target].open(record, path, model=model, **options)
+    session.check_interface()
+    return session
 
 
 __all__ = ["GraphSession", "open_session"]

@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import DeployError, first_line, require
 from ..manifest import ArtifactRecord
 from ..processing import PromptError
-from ..vocabulary import Role
-from .base import GraphSession
+from ..vocabulary import Role, TensorSpec
+from .base import GraphSession, Tensors
 
 _DELEGATE_NODE = "DELEGATE"
 
@@ -49,12 +49,11 @@ class LiteRtSession(GraphSession):
         self._runners = {key: self.interpreter.get_signature_runner(key) for key in signatures}
         self._outputs = {key: list(sig["outputs"]) for key, sig in signatures.items()}
         self.by_points: dict[int, str] = {}
-        if record.role == Role.DECODER:
+        if record.role == Role.DECODER:  # a signature without point labels: check_interface
             for key, runner in self._runners.items():
                 labels = runner.get_input_details().get("point_labels")
-                if labels is None:
-                    raise DeployError(f"{path}: signature '{key}' has no input 'point_labels'")
-                self.by_points[int(labels["shape"][1])] = key
+                if labels is not None and len(labels["shape"]) == 2:
+                    self.by_points[int(labels["shape"][1])] = key
 
     def _interpreter(self, fuse: bool = True) -> Any:
         resolver = self._lite.OpResolverType
@@ -71,6 +70,12 @@ class LiteRtSession(GraphSession):
         except (ValueError, RuntimeError) as exc:
             raise DeployError(f"{self.path}: LiteRT cannot load it ({first_line(exc)})") from exc
         return it
+
+    def interfaces(self) -> list[tuple[Tensors, Tensors]]:
+        return [
+            (_tensors(runner.get_input_details()), _tensors(runner.get_output_details()))
+            for runner in self._runners.values()
+        ]
 
     @property
     def point_counts(self) -> list[int]:
@@ -146,8 +151,22 @@ class LiteRtSession(GraphSession):
         return out
 
 
+def _tensors(details: dict[str, dict]) -> Tensors:
+    """A signature's input or output details (a dynamic axis is -1 in ``shape_signature``)."""
+    return tuple(
+        TensorSpec(
+            name,
+            tuple(None if n < 0 else int(n) for n in t.get("shape_signature", t["shape"])),
+            np.dtype(t["dtype"]).name,
+        )
+        for name, t in details.items()
+    )
+
+
 def _ranges(values: list[int]) -> str:
-    """[1, 2, 3, 5] -> '1..3, 5'."""
+    """[1, 2, 3, 5] -> '1..3, 5' ('none' for no values)."""
+    if not values:
+        return "none"
     parts: list[str] = []
     start = prev = values[0]
     for v in values[1:] + [None]:  # type: ignore[list-item]

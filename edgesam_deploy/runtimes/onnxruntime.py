@@ -8,7 +8,11 @@ import numpy as np
 
 from ..errors import DeployError, first_line, require
 from ..manifest import ArtifactRecord
-from .base import GraphSession
+from ..vocabulary import TensorSpec
+from .base import GraphSession, Tensors
+
+# ONNX Runtime's names of the dtypes that numpy spells otherwise
+_DTYPES = {"float": "float32", "double": "float64"}
 
 
 class OrtSession(GraphSession):
@@ -43,6 +47,9 @@ class OrtSession(GraphSession):
         self.threads = threads
         self._outputs = [o.name for o in self.session.get_outputs()]
 
+    def interfaces(self) -> list[tuple[Tensors, Tensors]]:
+        return [(_tensors(self.session.get_inputs()), _tensors(self.session.get_outputs()))]
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = {i.name for i in self.session.get_inputs()}
         out = self.session.run(self._outputs, {k: v for k, v in feeds.items() if k in names})
@@ -50,3 +57,13 @@ class OrtSession(GraphSession):
 
     def describe(self) -> dict:
         return {"runtime": self.runtime, "providers": self.providers, "threads": self.threads}
+
+
+def _tensors(args: list) -> Tensors:
+    """ONNX Runtime's ``NodeArg``s (shape entries: int, or a name or None where dynamic)."""
+    out = []
+    for arg in args:
+        dtype = arg.type.removeprefix("tensor(").removesuffix(")")
+        shape = tuple(d if isinstance(d, int) else None for d in arg.shape or ())
+        out.append(TensorSpec(arg.name, shape, _DTYPES.get(dtype, dtype)))
+    return tuple(out)
