@@ -66,5 +66,6 @@ def load_failure(path: Path, exc: BaseException) -> str:
         )
     if code is None:
         return f"{path}: not a PyTorch checkpoint (neither a torch.save archive nor a pickle)"
-    detail = "" if "weights_only" in str(exc) else f": {first_line(exc, 160)}"
+    # the reader's first sentence (torch's go on about filing a bug, and would be cut mid-way)
+    detail = "" if "weights_only" in str(exc) else f": {first_line(exc, 300).split('. ')[0]}"
     return f"{path}: not a readable PyTorch checkpoint (truncated or corrupt{detail})"

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import __version__
 from .errors import first_line
-from .fileio import write_json
+from .fileio import sha256_path, size_bytes, write_json
 from .manifest_schema import ManifestError, inside, validate_manifest
 from .processing import IMG_SIZE, MEAN_RGB, STD_RGB
 from .vocabulary import GraphSpec, graph_spec
@@ -120,6 +120,21 @@ class Manifest:
         if self.root is None:
             raise ManifestError("this manifest was not loaded from an export directory")
         return inside(self.root, record.file, f"{self.root / MANIFEST_NAME}")
+
+    def changed(self, record: ArtifactRecord) -> str | None:
+        """Why ``record``'s file is not the one exported (missing, another size or another
+        SHA-256), or None."""
+        path = self.artifact_path(record)
+        if not path.exists():  # a dangling link too
+            return "listed in the manifest but missing"
+        if size_bytes(path) != record.size_bytes:
+            return (
+                f"{size_bytes(path)} bytes where the manifest records {record.size_bytes}: the file "
+                "changed after export"
+            )
+        if sha256_path(path) != record.sha256:
+            return "sha256 differs from the manifest: the file changed after export"
+        return None
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from edgesam_deploy.bench.host import cpu_details, cpu_summary
 from edgesam_deploy.bench.schema import BenchReport, Stats
 from edgesam_deploy.cli.app import main
+from edgesam_deploy.fileio import sha256_path
 
 from test_bench_support import make_onnx_export
 
@@ -24,7 +26,18 @@ def export_dir(tmp_path_factory, random_model) -> Path:
 
     manifest = Manifest.load(root)
     manifest.add(
-        [ArtifactRecord("encoder.mlpackage", "coreml", "encoder", "fp16", [], [], 17, "0" * 64)]
+        [
+            ArtifactRecord(
+                "encoder.mlpackage",
+                "coreml",
+                "encoder",
+                "fp16",
+                [],
+                [],
+                17,
+                sha256_path(root / "encoder.mlpackage"),
+            )
+        ]
     )
     manifest.save(root)
     return root
@@ -175,3 +188,30 @@ def test_bench_refuses_before_measuring(export_dir, tmp_path, capsys, argv, expe
     code = main([*base, "--no-reference", *(a.format(tmp=tmp_path) for a in argv)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expect in err[0], err
+
+
+def _dangle(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path.with_name("gone"))
+
+
+@pytest.mark.parametrize(
+    "change, expect",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[::-1]), "sha256 differs from the manifest"),
+        (lambda p: p.write_bytes(p.read_bytes() + b"\0"), "18 bytes where the manifest records 17"),
+        (_dangle, "listed in the manifest but missing"),
+    ],
+)
+def test_bench_refuses_an_artifact_changed_after_export(
+    export_dir, tmp_path, capsys, change, expect
+):
+    """Other bytes of the same size, another size, a link to nothing: bench would time (or fail
+    on) a file the manifest does not describe."""
+    changed = tmp_path / "changed"
+    shutil.copytree(export_dir, changed)
+    change(changed / "encoder.mlpackage")
+    argv = ["bench", "--artifacts", str(changed), "--runs", "1", "--warmup", "0"]
+    assert main([*argv, "--no-reference"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress lines
+    assert last.startswith("edgesam-deploy: error: ") and expect in last, last

@@ -456,7 +456,7 @@ def coreml_export(tmp_path) -> tuple[Path, list[ArtifactRecord]]:
                 [],
                 [],
                 2,
-                "0" * 64,
+                sha256_path(package),
                 details,
             )
         )

@@ -69,6 +69,13 @@ def run_bench(
     runner = get_runner(profile, options)
     steps = counting(progress)
     steps.step(runner.probe())
+    for record in records:  # the numbers must be those of the files the manifest describes
+        changed = manifest.changed(record)
+        if changed:
+            raise DeployError(
+                f"{manifest.artifact_path(record)}: {changed}; export again, or bench the export "
+                "it came from"
+            )
     threads = settings.threads or profile.threads
     with tempfile.TemporaryDirectory(prefix="edgesam-bench-") as tmp:
         reference_state = None

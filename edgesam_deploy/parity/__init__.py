@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..api_callable import make_callable
-from ..fileio import sha256_path
 from ..manifest import Manifest
 from ..modeling import EdgeSam
 from ..runtimes import open_session
@@ -52,10 +51,9 @@ def check_directory(
             steps.advance(case_count(record, reference))
             continue
         result = evaluate(session, reference, steps)
-        if sha256_path(manifest.artifact_path(record)) != record.sha256:
-            result.failures.append(
-                "sha256 differs from the manifest: the file changed after export"
-            )
+        changed = manifest.changed(record)
+        if changed:
+            result.failures.append(changed)
             result.passed = False
         results.append(result)
     return results
