@@ -42,12 +42,16 @@ def export_all(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def empty_calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("no-images")
+    """A calibration folder whose one image is not readable: found before the model loads, read
+    (and refused) only inside the conversion step."""
+    folder = tmp_path_factory.mktemp("no-images")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
 
 
 def _failing_tflite(*root: str, out: Path, calibration: Path):
     """A TFLite int8-full export that converts the encoder (absl and TFLite log to descriptor 2)
-    and then fails inside the step: the calibration folder has no image."""
+    and then fails inside the step: the calibration folder's image is not readable."""
     return cli(*root, "export", "--target", "tflite", "--out", str(out), "--precision",
                "int8-full", "--calibration-dir", str(calibration), *CHEAP)  # fmt: skip
 
@@ -75,7 +79,7 @@ def test_error_inside_a_captured_step_is_one_line(tmp_path, empty_calibration):
     run = _failing_tflite(out=tmp_path / "x", calibration=empty_calibration)
     assert run.returncode == 2, run.stderr
     lines = _lines(run.stderr)
-    assert lines[-1].startswith(ERROR_PREFIX) and "no images" in lines[-1], lines
+    assert lines[-1].startswith(ERROR_PREFIX) and "not a readable image" in lines[-1], lines
     assert [line for line in lines if line.startswith(ERROR_PREFIX)] == lines[-1:]
     assert not [line for line in lines if FOREIGN.search(line)], lines
     assert "Traceback" not in run.stderr
@@ -85,7 +89,7 @@ def test_verbose_shows_what_the_failing_step_captured(tmp_path, empty_calibratio
     run = _failing_tflite("--verbose", out=tmp_path / "x", calibration=empty_calibration)
     assert run.returncode == 2, run.stderr
     lines = _lines(run.stderr)
-    assert lines[-1].startswith(ERROR_PREFIX) and "no images" in lines[-1], lines
+    assert lines[-1].startswith(ERROR_PREFIX) and "not a readable image" in lines[-1], lines
     # what the conversion wrote to descriptor 2 or as warnings (absl I0000, torch's pytree
     # FutureWarning: which of them a run writes varies) shows between the step and the error
     step = max(i for i, line in enumerate(lines) if "converting the encoder" in line)

@@ -167,7 +167,7 @@ def test_export_records_the_search(conformance_model, monkeypatch, tmp_path: Pat
         out,
         "tflite",
         precision="int8-full",
-        num_points=1,
+        num_points=2,
         calibration_size=1,
         min_iou=0.9,
         search_margin=0.0,
