@@ -87,6 +87,17 @@ class ArtifactRecord:
         return graph_spec(self.role, bool(self.details.get("mask_input")))
 
 
+def unlike_record(path: Path, record: ArtifactRecord) -> str | None:
+    """Why the file at ``path`` cannot be ``record``'s (missing, a dangling link, another size),
+    without reading it; None if it may be."""
+    if not path.exists():
+        return "listed in the manifest but missing"
+    size = size_bytes(path)
+    if size != record.size_bytes:
+        return f"{size} bytes where the manifest records {record.size_bytes}: the file changed after export"
+    return None
+
+
 @dataclass
 class Manifest:
     """The whole export directory; artifacts of several targets share one manifest."""
@@ -122,19 +133,13 @@ class Manifest:
         return inside(self.root, record.file, f"{self.root / MANIFEST_NAME}")
 
     def changed(self, record: ArtifactRecord) -> str | None:
-        """Why ``record``'s file is not the one exported (missing, another size or another
+        """Why ``record``'s file is not the one exported (``unlike_record``, or another
         SHA-256), or None."""
         path = self.artifact_path(record)
-        if not path.exists():  # a dangling link too
-            return "listed in the manifest but missing"
-        if size_bytes(path) != record.size_bytes:
-            return (
-                f"{size_bytes(path)} bytes where the manifest records {record.size_bytes}: the file "
-                "changed after export"
-            )
-        if sha256_path(path) != record.sha256:
+        reason = unlike_record(path, record)
+        if reason is None and sha256_path(path) != record.sha256:
             return "sha256 differs from the manifest: the file changed after export"
-        return None
+        return reason
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:

@@ -349,7 +349,7 @@ CONTRADICTIONS = {  # id: (the record's field changed, its new value, what the l
     "input-name": (("inputs", 0, "name"), "bogus", ["declares bogus [1, 256, 64, 64] float32"]),
     "input-dtype": (("inputs", 0, "dtype"), "int8", ["image_embeddings [1, 256, 64, 64] int8"]),
     "output-name": (("outputs", 0, "name"), "bogus", ["-> bogus [1, 4] float32"]),
-    "size": (("size_bytes",), 1, ["bytes, but the manifest records 1; the file changed"]),
+    "size": (("size_bytes",), 1, ["bytes where the manifest records 1: the file changed"]),
     "mask-input": (
         ("details", "mask_input"),
         True,

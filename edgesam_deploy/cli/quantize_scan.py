@@ -20,6 +20,7 @@ from ..exporters.search_options import SearchableOptions
 from ..exporters.tflite.options import TfliteOptions
 from ..fileio import check_outputs
 from ..parity.thresholds import thresholds_for
+from ..quantization.scan_report import SCAN_FILES
 from ..quantization.search_target import check_margin
 from ..quantization.sensitivity import BLOCK_HELP, check_block_names
 from ..vocabulary import Precision, Role, Target
@@ -49,7 +50,6 @@ OPTIONS: dict[Target, type[SearchableOptions]] = {
     Target.EXECUTORCH: ExecutorchOptions,
 }
 FP16_TARGETS = (Target.ONNX,)  # TFLite fp16 is weights only: nothing per block to scan at run time
-SCAN_FILES = ("scan.json", "scan.md", "scan.png")  # what every scan's write_table puts in --out
 
 
 def quantize_scan(

@@ -198,10 +198,14 @@ def plot(table: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+SCAN_FILES = ("scan.json", "scan.md", "scan.png")  # what every scan writes in its folder
+
+
 def write_table(table: dict[str, Any], md: str, out_dir: Path) -> list[Path]:
-    """``scan.json`` (``table``), ``scan.md`` (``md``) and ``scan.png`` in ``out_dir``; their paths."""
+    """``SCAN_FILES`` in ``out_dir``: the JSON ``table``, the Markdown ``md`` and the plot; their
+    paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "scan.json", out_dir / "scan.md", out_dir / "scan.png"]
+    paths = [out_dir / name for name in SCAN_FILES]
     with atomic_output(paths[0]) as tmp:
         tmp.write_text(json.dumps(table, indent=2) + "\n")
     with atomic_output(paths[1]) as tmp:

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeployError
-from ..fileio import size_bytes
-from ..manifest import ArtifactRecord
+from ..manifest import ArtifactRecord, unlike_record
 from ..manifest_schema import inside
 from ..registry import LazyRegistry
 from ..vocabulary import Target
@@ -37,14 +36,9 @@ def open_session(
     if record.target not in SESSIONS:
         raise DeployError(f"no runtime for target '{record.target}'")
     path = inside(Path(root), record.file, str(root))
-    if not path.exists():
-        raise DeployError(f"{path}: listed in the manifest but missing")
-    size = size_bytes(path)
-    if size != record.size_bytes:
-        raise DeployError(
-            f"{path}: {size} bytes, but the manifest records {record.size_bytes}; the file changed "
-            "after export (export again) or the manifest is wrong"
-        )
+    reason = unlike_record(path, record)
+    if reason:
+        raise DeployError(f"{path}: {reason}")
     session = SESSIONS[record.target].open(record, path, model=model, **options)
     session.check_interface()
     return session
